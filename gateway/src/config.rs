@@ -1,0 +1,256 @@
+//! Node configuration: one typed struct, layered defaults ← TOML file ← `LIGHTKEEPER_*`
+//! environment ← command line, validated once at start-up with messages that name the field.
+//!
+//! Environment variables use `__` for nesting: `LIGHTKEEPER_KAFKA__BOOTSTRAP=host:9092`,
+//! `LIGHTKEEPER_LIMITS__MAX_BODY_BYTES=1048576`. Unknown keys are rejected, so a typo fails
+//! loudly instead of silently running on a default.
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use lightkeeper_storage::log::KafkaConfig;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// This node's id, recorded in epoch markers and shown in `/v1/cluster`.
+    pub node_id: String,
+    /// HTTP listen address; port 0 picks a free port (the ready log line names the real one).
+    pub listen: SocketAddr,
+    /// Directory for RocksDB state (and the embedded log when no broker is configured).
+    pub data_dir: PathBuf,
+    /// Kafka connection; absent = the embedded single-node default.
+    pub kafka: Option<KafkaConfig>,
+    pub topics: Topics,
+    pub schemas: Schemas,
+    pub limits: Limits,
+    pub storage: Storage,
+    /// Input records per worker batch.
+    pub batch_size: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Topics {
+    /// Input topic of alert packets, keyed by object key.
+    pub input: String,
+    /// Compacted changelog topic (created with cleanup.policy=compact).
+    pub changelog: String,
+    /// Dead-letter topic for packets that cannot be decoded or are misrouted.
+    pub dead_letter: String,
+    /// Partitions to create topics with when they do not exist. An existing input topic's count
+    /// wins; the changelog is created with the input's count.
+    pub partitions: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Schemas {
+    /// Directory of LSST schema versions (`<major>.<minor>/*.avsc`, id = major×100+minor).
+    pub dir: Option<PathBuf>,
+    /// Confluent Schema Registry URL; used instead of `dir` when set.
+    pub registry_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest accepted request body (alert packets are ~1–150 kB).
+    pub max_body_bytes: usize,
+    /// Time limit of one HTTP request.
+    pub request_timeout_ms: u64,
+    /// HTTP requests in flight before new ones are shed with 503.
+    pub max_concurrent_requests: usize,
+    /// Object subscriptions one WebSocket may hold.
+    pub max_subscriptions_per_connection: usize,
+    /// Messages queued per WebSocket before the client is declared too slow and closed.
+    pub ws_send_queue: usize,
+    /// Updates buffered per watched object before a subscriber lags and resynchronizes.
+    pub object_channel_capacity: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Storage {
+    /// RocksDB block cache + write buffers, in MiB.
+    pub memory_budget_mib: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            node_id: "node-1".into(),
+            listen: "127.0.0.1:8080".parse().expect("valid literal"),
+            data_dir: PathBuf::from("lightkeeper-data"),
+            kafka: None,
+            topics: Topics::default(),
+            schemas: Schemas::default(),
+            limits: Limits::default(),
+            storage: Storage::default(),
+            batch_size: 512,
+        }
+    }
+}
+
+impl Default for Topics {
+    fn default() -> Self {
+        Topics {
+            input: "alerts".into(),
+            changelog: "lightkeeper-changelog".into(),
+            dead_letter: "alerts-dlq".into(),
+            partitions: 4,
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 4 << 20,
+            request_timeout_ms: 10_000,
+            max_concurrent_requests: 1024,
+            max_subscriptions_per_connection: 1000,
+            ws_send_queue: 1024,
+            object_channel_capacity: 64,
+        }
+    }
+}
+
+impl Default for Storage {
+    fn default() -> Self {
+        Storage { memory_budget_mib: 256 }
+    }
+}
+
+/// Command-line overrides (only the fields given are applied).
+#[derive(Debug, Default, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kafka: Option<KafkaOverride>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schemas: Option<SchemasOverride>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct KafkaOverride {
+    pub bootstrap: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SchemasOverride {
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("configuration field `{field}`: {reason}")]
+    Invalid { field: &'static str, reason: String },
+}
+
+impl Config {
+    /// Loads defaults ← file ← environment ← overrides, then validates.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(f) = file {
+            fig = fig.merge(Toml::file_exact(f));
+        }
+        fig = fig.merge(Env::prefixed("LIGHTKEEPER_").split("__")).merge(Serialized::defaults(overrides));
+        let config: Config = fig.extract().map_err(Box::new)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |field, reason: &str| Err(ConfigError::Invalid { field, reason: reason.into() });
+        if self.node_id.is_empty() || !self.node_id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+            return invalid("node_id", "must be non-empty letters, digits, '-', '_' or '.'");
+        }
+        if self.topics.partitions == 0 || self.topics.partitions > 1024 {
+            return invalid("topics.partitions", "must be between 1 and 1024");
+        }
+        for (field, name) in [
+            ("topics.input", &self.topics.input),
+            ("topics.changelog", &self.topics.changelog),
+            ("topics.dead_letter", &self.topics.dead_letter),
+        ] {
+            if name.is_empty()
+                || name.len() > 249
+                || !name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+            {
+                return invalid(field, "must be a valid Kafka topic name (1–249 of [a-zA-Z0-9._-])");
+            }
+        }
+        if self.topics.input == self.topics.changelog
+            || self.topics.input == self.topics.dead_letter
+            || self.topics.changelog == self.topics.dead_letter
+        {
+            return invalid("topics", "input, changelog and dead_letter must be three different topics");
+        }
+        if let Some(k) = &self.kafka {
+            if k.bootstrap.trim().is_empty() {
+                return invalid("kafka.bootstrap", "must name at least one host:port");
+            }
+        }
+        if self.batch_size == 0 || self.batch_size > 100_000 {
+            return invalid("batch_size", "must be between 1 and 100000");
+        }
+        if self.limits.max_body_bytes < 1024 {
+            return invalid("limits.max_body_bytes", "must be at least 1024");
+        }
+        if self.limits.request_timeout_ms == 0 {
+            return invalid("limits.request_timeout_ms", "must be positive");
+        }
+        if self.limits.max_concurrent_requests == 0
+            || self.limits.ws_send_queue == 0
+            || self.limits.object_channel_capacity == 0
+        {
+            return invalid("limits", "queue and concurrency limits must be positive");
+        }
+        if self.storage.memory_budget_mib < 16 {
+            return invalid("storage.memory_budget_mib", "must be at least 16");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_embedded() {
+        let c = Config::default();
+        c.validate().unwrap();
+        assert!(c.kafka.is_none());
+    }
+
+    #[test]
+    fn file_then_overrides_layer_and_unknown_keys_fail() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "node_id = \"a\"\nbatch_size = 7\n[kafka]\nbootstrap = \"h:1\"\n").unwrap();
+        let o = Overrides { node_id: Some("b".into()), ..Default::default() };
+        let c = Config::load(Some(&f), &o).unwrap();
+        assert_eq!(c.node_id, "b");
+        assert_eq!(c.batch_size, 7);
+        assert_eq!(c.kafka.unwrap().bootstrap, "h:1");
+
+        std::fs::write(&f, "batch_sise = 7\n").unwrap();
+        let err = Config::load(Some(&f), &Overrides::default()).unwrap_err().to_string();
+        assert!(err.contains("batch_sise"), "{err}");
+
+        std::fs::write(&f, "[topics]\npartitions = 0\n").unwrap();
+        let err = Config::load(Some(&f), &Overrides::default()).unwrap_err().to_string();
+        assert!(err.contains("topics.partitions"), "{err}");
+    }
+}

@@ -1,0 +1,18 @@
+//! The Lightkeeper node: HTTP/WebSocket gateway, configuration, node assembly and the
+//! `lightkeeper` command.
+//!
+//! Layout:
+//! - [`config`]: the typed, layered, validated configuration.
+//! - [`node`]: builds a node from a config (registry, logs, state, workers) and runs it.
+//! - [`routes`]: the axum router — objects, light curves, ingest, health, metrics, OpenAPI,
+//!   WebSocket subscriptions, the dashboard.
+//! - [`error`]: the API error type and its single mapping to HTTP status and JSON body.
+//! - [`state`]: what handlers share, and the gateway's metric definitions.
+//! - [`cli`]: the `decode`, `ingest` and `demo` commands.
+
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod node;
+pub mod routes;
+pub mod state;

@@ -1,0 +1,229 @@
+//! Assembling a node: schema registry, logs (Kafka or embedded), RocksDB state, partition
+//! workers and the HTTP server — and taking it down again in order.
+//!
+//! Shutdown order: stop accepting requests and close WebSockets (bounded drain), then cancel
+//! the workers and join their threads, so every in-flight batch finishes or is cleanly redone.
+
+use crate::config::Config;
+use crate::routes::router;
+use crate::state::{AppState, GatewayMetrics, Inner};
+use anyhow::{bail, Context};
+use lightkeeper_partition::hub::Hub;
+use lightkeeper_partition::metrics::PartitionMetrics;
+use lightkeeper_partition::worker::{self, PartitionStatus, WorkerDeps};
+use lightkeeper_storage::codec::Decoder;
+use lightkeeper_storage::log::{EmbeddedLog, KafkaTopic, Topic};
+use lightkeeper_storage::registry::{ConfluentRegistry, EmbeddedRegistry, SchemaRegistry};
+use lightkeeper_storage::state::{RocksStore, StateStore, StoreOptions};
+use prometheus_client::registry::Registry;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+pub struct Node {
+    pub state: AppState,
+    pub mode: &'static str,
+    workers_cancel: CancellationToken,
+    workers: Vec<std::thread::JoinHandle<()>>,
+}
+
+/// Bounded drain time for open connections at shutdown.
+const DRAIN: Duration = Duration::from_secs(5);
+
+fn schema_registry(config: &Config) -> anyhow::Result<Arc<dyn SchemaRegistry>> {
+    if let Some(url) = &config.schemas.registry_url {
+        return Ok(Arc::new(ConfluentRegistry::new(url, Duration::from_secs(10))));
+    }
+    if let Some(dir) = &config.schemas.dir {
+        let reg = EmbeddedRegistry::from_dir(dir).with_context(|| format!("schemas.dir {}", dir.display()))?;
+        info!(ids = ?reg.known_ids(), "loaded LSST schemas");
+        return Ok(Arc::new(reg));
+    }
+    Ok(Arc::new(EmbeddedRegistry::empty()))
+}
+
+/// The three topics of a node.
+struct Topics {
+    input: Arc<dyn Topic>,
+    changelog: Arc<dyn Topic>,
+    dead_letter: Arc<dyn Topic>,
+}
+
+fn kafka_topics(config: &Config, kafka: &lightkeeper_storage::log::KafkaConfig) -> anyhow::Result<Topics> {
+    let t = &config.topics;
+    let n = kafka.ensure_topic(&t.input, t.partitions, false).context("input topic")?;
+    let c = kafka.ensure_topic(&t.changelog, n, true).context("changelog topic")?;
+    if c != n {
+        bail!(
+            "changelog topic {} has {c} partitions but input topic {} has {n}; they must match",
+            t.changelog,
+            t.input
+        );
+    }
+    kafka.ensure_topic(&t.dead_letter, n, false).context("dead-letter topic")?;
+    Ok(Topics {
+        input: Arc::new(KafkaTopic::open(kafka, &t.input)?),
+        changelog: Arc::new(KafkaTopic::open(kafka, &t.changelog)?),
+        dead_letter: Arc::new(KafkaTopic::open(kafka, &t.dead_letter)?),
+    })
+}
+
+fn embedded_topics(config: &Config) -> anyhow::Result<Topics> {
+    let dir = config.data_dir.join("log");
+    std::fs::create_dir_all(&dir)?;
+    // The partition count of an embedded log is fixed at creation: keys are routed by it.
+    let marker = dir.join("PARTITIONS");
+    let n = match std::fs::read_to_string(&marker) {
+        Ok(s) => {
+            let n: u32 = s.trim().parse().with_context(|| format!("{} is corrupt", marker.display()))?;
+            if n != config.topics.partitions {
+                bail!(
+                    "configuration field `topics.partitions`: the embedded log in {} was created with {n} partitions, not {}",
+                    dir.display(),
+                    config.topics.partitions
+                );
+            }
+            n
+        }
+        Err(_) => {
+            std::fs::write(&marker, config.topics.partitions.to_string())?;
+            config.topics.partitions
+        }
+    };
+    let log = EmbeddedLog::open(&dir)?;
+    let t = &config.topics;
+    Ok(Topics {
+        input: log.topic(&t.input, n)?,
+        changelog: log.topic(&t.changelog, n)?,
+        dead_letter: log.topic(&t.dead_letter, n)?,
+    })
+}
+
+impl Node {
+    /// Opens storage and logs and starts the partition workers. Blocking: call it before the
+    /// server runs (or from `spawn_blocking`).
+    pub fn start(config: &Config) -> anyhow::Result<Node> {
+        std::fs::create_dir_all(&config.data_dir).with_context(|| format!("data_dir {}", config.data_dir.display()))?;
+        let decoder = Arc::new(Decoder::new(schema_registry(config)?));
+        let (topics, mode) = match &config.kafka {
+            Some(k) => (kafka_topics(config, k)?, "kafka"),
+            None => (embedded_topics(config)?, "embedded"),
+        };
+        let store_opts =
+            StoreOptions { memory_budget_bytes: config.storage.memory_budget_mib << 20, sync_writes: false };
+        let store: Arc<dyn StateStore> =
+            Arc::new(RocksStore::open(&config.data_dir.join("state"), &store_opts).context("opening the state store")?);
+
+        let mut registry = Registry::with_prefix("");
+        let partition_metrics = PartitionMetrics::register(&mut registry);
+        let metrics = GatewayMetrics::register(&mut registry);
+        let hub = Arc::new(Hub::new(config.limits.object_channel_capacity));
+        let deps = WorkerDeps {
+            node_id: config.node_id.clone(),
+            input: topics.input.clone(),
+            changelog: topics.changelog,
+            dead_letter: topics.dead_letter,
+            store: store.clone(),
+            decoder: decoder.clone(),
+            hub: hub.clone(),
+            metrics: partition_metrics,
+            batch_size: config.batch_size,
+        };
+        let workers_cancel = CancellationToken::new();
+        let mut statuses = Vec::new();
+        let mut workers = Vec::new();
+        for p in 0..topics.input.partitions() {
+            let status = Arc::new(PartitionStatus::new(p));
+            workers.push(worker::spawn(deps.clone(), p, status.clone(), workers_cancel.child_token())?);
+            statuses.push(status);
+        }
+        let state = AppState(Arc::new(Inner {
+            node_id: config.node_id.clone(),
+            store,
+            hub,
+            decoder,
+            input: topics.input,
+            partitions: statuses,
+            registry,
+            metrics,
+            limits: config.limits.clone(),
+            shutdown: CancellationToken::new(),
+        }));
+        Ok(Node { state, mode, workers_cancel, workers })
+    }
+
+    /// True when every partition has restored and serves.
+    pub fn ready(&self) -> bool {
+        self.state.partitions.iter().all(|p| p.ready.load(Ordering::Acquire))
+    }
+
+    /// Serves HTTP on `listener` until `stop` fires, then shuts down in order.
+    pub async fn serve(self, listener: TcpListener, stop: CancellationToken) -> anyhow::Result<()> {
+        let addr: SocketAddr = listener.local_addr()?;
+        // The one line tests and operators wait for; it names the real port when `:0` was given.
+        println!("lightkeeper listening on http://{addr} (node {}, {} mode)", self.state.node_id, self.mode);
+        info!(%addr, mode = self.mode, "listening");
+        let state = self.state.clone();
+        let ready_state = state.clone();
+        let ready_stop = stop.clone();
+        let ready_task = tokio::spawn(async move {
+            while !ready_state.partitions.iter().all(|p| p.ready.load(Ordering::Acquire)) {
+                tokio::select! {
+                    () = ready_stop.cancelled() => return,
+                    () = tokio::time::sleep(Duration::from_millis(20)) => {}
+                }
+            }
+            info!(%addr, partitions = ready_state.partitions.len(), "node ready");
+        });
+        let shutdown = state.shutdown.clone();
+        let drain_stop = stop.clone();
+        let server = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
+            stop.cancelled().await;
+            shutdown.cancel();
+        });
+        let mut server = tokio::spawn(async move { server.await });
+        let result = tokio::select! {
+            r = &mut server => r?,
+            () = async { drain_stop.cancelled().await; tokio::time::sleep(DRAIN).await } => {
+                tracing::warn!(drain_secs = DRAIN.as_secs(), "connections still open after the drain time; closing them");
+                server.abort();
+                Ok(())
+            }
+        };
+        ready_task.abort();
+        self.workers_cancel.cancel();
+        let workers = self.workers;
+        tokio::task::spawn_blocking(move || {
+            for w in workers {
+                let _ = w.join();
+            }
+        })
+        .await?;
+        info!("node stopped");
+        result.map_err(Into::into)
+    }
+}
+
+/// Fires on SIGINT or SIGTERM.
+pub fn stop_on_signals() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("install SIGTERM handler");
+            tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        info!("shutdown requested");
+        t.cancel();
+    });
+    token
+}

@@ -1,0 +1,91 @@
+//! The HTTP router: routes, limits as tower layers, request metrics and error logging.
+
+mod alerts;
+mod dashboard;
+mod health;
+mod objects;
+pub mod openapi;
+mod ws;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{BoxError, Router};
+use std::time::{Duration, Instant};
+use tower::ServiceBuilder;
+
+/// Builds the router (no socket: tests drive it with `tower::ServiceExt::oneshot`).
+pub fn router(state: AppState) -> Router {
+    let limits = state.limits.clone();
+    let timeout_ms = limits.request_timeout_ms;
+    Router::new()
+        .route("/v1/objects/{key}", get(objects::summary))
+        .route("/v1/objects/{key}/lightcurve", get(objects::lightcurve))
+        .route("/v1/objects/{key}/alerts", get(objects::alerts))
+        .route("/v1/alerts", post(alerts::ingest))
+        .route("/v1/cluster", get(health::cluster))
+        .route("/v1/ws", get(ws::upgrade))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .route("/openapi.json", get(openapi::serve))
+        .merge(dashboard::routes())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(move |e: BoxError| async move { layer_error(e, timeout_ms) }))
+                .load_shed()
+                .concurrency_limit(limits.max_concurrent_requests)
+                .timeout(Duration::from_millis(timeout_ms)),
+        )
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+fn layer_error(e: BoxError, timeout_ms: u64) -> Response {
+    if e.is::<tower::timeout::error::Elapsed>() {
+        ApiError::Timeout(timeout_ms).into_response()
+    } else if e.is::<tower::load_shed::error::Overloaded>() {
+        ApiError::Unavailable("too many requests in flight".into()).into_response()
+    } else {
+        ApiError::internal(e).into_response()
+    }
+}
+
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::NotFound { code: "no_such_route", message: format!("no route for {}", uri.path()) }
+}
+
+async fn method_not_allowed(req: Request) -> Response {
+    let e =
+        ApiError::bad_request("method_not_allowed", format!("{} is not allowed on {}", req.method(), req.uri().path()));
+    (axum::http::StatusCode::METHOD_NOT_ALLOWED, e.into_response()).into_response()
+}
+
+/// Counts and times every request by route and status; logs 5xx at error and 4xx at debug.
+async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let method = req.method().clone();
+    let started = Instant::now();
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let labels = vec![("route".to_owned(), route.clone()), ("status".to_owned(), status.as_u16().to_string())];
+    state.metrics.requests.get_or_create(&labels).inc();
+    state
+        .metrics
+        .request_seconds
+        .get_or_create(&vec![("route".to_owned(), route.clone())])
+        .observe(started.elapsed().as_secs_f64());
+    if status.is_server_error() {
+        tracing::error!(%method, route, status = status.as_u16(), "request failed");
+    } else if status.is_client_error() {
+        tracing::debug!(%method, route, status = status.as_u16(), "request rejected");
+    }
+    resp
+}

@@ -1,0 +1,208 @@
+//! Object reads: summary, light curve (JSON or CSV) and alert history.
+//!
+//! RocksDB reads run on the blocking pool, never on the async runtime.
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use lightkeeper_storage::model::{validate_key, Band, LightPoint, PointKind};
+use lightkeeper_storage::object::{AlertRef, ObjectState, ObjectSummary};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// Loads an object or answers 404.
+pub async fn load(state: &AppState, key: String) -> Result<ObjectState, ApiError> {
+    validate_key(&key).map_err(|m| ApiError::bad_request("invalid_key", m))?;
+    let store = state.store.clone();
+    let k = key.clone();
+    tokio::task::spawn_blocking(move || store.get(&k))
+        .await??
+        .ok_or_else(|| ApiError::NotFound { code: "object_not_found", message: format!("object {key} is not known") })
+}
+
+#[utoipa::path(get, path = "/v1/objects/{key}", params(("key" = String, Path, description = "survey-qualified key, e.g. ztf:ZTF21abiuvdk")),
+    responses((status = 200, body = ObjectSummary), (status = 400, description = "invalid key"), (status = 404, description = "object_not_found")))]
+pub async fn summary(
+    State(state): State<AppState>,
+    key: Result<Path<String>, PathRejection>,
+) -> Result<Json<ObjectSummary>, ApiError> {
+    let Path(key) = key?;
+    Ok(Json(load(&state, key).await?.summary()))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Lightcurve {
+    pub key: String,
+    pub version: u64,
+    pub points: Vec<LightPoint>,
+}
+
+/// Light-curve query: `since_mjd`, `until_mjd`, `band` and `kind` (repeatable or
+/// comma-separated), `format` (`json` or `csv`).
+#[derive(Debug, Default, PartialEq)]
+pub struct LightcurveQuery {
+    pub since_mjd: Option<f64>,
+    pub until_mjd: Option<f64>,
+    pub bands: Vec<Band>,
+    pub kinds: Vec<PointKind>,
+    pub csv: bool,
+}
+
+impl LightcurveQuery {
+    pub fn parse(raw: Option<&str>) -> Result<LightcurveQuery, ApiError> {
+        let mut q = LightcurveQuery::default();
+        let bad = |m: String| ApiError::bad_request("invalid_query", m);
+        let mjd = |name: &str, v: &str| -> Result<f64, ApiError> {
+            v.parse::<f64>()
+                .ok()
+                .filter(|x| x.is_finite())
+                .ok_or_else(|| bad(format!("{name} must be a number (MJD), got {v:?}")))
+        };
+        for (k, v) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+            match k.as_ref() {
+                "since_mjd" => q.since_mjd = Some(mjd("since_mjd", &v)?),
+                "until_mjd" => q.until_mjd = Some(mjd("until_mjd", &v)?),
+                "band" => {
+                    for b in v.split(',').filter(|s| !s.is_empty()) {
+                        q.bands.push(
+                            Band::parse(b)
+                                .ok_or_else(|| bad(format!("unknown band {b:?}; expected one of u g r i z y")))?,
+                        );
+                    }
+                }
+                "kind" => {
+                    for b in v.split(',').filter(|s| !s.is_empty()) {
+                        q.kinds.push(PointKind::parse(b).ok_or_else(|| {
+                            bad(format!("unknown kind {b:?}; expected detection, upper_limit or forced"))
+                        })?);
+                    }
+                }
+                "format" => {
+                    q.csv = match v.as_ref() {
+                        "json" => false,
+                        "csv" => true,
+                        other => return Err(bad(format!("unknown format {other:?}; expected json or csv"))),
+                    }
+                }
+                other => return Err(bad(format!("unknown query parameter {other:?}"))),
+            }
+        }
+        if let (Some(a), Some(b)) = (q.since_mjd, q.until_mjd) {
+            if a > b {
+                return Err(bad(format!("since_mjd {a} is after until_mjd {b}")));
+            }
+        }
+        Ok(q)
+    }
+
+    fn keeps(&self, p: &LightPoint) -> bool {
+        self.since_mjd.is_none_or(|s| p.mjd >= s)
+            && self.until_mjd.is_none_or(|u| p.mjd <= u)
+            && (self.bands.is_empty() || self.bands.contains(&p.band))
+            && (self.kinds.is_empty() || self.kinds.contains(&p.kind))
+    }
+}
+
+#[utoipa::path(get, path = "/v1/objects/{key}/lightcurve",
+    params(("key" = String, Path), ("since_mjd" = Option<f64>, Query), ("until_mjd" = Option<f64>, Query),
+        ("band" = Option<String>, Query, description = "repeatable: u g r i z y"),
+        ("kind" = Option<String>, Query, description = "repeatable: detection, upper_limit, forced"),
+        ("format" = Option<String>, Query, description = "json (default) or csv")),
+    responses((status = 200, body = Lightcurve), (status = 400), (status = 404)))]
+pub async fn lightcurve(
+    State(state): State<AppState>,
+    key: Result<Path<String>, PathRejection>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let Path(key) = key?;
+    let q = LightcurveQuery::parse(raw.as_deref())?;
+    let obj = load(&state, key).await?;
+    let points: Vec<LightPoint> = obj.points.into_iter().filter(|p| q.keeps(p)).collect();
+    if q.csv {
+        return Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], to_csv(&points)?).into_response());
+    }
+    Ok(Json(Lightcurve { key: obj.key, version: obj.version, points }).into_response())
+}
+
+fn to_csv(points: &[LightPoint]) -> Result<String, ApiError> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record([
+        "mjd",
+        "time_scale",
+        "band",
+        "kind",
+        "flux_njy",
+        "flux_err_njy",
+        "mag",
+        "mag_err",
+        "limiting_mag",
+        "source_id",
+        "is_negative",
+        "reliability",
+        "alert_id",
+    ])
+    .map_err(ApiError::internal)?;
+    let f = |v: Option<f64>| v.map(|x| x.to_string()).unwrap_or_default();
+    for p in points {
+        w.write_record([
+            p.mjd.to_string(),
+            match p.time_scale {
+                lightkeeper_storage::model::TimeScale::Utc => "utc".into(),
+                lightkeeper_storage::model::TimeScale::Tai => "tai".into(),
+            },
+            p.band.as_str().into(),
+            p.kind.as_str().into(),
+            f(p.flux_njy),
+            f(p.flux_err_njy),
+            f(p.mag),
+            f(p.mag_err),
+            f(p.limiting_mag),
+            p.source_id.map(|v| v.to_string()).unwrap_or_default(),
+            p.is_negative.map(|v| v.to_string()).unwrap_or_default(),
+            f(p.reliability),
+            p.alert_id.to_string(),
+        ])
+        .map_err(ApiError::internal)?;
+    }
+    String::from_utf8(w.into_inner().map_err(ApiError::internal)?).map_err(ApiError::internal)
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AlertHistory {
+    pub key: String,
+    pub version: u64,
+    pub alerts: Vec<AlertRef>,
+}
+
+#[utoipa::path(get, path = "/v1/objects/{key}/alerts", params(("key" = String, Path)),
+    responses((status = 200, body = AlertHistory), (status = 400), (status = 404)))]
+pub async fn alerts(
+    State(state): State<AppState>,
+    key: Result<Path<String>, PathRejection>,
+) -> Result<Json<AlertHistory>, ApiError> {
+    let Path(key) = key?;
+    let obj = load(&state, key).await?;
+    Ok(Json(AlertHistory { key: obj.key, version: obj.version, alerts: obj.alerts }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_parsing() {
+        let q = LightcurveQuery::parse(Some("band=g&band=r,i&kind=detection&since_mjd=59000&format=csv")).unwrap();
+        assert_eq!(q.bands, vec![Band::G, Band::R, Band::I]);
+        assert_eq!(q.kinds, vec![PointKind::Detection]);
+        assert_eq!(q.since_mjd, Some(59000.0));
+        assert!(q.csv);
+        for bad in ["band=q", "kind=x", "since_mjd=abc", "format=xml", "foo=1", "since_mjd=5&until_mjd=4"] {
+            let e = LightcurveQuery::parse(Some(bad)).unwrap_err();
+            assert_eq!(e.code(), "invalid_query", "{bad}");
+        }
+    }
+}

@@ -1,0 +1,327 @@
+//! `GET /v1/ws`: live object subscriptions.
+//!
+//! Per connection: a writer task owns the socket's send half and drains one bounded queue; the
+//! session loop reads client ops; each (subscription, object) pair has a forwarder task. The
+//! forwarder subscribes to the object's hub channel *before* reading the current state, so no
+//! update falls between snapshot and stream; it sends each version exactly once, in order:
+//! - a version gap (an update missed) is filled from the stored history;
+//! - a lagged hub receiver resynchronizes from history, or sends a fresh snapshot when the
+//!   history no longer reaches back that far;
+//! - a client whose queue is full is too slow: it gets an error message and a close with code
+//!   4008 — never a silent drop.
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::response::Response;
+use futures::{SinkExt, StreamExt};
+use lightkeeper_storage::model::validate_key;
+use lightkeeper_storage::state::HistoryEntry;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Close code for a client that cannot keep up (application range 4000–4999).
+pub const CLOSE_SLOW_CONSUMER: u16 = 4008;
+const CLOSE_GOING_AWAY: u16 = 1001;
+const MAX_MESSAGE_BYTES: usize = 64 << 10;
+
+pub async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
+    ws.max_message_size(MAX_MESSAGE_BYTES).on_upgrade(move |socket| session(socket, state))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+enum ClientOp {
+    Subscribe {
+        sub: String,
+        #[serde(default)]
+        objects: Option<Vec<String>>,
+        #[serde(default)]
+        filter: Option<Value>,
+        #[serde(default)]
+        from_version: Option<u64>,
+    },
+    Unsubscribe {
+        sub: String,
+    },
+}
+
+enum Outbound {
+    Text(String),
+}
+
+/// The connection's bounded outbound queue, plus the "too slow" signal.
+#[derive(Clone)]
+struct Outbox {
+    tx: mpsc::Sender<Outbound>,
+    slow: CancellationToken,
+}
+
+impl Outbox {
+    /// Queues a message; a full queue marks the client too slow. Returns false once closed.
+    fn send(&self, v: Value) -> bool {
+        if self.slow.is_cancelled() {
+            return false;
+        }
+        match self.tx.try_send(Outbound::Text(v.to_string())) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.slow.cancel();
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+}
+
+fn error_msg(sub: Option<&str>, e: &ApiError) -> Value {
+    json!({ "type": "error", "sub": sub, "error": e.body() })
+}
+
+async fn session(socket: WebSocket, state: AppState) {
+    state.metrics.ws_connections.inc();
+    let (mut sink, mut stream) = socket.split();
+    let (tx, mut rx) = mpsc::channel::<Outbound>(state.limits.ws_send_queue);
+    let outbox = Outbox { tx, slow: CancellationToken::new() };
+    let shutdown = state.shutdown.clone();
+
+    let slow = outbox.slow.clone();
+    let metrics = state.metrics.clone();
+    let writer_shutdown = shutdown.clone();
+    let writer = tokio::spawn(async move {
+        let close = |code: u16, reason: &'static str| {
+            Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from_static(reason) }))
+        };
+        loop {
+            tokio::select! {
+                biased;
+                () = slow.cancelled() => {
+                    metrics.ws_slow_closed.inc();
+                    let e = ApiError::bad_request("slow_consumer", "the client did not read updates fast enough; reconnect and resume with from_version");
+                    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                        sink.send(Message::Text(error_msg(None, &e).to_string().into())).await?;
+                        sink.send(close(CLOSE_SLOW_CONSUMER, "slow consumer")).await
+                    }).await;
+                    break;
+                }
+                () = writer_shutdown.cancelled() => {
+                    let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(close(CLOSE_GOING_AWAY, "server shutting down"))).await;
+                    break;
+                }
+                msg = rx.recv() => match msg {
+                    Some(Outbound::Text(t)) => if sink.send(Message::Text(t.into())).await.is_err() { break },
+                    None => break,
+                },
+            }
+        }
+    });
+
+    // (sub, key) → forwarder task.
+    let mut forwarders: HashMap<(String, String), JoinHandle<()>> = HashMap::new();
+    loop {
+        let msg = tokio::select! {
+            () = shutdown.cancelled() => break,
+            () = outbox.slow.cancelled() => break,
+            msg = stream.next() => msg,
+        };
+        let text = match msg {
+            None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
+            Some(Ok(Message::Text(t))) => t,
+            Some(Ok(Message::Binary(_))) => {
+                outbox.send(error_msg(
+                    None,
+                    &ApiError::bad_request("bad_message", "binary frames are not accepted; send JSON text"),
+                ));
+                continue;
+            }
+            Some(Ok(_)) => continue, // ping/pong are answered by the library
+        };
+        match serde_json::from_str::<ClientOp>(&text) {
+            Err(e) => {
+                outbox.send(error_msg(None, &ApiError::bad_request("bad_message", format!("not a valid op: {e}"))));
+            }
+            Ok(ClientOp::Unsubscribe { sub }) => {
+                forwarders.retain(|(s, key), h| {
+                    if *s == sub {
+                        h.abort();
+                        state.hub.release(key);
+                        false
+                    } else {
+                        true
+                    }
+                });
+                state.metrics.ws_subscriptions.set(0.max(state.metrics.ws_subscriptions.get()));
+            }
+            Ok(ClientOp::Subscribe { sub, objects, filter, from_version }) => {
+                if let Err(e) = subscribe(&state, &outbox, &mut forwarders, &sub, objects, filter, from_version) {
+                    outbox.send(error_msg(Some(&sub), &e));
+                }
+            }
+        }
+        // Reap finished forwarders so the map stays bounded by live subscriptions.
+        forwarders.retain(|_, h| !h.is_finished());
+    }
+
+    for ((_, key), h) in forwarders.drain() {
+        h.abort();
+        let _ = h.await;
+        state.hub.release(&key);
+        state.metrics.ws_subscriptions.dec();
+    }
+    drop(outbox);
+    let _ = writer.await;
+    state.metrics.ws_connections.dec();
+}
+
+fn subscribe(
+    state: &AppState,
+    outbox: &Outbox,
+    forwarders: &mut HashMap<(String, String), JoinHandle<()>>,
+    sub: &str,
+    objects: Option<Vec<String>>,
+    filter: Option<Value>,
+    from_version: Option<u64>,
+) -> Result<(), ApiError> {
+    if sub.is_empty() || sub.len() > 128 {
+        return Err(ApiError::bad_request("bad_message", "sub must be 1–128 characters"));
+    }
+    if filter.is_some() {
+        return Err(ApiError::bad_request(
+            "filter_not_supported",
+            "filter subscriptions are not implemented yet; subscribe to objects",
+        ));
+    }
+    let objects = objects
+        .filter(|o| !o.is_empty())
+        .ok_or_else(|| ApiError::bad_request("bad_message", "subscribe needs a non-empty \"objects\" list"))?;
+    for key in &objects {
+        validate_key(key).map_err(|m| ApiError::bad_request("invalid_key", m))?;
+    }
+    let new = objects.iter().filter(|k| !forwarders.contains_key(&(sub.to_owned(), (*k).clone()))).count();
+    if forwarders.len() + new > state.limits.max_subscriptions_per_connection {
+        return Err(ApiError::bad_request(
+            "too_many_subscriptions",
+            format!(
+                "a connection may hold at most {} object subscriptions",
+                state.limits.max_subscriptions_per_connection
+            ),
+        ));
+    }
+    for key in objects {
+        // Re-subscribing replaces the stream (a client resuming after a gap).
+        if let Some(old) = forwarders.remove(&(sub.to_owned(), key.clone())) {
+            old.abort();
+        } else {
+            state.metrics.ws_subscriptions.inc();
+        }
+        let rx = state.hub.subscribe(&key);
+        let task = tokio::spawn(forward(state.clone(), outbox.clone(), sub.to_owned(), key.clone(), from_version, rx));
+        forwarders.insert((sub.to_owned(), key), task);
+    }
+    Ok(())
+}
+
+fn update_msg(sub: &str, e: &HistoryEntry) -> Value {
+    json!({ "type": "update", "sub": sub, "key": e.summary.key, "version": e.version, "object": e.summary, "new_points": e.new_points })
+}
+
+/// Sends a snapshot of the current state; returns its version.
+async fn snapshot(state: &AppState, outbox: &Outbox, sub: &str, key: &str) -> Result<u64, ApiError> {
+    let store = state.store.clone();
+    let k = key.to_owned();
+    let obj = tokio::task::spawn_blocking(move || store.get(&k)).await??;
+    let version = obj.as_ref().map_or(0, |o| o.version);
+    let summary = obj.map(|o| o.summary());
+    outbox.send(json!({ "type": "snapshot", "sub": sub, "key": key, "version": version, "object": summary }));
+    Ok(version)
+}
+
+/// Sends every version after `last` up to `upto` from history, or a snapshot if history does not
+/// reach back. Returns the version the client now has.
+async fn catch_up(
+    state: &AppState,
+    outbox: &Outbox,
+    sub: &str,
+    key: &str,
+    last: u64,
+    upto: Option<u64>,
+) -> Result<u64, ApiError> {
+    let store = state.store.clone();
+    let k = key.to_owned();
+    let current = match upto {
+        Some(v) => v,
+        None => {
+            let s = store.clone();
+            let k2 = k.clone();
+            tokio::task::spawn_blocking(move || s.get(&k2)).await??.map_or(0, |o| o.version)
+        }
+    };
+    if current <= last {
+        return Ok(last);
+    }
+    let history = tokio::task::spawn_blocking(move || store.history_after(&k, last, current)).await??;
+    match history {
+        Some(entries) => {
+            let mut v = last;
+            for e in &entries {
+                outbox.send(update_msg(sub, e));
+                v = e.version;
+            }
+            Ok(v)
+        }
+        None => snapshot(state, outbox, sub, key).await,
+    }
+}
+
+async fn forward(
+    state: AppState,
+    outbox: Outbox,
+    sub: String,
+    key: String,
+    from_version: Option<u64>,
+    mut rx: broadcast::Receiver<std::sync::Arc<HistoryEntry>>,
+) {
+    let start = match from_version {
+        Some(v) => catch_up(&state, &outbox, &sub, &key, v, None).await,
+        None => snapshot(&state, &outbox, &sub, &key).await,
+    };
+    let mut last = match start {
+        Ok(v) => v,
+        Err(e) => {
+            outbox.send(error_msg(Some(&sub), &e));
+            return;
+        }
+    };
+    loop {
+        if outbox.slow.is_cancelled() {
+            return;
+        }
+        let result = match rx.recv().await {
+            Ok(u) if u.version <= last => continue,
+            Ok(u) if u.version == last + 1 => {
+                if !outbox.send(update_msg(&sub, &u)) {
+                    return;
+                }
+                last = u.version;
+                continue;
+            }
+            // A gap: fill it (and this update) from history.
+            Ok(u) => catch_up(&state, &outbox, &sub, &key, last, Some(u.version)).await,
+            Err(broadcast::error::RecvError::Lagged(_)) => catch_up(&state, &outbox, &sub, &key, last, None).await,
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        match result {
+            Ok(v) => last = v,
+            Err(e) => {
+                outbox.send(error_msg(Some(&sub), &e));
+                return;
+            }
+        }
+    }
+}

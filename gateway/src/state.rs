@@ -1,0 +1,78 @@
+//! Shared state of the HTTP/WebSocket handlers.
+
+use crate::config::Limits;
+use lightkeeper_partition::hub::Hub;
+use lightkeeper_partition::worker::PartitionStatus;
+use lightkeeper_storage::codec::Decoder;
+use lightkeeper_storage::log::Topic;
+use lightkeeper_storage::state::StateStore;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+pub type Labels = Vec<(String, String)>;
+
+/// HTTP and WebSocket metric definitions.
+#[derive(Clone)]
+pub struct GatewayMetrics {
+    pub requests: Family<Labels, Counter>,
+    pub request_seconds: Family<Labels, Histogram>,
+    pub ws_connections: Gauge,
+    pub ws_subscriptions: Gauge,
+    pub ws_slow_closed: Counter,
+}
+
+impl GatewayMetrics {
+    pub fn register(registry: &mut Registry) -> GatewayMetrics {
+        let m = GatewayMetrics {
+            requests: Family::default(),
+            request_seconds: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.000_05, 2.0, 18))),
+            ws_connections: Gauge::default(),
+            ws_subscriptions: Gauge::default(),
+            ws_slow_closed: Counter::default(),
+        };
+        registry.register("lightkeeper_http_requests", "HTTP requests by route and status", m.requests.clone());
+        registry.register(
+            "lightkeeper_http_request_seconds",
+            "HTTP request latency by route",
+            m.request_seconds.clone(),
+        );
+        registry.register("lightkeeper_ws_connections", "Open WebSocket connections", m.ws_connections.clone());
+        registry.register("lightkeeper_ws_subscriptions", "Live object subscriptions", m.ws_subscriptions.clone());
+        registry.register(
+            "lightkeeper_ws_slow_closed",
+            "WebSockets closed because the client could not keep up",
+            m.ws_slow_closed.clone(),
+        );
+        m
+    }
+}
+
+pub struct Inner {
+    pub node_id: String,
+    pub store: Arc<dyn StateStore>,
+    pub hub: Arc<Hub>,
+    pub decoder: Arc<Decoder>,
+    /// The input topic: `POST /v1/alerts` appends here, partitioned by object key.
+    pub input: Arc<dyn Topic>,
+    pub partitions: Vec<Arc<PartitionStatus>>,
+    pub registry: Registry,
+    pub metrics: GatewayMetrics,
+    pub limits: Limits,
+    /// Fires at shutdown: WebSocket sessions close with "going away".
+    pub shutdown: CancellationToken,
+}
+
+#[derive(Clone)]
+pub struct AppState(pub Arc<Inner>);
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}

@@ -1,0 +1,281 @@
+/**
+ * Lightkeeper browser client: REST reads of objects and light curves, and live
+ * WebSocket subscriptions that resume from the last version seen, so an update
+ * is never missed or delivered twice across gaps and reconnects.
+ *
+ * Plain ES module, no dependencies. See js/README.md and the API contract.
+ * @module lightkeeper
+ */
+
+const BACKOFF_START_MS = 250;
+const BACKOFF_MAX_MS = 10_000;
+/** How long a gap resubscription may stay unanswered before it is sent again. */
+const RESYNC_RETRY_MS = 5_000;
+const WS_OPEN = 1;
+
+/**
+ * An error answered by the API (`{"error":{"code","message"}}`) or met on the way to it: `code` is
+ * the API's snake_case code (or `network_error`, `http_<status>`, `bad_response`), `status` the
+ * HTTP status (0 when no response arrived).
+ */
+export class LightkeeperError extends Error {
+  constructor(code, message, status) {
+    super(message);
+    this.name = 'LightkeeperError';
+    this.code = code;
+    this.status = status;
+  }
+}
+
+/**
+ * @typedef {object} LightcurveQuery
+ * @property {number} [sinceMjd] only points at or after this MJD
+ * @property {number} [untilMjd] only points at or before this MJD
+ * @property {string[]} [bands] e.g. `['g', 'r']`
+ * @property {string[]} [kinds] any of `detection`, `upper_limit`, `forced`
+ */
+
+/**
+ * Events handed to a subscriber: the server's `snapshot`, `update` and `error`
+ * messages as sent, plus `{type: 'status', state: 'open'|'reconnecting'|'closed'}`.
+ * @callback EventHandler
+ * @param {{type: string, [field: string]: any}} event
+ */
+
+/** One client holds one WebSocket, shared by all of its subscriptions. */
+export class LightkeeperClient {
+  #base;
+  #WebSocket;
+  #fetch;
+  #random;
+  #ws = null;
+  #state = 'closed';
+  #closed = false;
+  #attempt = 0;
+  #timer = null;
+  #nextSub = 1;
+  /** @type {Map<string, {id: string, objects: string[], filter?: object, onEvent: EventHandler,
+   *   versions: Map<string, number>, resync: Map<string, number>}>} */
+  #subs = new Map();
+
+  /**
+   * @param {string} [baseUrl] where the gateway is, e.g. `http://localhost:8080`; the page's origin by default
+   * @param {{WebSocketImpl?: typeof WebSocket, fetchImpl?: typeof fetch, random?: () => number}} [options]
+   *   stand-ins for the WebSocket constructor, fetch and the jitter source (tests inject fakes)
+   */
+  constructor(baseUrl = globalThis.location?.origin, options = {}) {
+    if (!baseUrl) throw new TypeError('LightkeeperClient needs a base URL when not in a browser page');
+    this.#base = String(baseUrl).replace(/\/+$/, '');
+    this.#WebSocket = options.WebSocketImpl ?? globalThis.WebSocket;
+    this.#fetch = options.fetchImpl ?? ((...args) => globalThis.fetch(...args));
+    this.#random = options.random ?? Math.random;
+  }
+
+  /** Connection state: `open`, `reconnecting` or `closed`. */
+  get state() { return this.#state; }
+
+  /**
+   * The object summary (`GET /v1/objects/{key}`).
+   * @param {string} key survey-qualified key, e.g. `ztf:ZTF21abiuvdk`
+   * @returns {Promise<object>}
+   * @throws {LightkeeperError} `object_not_found` when unknown, and any other API error
+   */
+  getObject(key) {
+    return this.#get(`/v1/objects/${encodeURIComponent(key)}`);
+  }
+
+  /**
+   * The light curve `{key, version, points}`, sorted by time.
+   * @param {string} key
+   * @param {LightcurveQuery} [query]
+   * @returns {Promise<{key: string, version: number, points: object[]}>}
+   */
+  getLightcurve(key, { sinceMjd, untilMjd, bands = [], kinds = [] } = {}) {
+    const q = new URLSearchParams();
+    if (sinceMjd != null) q.set('since_mjd', String(sinceMjd));
+    if (untilMjd != null) q.set('until_mjd', String(untilMjd));
+    for (const band of [].concat(bands)) q.append('band', band);
+    for (const kind of [].concat(kinds)) q.append('kind', kind);
+    const qs = q.toString();
+    return this.#get(`/v1/objects/${encodeURIComponent(key)}/lightcurve${qs ? `?${qs}` : ''}`);
+  }
+
+  /**
+   * The alerts that built an object, with where each was read from.
+   * @param {string} key
+   * @returns {Promise<object>}
+   */
+  getAlerts(key) {
+    return this.#get(`/v1/objects/${encodeURIComponent(key)}/alerts`);
+  }
+
+  /**
+   * Subscribes to live objects (or to a filter) over the shared WebSocket, opening it if needed.
+   * Each object's updates arrive in version order, each once; a gap is refilled by resubscribing
+   * from the last version seen, and so is everything after a reconnect.
+   * @param {string[]|string|{filter: object}} keys object keys, or `{filter}` for a filter subscription
+   * @param {EventHandler} onEvent
+   * @returns {string} the subscription id, for {@link LightkeeperClient#unsubscribe}
+   */
+  subscribe(keys, onEvent) {
+    const filter = keys && typeof keys === 'object' && !Array.isArray(keys) ? keys.filter : undefined;
+    const objects = filter ? [] : [...new Set([].concat(keys))];
+    if (!filter && objects.length === 0) throw new TypeError('subscribe needs at least one object key');
+    const sub = { id: `s${this.#nextSub++}`, objects, filter, onEvent, versions: new Map(), resync: new Map() };
+    this.#subs.set(sub.id, sub);
+    this.#closed = false;
+    if (this.#ws?.readyState === WS_OPEN) this.#sendSubscribe(sub);
+    else if (!this.#ws && this.#timer === null) this.#connect();
+    if (this.#state !== 'closed') {
+      const state = this.#state;
+      queueMicrotask(() => this.#emit(sub, { type: 'status', state }));
+    }
+    return sub.id;
+  }
+
+  /**
+   * Ends a subscription; its events stop at once, even those already in flight.
+   * @param {string} sub the id returned by {@link LightkeeperClient#subscribe}
+   * @returns {boolean} whether the subscription existed
+   */
+  unsubscribe(sub) {
+    if (!this.#subs.delete(sub)) return false;
+    this.#send({ op: 'unsubscribe', sub });
+    return true;
+  }
+
+  /** Closes the socket for good and ends every subscription; each is told `closed`. */
+  close() {
+    this.#closed = true;
+    clearTimeout(this.#timer);
+    this.#timer = null;
+    const ws = this.#ws;
+    this.#ws = null;
+    ws?.close(1000, 'client closed');
+    this.#setState('closed');
+    this.#subs.clear();
+  }
+
+  async #get(path) {
+    let res;
+    try {
+      res = await this.#fetch(this.#base + path, { headers: { accept: 'application/json' } });
+    } catch (e) {
+      throw new LightkeeperError('network_error', `could not reach ${this.#base}: ${e.message}`, 0);
+    }
+    const text = await res.text();
+    let body = null;
+    try { body = text ? JSON.parse(text) : null; } catch { /* reported below */ }
+    if (!res.ok) {
+      const err = body?.error;
+      throw new LightkeeperError(err?.code ?? `http_${res.status}`, err?.message ?? (text || res.statusText), res.status);
+    }
+    if (body === null) throw new LightkeeperError('bad_response', `expected JSON from ${path}`, res.status);
+    return body;
+  }
+
+  #connect() {
+    this.#timer = null;
+    let ws;
+    try {
+      ws = new this.#WebSocket(`${this.#base.replace(/^http/, 'ws')}/v1/ws`);
+    } catch {
+      this.#scheduleReconnect();
+      return;
+    }
+    this.#ws = ws;
+    ws.onopen = () => {
+      if (ws !== this.#ws) return;
+      this.#attempt = 0;
+      this.#setState('open');
+      for (const sub of this.#subs.values()) this.#sendSubscribe(sub);
+    };
+    ws.onmessage = (e) => { if (ws === this.#ws) this.#onMessage(e.data); };
+    ws.onerror = () => {}; // a close event follows every error
+    ws.onclose = () => {
+      if (ws !== this.#ws) return;
+      this.#ws = null;
+      if (!this.#closed) this.#scheduleReconnect();
+    };
+  }
+
+  #scheduleReconnect() {
+    if (this.#subs.size === 0) { this.#setState('closed'); return; } // the next subscribe reconnects
+    this.#setState('reconnecting');
+    const cap = Math.min(BACKOFF_MAX_MS, BACKOFF_START_MS * 2 ** this.#attempt++);
+    this.#timer = setTimeout(() => this.#connect(), cap / 2 + (this.#random() * cap) / 2);
+  }
+
+  /** Subscribes afresh, or resumes each object from the last version seen. */
+  #sendSubscribe(sub) {
+    sub.resync.clear();
+    if (sub.filter) { this.#send({ op: 'subscribe', sub: sub.id, filter: sub.filter }); return; }
+    const fresh = [];
+    for (const key of sub.objects) {
+      const last = sub.versions.get(key);
+      if (last === undefined) fresh.push(key);
+      else this.#send({ op: 'subscribe', sub: sub.id, objects: [key], from_version: last });
+    }
+    if (fresh.length) this.#send({ op: 'subscribe', sub: sub.id, objects: fresh });
+  }
+
+  #send(msg) {
+    if (this.#ws?.readyState !== WS_OPEN) return false;
+    this.#ws.send(JSON.stringify(msg));
+    return true;
+  }
+
+  #onMessage(data) {
+    let msg;
+    try { msg = JSON.parse(data); } catch {
+      msg = { type: 'error', error: { code: 'bad_message', message: 'the server sent a frame that is not JSON' } };
+    }
+    const sub = this.#subs.get(msg.sub);
+    if (!sub) {
+      // An error about no subscription in particular concerns them all; anything else is for a
+      // subscription already ended.
+      if (msg.type === 'error' && msg.sub == null) for (const s of this.#subs.values()) this.#emit(s, msg);
+      return;
+    }
+    if (msg.type === 'snapshot') {
+      sub.versions.set(msg.key, msg.version);
+      sub.resync.delete(msg.key);
+    } else if (msg.type === 'update' && !this.#acceptUpdate(sub, msg)) {
+      return;
+    }
+    this.#emit(sub, msg);
+  }
+
+  /** Whether an update is the next one for its object; asks for the missing ones on a gap. */
+  #acceptUpdate(sub, msg) {
+    const last = sub.versions.get(msg.key);
+    if (last === undefined || msg.version === last + 1 || (sub.filter && msg.version > last)) {
+      // A filter subscription sees an object only while it matches, so its versions may jump.
+      sub.versions.set(msg.key, msg.version);
+      sub.resync.delete(msg.key);
+      return true;
+    }
+    if (msg.version <= last) return false; // a duplicate, or older than what was delivered
+    const askedAt = sub.resync.get(msg.key);
+    const now = Date.now();
+    if (askedAt === undefined || now - askedAt > RESYNC_RETRY_MS) {
+      sub.resync.set(msg.key, now);
+      this.#send({ op: 'subscribe', sub: sub.id, objects: [msg.key], from_version: last });
+    }
+    return false; // the resumed stream sends it again, in order
+  }
+
+  #setState(state) {
+    if (state === this.#state) return;
+    this.#state = state;
+    for (const sub of this.#subs.values()) this.#emit(sub, { type: 'status', state });
+  }
+
+  #emit(sub, event) {
+    try {
+      sub.onEvent(event);
+    } catch (e) {
+      queueMicrotask(() => { throw e; }); // reported as uncaught, without breaking the stream
+    }
+  }
+}

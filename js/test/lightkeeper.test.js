@@ -1,0 +1,171 @@
+// Pure-logic tests of LightkeeperClient's resume rules, with a fake WebSocket and fake timers.
+// Run from the repository root: node --test js/test/
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { LightkeeperClient, LightkeeperError } from '../lightkeeper.js';
+
+/** Records what the client sends; the test plays the server. */
+class FakeWebSocket {
+  static instances = [];
+  constructor(url) {
+    this.url = url;
+    this.readyState = 0;
+    this.sent = [];
+    FakeWebSocket.instances.push(this);
+  }
+  send(text) { this.sent.push(JSON.parse(text)); }
+  close() { this.readyState = 3; }
+  // server side
+  open() { this.readyState = 1; this.onopen?.({}); }
+  push(msg) { this.onmessage?.({ data: JSON.stringify(msg) }); }
+  drop() { this.readyState = 3; this.onclose?.({ code: 1006 }); }
+  static latest() { return FakeWebSocket.instances.at(-1); }
+}
+
+const KEY = 'ztf:ZTF21abiuvdk';
+const snapshot = (version, sub = 's1') => ({ type: 'snapshot', sub, key: KEY, version, object: version ? { key: KEY, version } : null });
+const update = (version, sub = 's1') => ({ type: 'update', sub, key: KEY, version, object: { key: KEY, version }, new_points: [{ mjd: 59400 + version }] });
+
+function setup() {
+  FakeWebSocket.instances = [];
+  const client = new LightkeeperClient('https://lk.example', { WebSocketImpl: FakeWebSocket, random: () => 1 });
+  const events = [];
+  const sub = client.subscribe([KEY], (e) => events.push(e));
+  const ws = FakeWebSocket.latest();
+  ws.open();
+  const data = () => events.filter((e) => e.type !== 'status');
+  return { client, sub, ws, events, data };
+}
+
+test('connects to wss for an https base and subscribes', () => {
+  const { ws, sub, events } = setup();
+  assert.equal(ws.url, 'wss://lk.example/v1/ws');
+  assert.deepEqual(ws.sent, [{ op: 'subscribe', sub, objects: [KEY] }]);
+  assert.deepEqual(events[0], { type: 'status', state: 'open' });
+});
+
+test('in-order updates pass; duplicates and old versions are dropped', () => {
+  const { ws, data } = setup();
+  ws.push(snapshot(3));
+  ws.push(update(4));
+  ws.push(update(4));
+  ws.push(update(3));
+  ws.push(update(5));
+  assert.deepEqual(data().map((e) => `${e.type}:${e.version}`), ['snapshot:3', 'update:4', 'update:5']);
+  assert.equal(ws.sent.length, 1, 'no resubscription without a gap');
+});
+
+test('a gap resubscribes from the last version, once, and the resumed stream fills it', () => {
+  const { ws, sub, data } = setup();
+  ws.push(snapshot(0));
+  ws.push(update(1));
+  ws.push(update(3)); // 2 is missing
+  ws.push(update(4)); // still missing 2: no second request
+  assert.deepEqual(ws.sent.slice(1), [{ op: 'subscribe', sub, objects: [KEY], from_version: 1 }]);
+  ws.push(update(2));
+  ws.push(update(3));
+  ws.push(update(4));
+  assert.deepEqual(data().map((e) => e.version), [0, 1, 2, 3, 4]);
+});
+
+test('a snapshot answering a resume resets the version', () => {
+  const { ws, data } = setup();
+  ws.push(snapshot(2));
+  ws.push(update(5));
+  ws.push(snapshot(9)); // history no longer available: a fresh snapshot
+  ws.push(update(10));
+  assert.deepEqual(data().map((e) => `${e.type}:${e.version}`), ['snapshot:2', 'snapshot:9', 'update:10']);
+});
+
+test('reconnects with backoff and resumes each object from its last version', (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  const { ws, sub, events, data } = setup();
+  ws.push(snapshot(7));
+  ws.push(update(8));
+  ws.drop();
+  assert.deepEqual(events.at(-1), { type: 'status', state: 'reconnecting' });
+  assert.equal(FakeWebSocket.instances.length, 1);
+  t.mock.timers.tick(249);
+  assert.equal(FakeWebSocket.instances.length, 1, 'waits the first backoff step');
+  t.mock.timers.tick(1);
+  const ws2 = FakeWebSocket.latest();
+  assert.notEqual(ws2, ws);
+  ws2.drop(); // fails again: the wait doubles
+  t.mock.timers.tick(499);
+  assert.equal(FakeWebSocket.latest(), ws2);
+  t.mock.timers.tick(1);
+  const ws3 = FakeWebSocket.latest();
+  ws3.open();
+  assert.deepEqual(ws3.sent, [{ op: 'subscribe', sub, objects: [KEY], from_version: 8 }]);
+  ws.push(update(9)); // a late frame on the dead socket is ignored
+  ws3.push(update(8)); // already delivered before the drop
+  ws3.push(update(9));
+  assert.deepEqual(data().map((e) => e.version), [7, 8, 9]);
+  assert.deepEqual(events.filter((e) => e.type === 'status').map((e) => e.state), ['open', 'reconnecting', 'open']);
+});
+
+test('backoff is capped at 10 s', (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  const { ws } = setup();
+  ws.drop();
+  for (let i = 0; i < 8; i++) { t.mock.timers.tick(10_000); FakeWebSocket.latest().drop(); }
+  const before = FakeWebSocket.instances.length;
+  t.mock.timers.tick(9_999);
+  assert.equal(FakeWebSocket.instances.length, before);
+  t.mock.timers.tick(1);
+  assert.equal(FakeWebSocket.instances.length, before + 1);
+});
+
+test('close() does not reconnect; unsubscribe stops events and tells the server', (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  const { client, ws, sub, events, data } = setup();
+  const otherEvents = [];
+  client.subscribe(['ztf:ZTF18abudxnw'], (e) => otherEvents.push(e));
+  assert.equal(client.unsubscribe(sub), true);
+  assert.equal(client.unsubscribe(sub), false);
+  assert.deepEqual(ws.sent.at(-1), { op: 'unsubscribe', sub });
+  ws.push(snapshot(1));
+  assert.equal(data().length, 0);
+  client.close();
+  ws.drop();
+  t.mock.timers.tick(60_000);
+  assert.equal(FakeWebSocket.instances.length, 1);
+  assert.equal(client.state, 'closed');
+  assert.deepEqual(otherEvents.at(-1), { type: 'status', state: 'closed' });
+  assert.notDeepEqual(events.at(-1), { type: 'status', state: 'closed' }, 'an ended subscription hears nothing');
+});
+
+test('server errors are passed through', () => {
+  const { ws, sub, data } = setup();
+  const err = { type: 'error', sub, error: { code: 'slow_consumer', message: 'client fell behind' } };
+  ws.push(err);
+  assert.deepEqual(data(), [err]);
+});
+
+test('REST errors carry the API code and message', async () => {
+  const calls = [];
+  const fetchImpl = async (url) => {
+    calls.push(url);
+    return new Response(JSON.stringify({ error: { code: 'object_not_found', message: 'no object ztf:nope' } }), { status: 404 });
+  };
+  const client = new LightkeeperClient('http://lk.example/', { fetchImpl });
+  await assert.rejects(client.getObject('ztf:nope'), (e) => {
+    assert.ok(e instanceof LightkeeperError);
+    assert.equal(e.code, 'object_not_found');
+    assert.equal(e.message, 'no object ztf:nope');
+    assert.equal(e.status, 404);
+    return true;
+  });
+  await assert.rejects(client.getLightcurve(KEY, { sinceMjd: 59000, bands: ['g', 'r'], kinds: ['detection'] }));
+  assert.deepEqual(calls, [
+    'http://lk.example/v1/objects/ztf%3Anope',
+    'http://lk.example/v1/objects/ztf%3AZTF21abiuvdk/lightcurve?since_mjd=59000&band=g&band=r&kind=detection',
+  ]);
+});
+
+test('REST success returns the parsed body', async () => {
+  const body = { key: KEY, version: 3, points: [] };
+  const client = new LightkeeperClient('http://lk.example', { fetchImpl: async () => new Response(JSON.stringify(body)) });
+  assert.deepEqual(await client.getLightcurve(KEY), body);
+});
+

@@ -1,0 +1,209 @@
+//! The embedded log: Kafka-like partitioned topics stored in a local RocksDB, for the
+//! single-node default (no broker configured). Appends are synced to the WAL before they return,
+//! the embedded equivalent of acks=all. Readers wait on a condition variable for new records.
+//!
+//! Key layout (format 1): `topic-name \0 partition:u32be offset:u64be` → postcard(StoredRecord).
+
+use super::{Append, LogError, LogRecord, Polled, Topic, TopicReader};
+use parking_lot::{Condvar, Mutex};
+use rocksdb::{Direction, IteratorMode, WriteBatch, WriteOptions, DB};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const FORMAT: u8 = 1;
+
+#[derive(Serialize, Deserialize)]
+struct StoredRecord {
+    key: Option<Vec<u8>>,
+    payload: Vec<u8>,
+    timestamp_ms: i64,
+    headers: Vec<(String, Vec<u8>)>,
+}
+
+/// One RocksDB holding every embedded topic of a node.
+pub struct EmbeddedLog {
+    db: Arc<DB>,
+}
+
+impl EmbeddedLog {
+    pub fn open(dir: &Path) -> Result<EmbeddedLog, LogError> {
+        let mut opts = rocksdb::Options::default();
+        opts.create_if_missing(true);
+        opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        let db = DB::open(&opts, dir).map_err(|e| LogError::Embedded(format!("open {}: {e}", dir.display())))?;
+        Ok(EmbeddedLog { db: Arc::new(db) })
+    }
+
+    /// Opens (creating on first use) a topic with `partitions` partitions.
+    pub fn topic(&self, name: &str, partitions: u32) -> Result<Arc<EmbeddedTopic>, LogError> {
+        let mut parts = Vec::with_capacity(partitions as usize);
+        for p in 0..partitions {
+            let next = last_offset(&self.db, name, p)?.map_or(0, |o| o + 1);
+            parts.push(Arc::new(PartitionState { next: Mutex::new(next), grown: Condvar::new() }));
+        }
+        Ok(Arc::new(EmbeddedTopic { db: self.db.clone(), name: name.to_owned(), parts }))
+    }
+}
+
+fn prefix(topic: &str, partition: u32) -> Vec<u8> {
+    let mut k = Vec::with_capacity(topic.len() + 5);
+    k.extend_from_slice(topic.as_bytes());
+    k.push(0);
+    k.extend_from_slice(&partition.to_be_bytes());
+    k
+}
+
+fn record_key(topic: &str, partition: u32, offset: u64) -> Vec<u8> {
+    let mut k = prefix(topic, partition);
+    k.extend_from_slice(&offset.to_be_bytes());
+    k
+}
+
+fn last_offset(db: &DB, topic: &str, partition: u32) -> Result<Option<u64>, LogError> {
+    let upper = record_key(topic, partition, u64::MAX);
+    let p = prefix(topic, partition);
+    let mut it = db.iterator(IteratorMode::From(&upper, Direction::Reverse));
+    match it.next() {
+        Some(Ok((k, _))) if k.starts_with(&p) && k.len() == p.len() + 8 => {
+            Ok(Some(u64::from_be_bytes(k[p.len()..].try_into().expect("8 bytes"))))
+        }
+        Some(Err(e)) => Err(LogError::Embedded(e.to_string())),
+        _ => Ok(None),
+    }
+}
+
+struct PartitionState {
+    /// Next offset to assign; the mutex also serializes appends to the partition.
+    next: Mutex<u64>,
+    grown: Condvar,
+}
+
+pub struct EmbeddedTopic {
+    db: Arc<DB>,
+    name: String,
+    parts: Vec<Arc<PartitionState>>,
+}
+
+impl EmbeddedTopic {
+    fn part(&self, partition: u32) -> Result<&Arc<PartitionState>, LogError> {
+        self.parts.get(partition as usize).ok_or_else(|| LogError::NoSuchPartition {
+            topic: self.name.clone(),
+            partition,
+            partitions: self.parts.len() as u32,
+        })
+    }
+
+    /// The next offset that will be assigned in `partition` (the end of the log).
+    pub fn end_offset(&self, partition: u32) -> Result<u64, LogError> {
+        Ok(*self.part(partition)?.next.lock())
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Topic for EmbeddedTopic {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn partitions(&self) -> u32 {
+        self.parts.len() as u32
+    }
+
+    fn append(&self, partition: u32, records: &[Append<'_>]) -> Result<Vec<u64>, LogError> {
+        let part = self.part(partition)?;
+        let mut next = part.next.lock();
+        let ts = now_ms();
+        let mut batch = WriteBatch::default();
+        let mut offsets = Vec::with_capacity(records.len());
+        for (i, r) in records.iter().enumerate() {
+            let offset = *next + i as u64;
+            let stored = StoredRecord {
+                key: r.key.map(<[u8]>::to_vec),
+                payload: r.payload.to_vec(),
+                timestamp_ms: ts,
+                headers: r.headers.iter().map(|(k, v)| ((*k).to_owned(), v.to_vec())).collect(),
+            };
+            let mut value = vec![FORMAT];
+            value.extend(postcard::to_stdvec(&stored).map_err(|e| LogError::Embedded(e.to_string()))?);
+            batch.put(record_key(&self.name, partition, offset), value);
+            offsets.push(offset);
+        }
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db.write_opt(batch, &wo).map_err(|e| LogError::Embedded(e.to_string()))?;
+        *next += records.len() as u64;
+        part.grown.notify_all();
+        Ok(offsets)
+    }
+
+    fn reader(&self, partition: u32, from: u64) -> Result<Box<dyn TopicReader>, LogError> {
+        let part = self.part(partition)?.clone();
+        Ok(Box::new(EmbeddedReader { db: self.db.clone(), topic: self.name.clone(), partition, part, position: from }))
+    }
+}
+
+struct EmbeddedReader {
+    db: Arc<DB>,
+    topic: String,
+    partition: u32,
+    part: Arc<PartitionState>,
+    position: u64,
+}
+
+impl EmbeddedReader {
+    fn read_available(&mut self, max: usize, end: u64) -> Result<Vec<LogRecord>, LogError> {
+        let mut out = Vec::new();
+        let start = record_key(&self.topic, self.partition, self.position);
+        let p = prefix(&self.topic, self.partition);
+        for item in self.db.iterator(IteratorMode::From(&start, Direction::Forward)) {
+            let (k, v) = item.map_err(|e| LogError::Embedded(e.to_string()))?;
+            if !k.starts_with(&p) || out.len() >= max {
+                break;
+            }
+            let offset = u64::from_be_bytes(k[p.len()..].try_into().map_err(|_| LogError::Embedded("bad key".into()))?);
+            if offset >= end {
+                break;
+            }
+            if v.first() != Some(&FORMAT) {
+                return Err(LogError::Embedded(format!("record {offset} has unknown format {:?}", v.first())));
+            }
+            let stored: StoredRecord = postcard::from_bytes(&v[1..]).map_err(|e| LogError::Embedded(e.to_string()))?;
+            out.push(LogRecord {
+                partition: self.partition,
+                offset,
+                key: stored.key,
+                payload: stored.payload,
+                timestamp_ms: stored.timestamp_ms,
+                headers: stored.headers,
+            });
+            self.position = offset + 1;
+        }
+        Ok(out)
+    }
+}
+
+impl TopicReader for EmbeddedReader {
+    fn poll(&mut self, max: usize, timeout: Duration) -> Result<Polled, LogError> {
+        let deadline = Instant::now() + timeout;
+        let end = {
+            let mut next = self.part.next.lock();
+            while *next <= self.position {
+                if self.part.grown.wait_until(&mut next, deadline).timed_out() {
+                    break;
+                }
+            }
+            *next
+        };
+        let records = if end > self.position { self.read_available(max, end)? } else { Vec::new() };
+        Ok(Polled { at_end: self.position >= end, records })
+    }
+
+    fn position(&self) -> u64 {
+        self.position
+    }
+}

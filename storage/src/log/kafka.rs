@@ -1,0 +1,255 @@
+//! Kafka topics through rdkafka (bundled librdkafka).
+//!
+//! - Appends go through one idempotent producer per topic (acks=all, so an append returns only
+//!   once every in-sync replica has the records) to an explicit partition; the caller chose it
+//!   with Kafka's murmur2 partitioner, so it matches any Java or librdkafka producer.
+//! - Readers are `BaseConsumer`s with manual `assign()` at an explicit offset — no consumer-group
+//!   rebalances, no committed offsets: the position lives in RocksDB with the state it produced.
+//! - The end of a partition is seen through partition-EOF events, which work on every broker
+//!   (see BROKER.md: list-offsets is unreliable on the fallback broker).
+//!
+//! No transactional producer: the test brokers refuse `transactional.id`; deposed masters are
+//! fenced by epochs in the changelog records instead.
+
+use super::{Append, LogError, LogRecord, Polled, Topic, TopicReader};
+use futures::executor::block_on;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Connection settings shared by every Kafka client of a node.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// `host:port[,host:port…]`.
+    pub bootstrap: String,
+    /// Extra librdkafka properties (security, tuning), applied to every client.
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+    /// Timeout of metadata and admin calls.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_timeout_ms() -> u64 {
+    10_000
+}
+
+impl KafkaConfig {
+    pub fn new(bootstrap: &str) -> KafkaConfig {
+        KafkaConfig { bootstrap: bootstrap.to_owned(), properties: BTreeMap::new(), timeout_ms: default_timeout_ms() }
+    }
+
+    fn client(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.bootstrap);
+        for (k, v) in &self.properties {
+            c.set(k, v);
+        }
+        c
+    }
+
+    fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+
+    /// Creates the topic if it does not exist (`compact` sets cleanup.policy=compact), then returns
+    /// its partition count. An existing topic keeps its partition count; it is not changed here.
+    pub fn ensure_topic(&self, name: &str, partitions: u32, compact: bool) -> Result<u32, LogError> {
+        let admin: AdminClient<DefaultClientContext> =
+            self.client().create().map_err(|e| LogError::Kafka(format!("admin client: {e}")))?;
+        let mut topic = NewTopic::new(name, partitions as i32, TopicReplication::Fixed(-1));
+        if compact {
+            topic = topic.set("cleanup.policy", "compact");
+        }
+        let opts = AdminOptions::new().operation_timeout(Some(self.timeout()));
+        let results = block_on(admin.create_topics([&topic], &opts))
+            .map_err(|e| LogError::Kafka(format!("create topic {name}: {e}")))?;
+        for r in results {
+            match r {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((t, code)) => return Err(LogError::Kafka(format!("create topic {t}: {code}"))),
+            }
+        }
+        self.partition_count(name)
+    }
+
+    /// The topic's partition count from broker metadata (retried until the timeout: a topic
+    /// just created may take a moment to appear in metadata).
+    pub fn partition_count(&self, name: &str) -> Result<u32, LogError> {
+        let consumer: BaseConsumer = self
+            .client()
+            .set("group.id", "lightkeeper-metadata")
+            .create()
+            .map_err(|e| LogError::Kafka(format!("metadata client: {e}")))?;
+        let deadline = std::time::Instant::now() + self.timeout();
+        loop {
+            let md = consumer
+                .fetch_metadata(Some(name), self.timeout())
+                .map_err(|e| LogError::Kafka(format!("metadata for {name}: {e}")))?;
+            if let Some(t) = md.topics().iter().find(|t| t.name() == name) {
+                if t.error().is_none() && !t.partitions().is_empty() {
+                    return Ok(t.partitions().len() as u32);
+                }
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(LogError::Kafka(format!("topic {name} does not exist")));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+pub struct KafkaTopic {
+    config: KafkaConfig,
+    name: String,
+    partitions: u32,
+    producer: FutureProducer,
+}
+
+impl KafkaTopic {
+    /// Opens an existing topic (see [`KafkaConfig::ensure_topic`]).
+    pub fn open(config: &KafkaConfig, name: &str) -> Result<KafkaTopic, LogError> {
+        let partitions = config.partition_count(name)?;
+        let producer: FutureProducer = config
+            .client()
+            .set("acks", "all")
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "2")
+            .set("message.timeout.ms", "30000")
+            .set("message.max.bytes", "8388608")
+            .create()
+            .map_err(|e| LogError::Kafka(format!("producer: {e}")))?;
+        Ok(KafkaTopic { config: config.clone(), name: name.to_owned(), partitions, producer })
+    }
+}
+
+impl Topic for KafkaTopic {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn partitions(&self) -> u32 {
+        self.partitions
+    }
+
+    fn append(&self, partition: u32, records: &[Append<'_>]) -> Result<Vec<u64>, LogError> {
+        if partition >= self.partitions {
+            return Err(LogError::NoSuchPartition { topic: self.name.clone(), partition, partitions: self.partitions });
+        }
+        let mut pending = Vec::with_capacity(records.len());
+        for r in records {
+            let mut headers = OwnedHeaders::new();
+            for (k, v) in r.headers {
+                headers = headers.insert(Header { key: k, value: Some(*v) });
+            }
+            let mut rec = FutureRecord::to(&self.name).partition(partition as i32).payload(r.payload).headers(headers);
+            if let Some(k) = r.key {
+                rec = rec.key(k);
+            }
+            // A full local queue is backpressure: flush a little and retry, never drop.
+            loop {
+                match self.producer.send_result(rec) {
+                    Ok(fut) => {
+                        pending.push(fut);
+                        break;
+                    }
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                        rec = back;
+                        self.producer.poll(Duration::from_millis(10));
+                    }
+                    Err((e, _)) => return Err(LogError::Kafka(format!("produce to {}: {e}", self.name))),
+                }
+            }
+        }
+        let mut offsets = Vec::with_capacity(pending.len());
+        for fut in pending {
+            match block_on(fut) {
+                Ok(Ok(delivery)) => offsets.push(delivery.offset as u64),
+                Ok(Err((e, _))) => return Err(LogError::Kafka(format!("delivery to {}: {e}", self.name))),
+                Err(_) => return Err(LogError::Kafka(format!("delivery to {}: producer dropped", self.name))),
+            }
+        }
+        Ok(offsets)
+    }
+
+    fn reader(&self, partition: u32, from: u64) -> Result<Box<dyn TopicReader>, LogError> {
+        if partition >= self.partitions {
+            return Err(LogError::NoSuchPartition { topic: self.name.clone(), partition, partitions: self.partitions });
+        }
+        let consumer: BaseConsumer = self
+            .config
+            .client()
+            .set("group.id", format!("lightkeeper-reader-{}", self.name))
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "true")
+            .set("auto.offset.reset", "earliest")
+            .set("fetch.wait.max.ms", "10")
+            .set("fetch.message.max.bytes", "8388608")
+            .set("queued.max.messages.kbytes", "65536")
+            .create()
+            .map_err(|e| LogError::Kafka(format!("consumer: {e}")))?;
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&self.name, partition as i32, Offset::Offset(from as i64))
+            .map_err(|e| LogError::Kafka(e.to_string()))?;
+        consumer.assign(&tpl).map_err(|e| LogError::Kafka(format!("assign {}/{partition}: {e}", self.name)))?;
+        Ok(Box::new(KafkaReader { consumer, position: from, partition }))
+    }
+}
+
+struct KafkaReader {
+    consumer: BaseConsumer,
+    position: u64,
+    partition: u32,
+}
+
+impl TopicReader for KafkaReader {
+    fn poll(&mut self, max: usize, timeout: Duration) -> Result<Polled, LogError> {
+        let mut out = Polled::default();
+        let mut wait = timeout;
+        while out.records.len() < max {
+            match self.consumer.poll(wait) {
+                None => break,
+                Some(Err(KafkaError::PartitionEOF(_))) => {
+                    out.at_end = true;
+                    break;
+                }
+                Some(Err(e)) => return Err(LogError::Kafka(format!("fetch: {e}"))),
+                Some(Ok(m)) => {
+                    let offset = m.offset() as u64;
+                    if offset < self.position {
+                        continue; // a re-delivered record already passed on
+                    }
+                    let headers = m
+                        .headers()
+                        .map(|h| h.iter().map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec())).collect())
+                        .unwrap_or_default();
+                    out.records.push(LogRecord {
+                        partition: self.partition,
+                        offset,
+                        key: m.key().map(<[u8]>::to_vec),
+                        payload: m.payload().unwrap_or_default().to_vec(),
+                        timestamp_ms: m.timestamp().to_millis().unwrap_or(0),
+                        headers,
+                    });
+                    self.position = offset + 1;
+                    wait = Duration::ZERO;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn position(&self) -> u64 {
+        self.position
+    }
+}

@@ -1,0 +1,94 @@
+//! Partitioned, append-only logs — the seam between Lightkeeper and Kafka.
+//!
+//! The input (`alerts`), the changelog and the dead-letter topic are all [`Topic`]s. Two engines
+//! implement the trait: [`KafkaTopic`] (rdkafka; production and the broker-backed tests) and
+//! [`EmbeddedTopic`] (a RocksDB-backed log for the single-node embedded default). Everything above
+//! this module is written against the trait only, so a node behaves the same on both.
+//!
+//! All calls block: they are made from partition-worker threads or `spawn_blocking`.
+
+mod embedded;
+mod kafka;
+
+pub use embedded::{EmbeddedLog, EmbeddedTopic};
+pub use kafka::{KafkaConfig, KafkaTopic};
+
+use std::time::Duration;
+
+/// One record of a topic partition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogRecord {
+    pub partition: u32,
+    pub offset: u64,
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+    /// Record timestamp, ms since the Unix epoch (producer or log-append time).
+    pub timestamp_ms: i64,
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+/// A record to append.
+#[derive(Debug, Clone, Copy)]
+pub struct Append<'a> {
+    pub key: Option<&'a [u8]>,
+    pub payload: &'a [u8],
+    pub headers: &'a [(&'a str, &'a [u8])],
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("kafka: {0}")]
+    Kafka(String),
+    #[error("embedded log: {0}")]
+    Embedded(String),
+    #[error("partition {partition} out of range for topic {topic} ({partitions} partitions)")]
+    NoSuchPartition { topic: String, partition: u32, partitions: u32 },
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+}
+
+/// What a poll returned.
+#[derive(Debug, Default)]
+pub struct Polled {
+    pub records: Vec<LogRecord>,
+    /// True when the reader has reached the partition's end as of this poll.
+    pub at_end: bool,
+}
+
+pub trait Topic: Send + Sync {
+    fn name(&self) -> &str;
+    fn partitions(&self) -> u32;
+    /// Appends records to one partition and returns their offsets once they are durable
+    /// (acks=all on Kafka; a synced write on the embedded log). Order is preserved.
+    fn append(&self, partition: u32, records: &[Append<'_>]) -> Result<Vec<u64>, LogError>;
+    /// Opens a reader of one partition starting at `from` (the next offset to read).
+    fn reader(&self, partition: u32, from: u64) -> Result<Box<dyn TopicReader>, LogError>;
+}
+
+pub trait TopicReader: Send {
+    /// Up to `max` records, waiting at most `timeout` for the first one.
+    fn poll(&mut self, max: usize, timeout: Duration) -> Result<Polled, LogError>;
+    /// The next offset this reader will return.
+    fn position(&self) -> u64;
+}
+
+/// Reads a partition from `from` to its current end, calling `f` on each record. Returns the
+/// next offset. Used for restore: the end is the end as seen by the reader's end-of-partition
+/// signal, which on Kafka is the fetch's high watermark (reliable on the test brokers too).
+pub fn read_to_end(
+    topic: &dyn Topic,
+    partition: u32,
+    from: u64,
+    mut f: impl FnMut(LogRecord) -> Result<(), LogError>,
+) -> Result<u64, LogError> {
+    let mut reader = topic.reader(partition, from)?;
+    loop {
+        let polled = reader.poll(4096, Duration::from_millis(500))?;
+        for r in polled.records {
+            f(r)?;
+        }
+        if polled.at_end {
+            return Ok(reader.position());
+        }
+    }
+}

@@ -1,0 +1,60 @@
+//! The state store: materialized objects, their recent update history, and per-partition
+//! progress (input and changelog offsets, epoch), written together in one atomic batch.
+//!
+//! The trait is the seam; [`RocksStore`] is the engine. All methods block (RocksDB I/O): call
+//! them from worker threads or `spawn_blocking`.
+
+mod rocks;
+
+pub use rocks::{RocksStore, StoreOptions};
+
+use crate::model::LightPoint;
+use crate::object::{ObjectState, ObjectSummary};
+use serde::{Deserialize, Serialize};
+
+/// How far a partition's state has got.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionProgress {
+    /// Newest epoch applied.
+    pub epoch: u64,
+    /// Next input offset to consume.
+    pub input_next: u64,
+    /// Next changelog offset to apply (everything before it is in the store).
+    pub changelog_next: u64,
+}
+
+/// One entry of an object's update history, kept so a subscriber can resume from a version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    pub version: u64,
+    pub summary: ObjectSummary,
+    pub new_points: Vec<LightPoint>,
+}
+
+/// What one atomic write contains.
+#[derive(Debug, Default)]
+pub struct StateBatch {
+    pub partition: u32,
+    pub progress: PartitionProgress,
+    pub objects: Vec<ObjectState>,
+    pub history: Vec<HistoryEntry>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("rocksdb: {0}")]
+    Rocks(#[from] rocksdb::Error),
+    #[error("stored value for {what} does not decode: {reason}")]
+    Corrupt { what: String, reason: String },
+}
+
+pub trait StateStore: Send + Sync {
+    fn get(&self, key: &str) -> Result<Option<ObjectState>, StoreError>;
+    fn progress(&self, partition: u32) -> Result<PartitionProgress, StoreError>;
+    fn apply(&self, batch: StateBatch) -> Result<(), StoreError>;
+    /// History entries with version > `after`, oldest first, or `None` if some of them are no
+    /// longer kept (the caller then sends a fresh snapshot).
+    fn history_after(&self, key: &str, after: u64, current: u64) -> Result<Option<Vec<HistoryEntry>>, StoreError>;
+    /// Every object key in the store (bounded by `limit`), for tests and tools.
+    fn keys(&self, limit: usize) -> Result<Vec<String>, StoreError>;
+}

@@ -1,0 +1,41 @@
+"""A real external producer: writes alert files to a Kafka topic with confluent-kafka.
+
+Keys are the survey-qualified object keys; the partitioner is murmur2_random, which is Kafka's
+Java default (confluent-kafka's own default, consistent_random, is CRC32 and would not match).
+
+usage: produce.py BOOTSTRAP TOPIC SCHEMA_DIR [--raw] FILE...
+  --raw: the following FILE arguments are sent as they are, keyed by their file name (for
+         corrupt or unknown-schema packets that have no decodable key).
+"""
+import sys
+
+from confluent_kafka import Producer
+
+import alerts
+
+bootstrap, topic, schema_dir = sys.argv[1:4]
+schemas = alerts.lsst_schemas(schema_dir)
+p = Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random", "acks": "all", "enable.idempotence": True})
+errors = []
+
+
+def report(err, msg):
+    if err is not None:
+        errors.append(str(err))
+    else:
+        print(f"{msg.key().decode()}\t{msg.partition()}\t{msg.offset()}", flush=True)
+
+
+raw = False
+for f in sys.argv[4:]:
+    if f == "--raw":
+        raw = True
+        continue
+    with open(f, "rb") as fh:
+        data = fh.read()
+    key = f.rsplit("/", 1)[-1] if raw else alerts.object_key(alerts.read_packet(data, schemas))
+    p.produce(topic, value=data, key=key.encode(), on_delivery=report)
+    p.poll(0)
+left = p.flush(30)
+if errors or left:
+    sys.exit(f"produce failed: {errors[:3]} ({left} undelivered)")

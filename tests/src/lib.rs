@@ -1,0 +1,221 @@
+//! Harness for end-to-end tests: the real broker, real `lightkeeper` processes, the real Python
+//! Kafka client, and the shared alert data.
+//!
+//! Readiness is always an explicit signal — the node's "listening on" line, `/readyz`, a
+//! broker metadata request — never a sleep.
+
+pub mod kafka;
+pub mod synth;
+
+use anyhow::{anyhow, bail, Context};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::ClientConfig;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_owned()
+}
+
+/// `../shared/data` beside the repository (or `LIGHTKEEPER_SHARED_DATA`).
+pub fn shared_data() -> PathBuf {
+    std::env::var_os("LIGHTKEEPER_SHARED_DATA").map(PathBuf::from).unwrap_or_else(|| workspace().join("../shared/data"))
+}
+
+pub fn lsst_schemas() -> PathBuf {
+    shared_data().join("lsst/schema")
+}
+
+/// Every `.avro` file below `dir`, sorted.
+pub fn avro_files(dir: &Path) -> Vec<PathBuf> {
+    fn walk(d: &Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(d).unwrap_or_else(|e| panic!("reading {}: {e}", d.display())) {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if p.extension().is_some_and(|x| x == "avro") {
+                out.push(p);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, &mut out);
+    out.sort();
+    out
+}
+
+/// Bootstrap address of the test broker (`KAFKA_BOOTSTRAP`, default 127.0.0.1:9092), checked
+/// with a metadata request. Panics with instructions when no broker answers.
+pub fn broker() -> String {
+    static CHECKED: OnceLock<String> = OnceLock::new();
+    CHECKED
+        .get_or_init(|| {
+            let b = std::env::var("KAFKA_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:9092".into());
+            let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", &b).set("group.id", "probe").create().expect("client");
+            if let Err(e) = c.fetch_metadata(None, Duration::from_secs(10)) {
+                panic!("no Kafka-protocol broker at {b} ({e}); start one as .ci/run does (see BROKER.md) or set KAFKA_BOOTSTRAP");
+            }
+            b
+        })
+        .clone()
+}
+
+/// A name unique to this test run, for topics and directories.
+pub fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    format!("{prefix}-{}-{nanos}", std::process::id())
+}
+
+/// The `lightkeeper` binary of the same profile as this test, built once per test process.
+pub fn binary() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let exe = std::env::current_exe().expect("test exe");
+        // target/<profile>/deps/<test> → target/<profile>
+        let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>").to_owned();
+        let profile = profile_dir.file_name().unwrap().to_string_lossy().into_owned();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let cargo_profile = if profile == "debug" { "dev".to_owned() } else { profile };
+        let status = Command::new(cargo)
+            .args([
+                "build",
+                "--quiet",
+                "--profile",
+                &cargo_profile,
+                "-p",
+                "lightkeeper-gateway",
+                "--bin",
+                "lightkeeper",
+            ])
+            .current_dir(workspace())
+            .status()
+            .expect("running cargo build");
+        assert!(status.success(), "building the lightkeeper binary failed");
+        profile_dir.join("lightkeeper")
+    })
+    .clone()
+}
+
+/// A running node process. Killed (SIGKILL) on drop.
+pub struct NodeProcess {
+    pub child: Child,
+    pub url: String,
+    pub data_dir: PathBuf,
+    stderr_log: PathBuf,
+}
+
+impl NodeProcess {
+    /// Starts `lightkeeper serve` with `--listen 127.0.0.1:0` and waits for its listening line.
+    pub fn start(data_dir: &Path, extra: &[&str], env: &[(&str, String)]) -> anyhow::Result<NodeProcess> {
+        std::fs::create_dir_all(data_dir)?;
+        let stderr_log = data_dir.with_extension("stderr.log");
+        let stderr = std::fs::OpenOptions::new().create(true).append(true).open(&stderr_log)?;
+        let mut cmd = Command::new(binary());
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(stderr))
+            .env("LIGHTKEEPER_LOG", "info");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().context("spawning lightkeeper")?;
+        let stdout = child.stdout.take().expect("piped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("listening on ").nth(1) {
+                    let url = rest.split_whitespace().next().unwrap_or_default().to_owned();
+                    let _ = tx.send(url);
+                }
+            }
+        });
+        let url = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(u) => u,
+            Err(_) => {
+                let _ = child.kill();
+                bail!(
+                    "node did not report its address; stderr:\n{}",
+                    std::fs::read_to_string(&stderr_log).unwrap_or_default()
+                );
+            }
+        };
+        Ok(NodeProcess { child, url, data_dir: data_dir.to_owned(), stderr_log })
+    }
+
+    /// Waits for `/readyz` to answer 200.
+    pub async fn wait_ready(&self, timeout: Duration) -> anyhow::Result<()> {
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(r) = client.get(format!("{}/readyz", self.url)).send().await {
+                if r.status().is_success() {
+                    return Ok(());
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("node not ready after {timeout:?}; stderr:\n{}", self.stderr());
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn terminate(&mut self) -> anyhow::Result<std::process::ExitStatus> {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status()?;
+        Ok(self.child.wait()?)
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Runs `tests/py/<script>` with the machine's python3.
+pub fn python(script: &str, args: &[String]) -> anyhow::Result<String> {
+    let out = Command::new("python3")
+        .arg(workspace().join("tests/py").join(script))
+        .args(args)
+        .output()
+        .context("running python3")?;
+    if !out.status.success() {
+        return Err(anyhow!("{script} failed: {}", String::from_utf8_lossy(&out.stderr)));
+    }
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+/// Polls `f` until it returns `Some`, or fails after `timeout`. For state that becomes true
+/// asynchronously (an alert materialized), where no push signal exists for the test to await.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return Ok(v);
+        }
+        if Instant::now() > deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

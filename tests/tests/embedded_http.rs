@@ -1,0 +1,131 @@
+//! The embedded default (no broker): ingest over HTTP, read back, restart, and every kind of
+//! bad request answered with a 4xx JSON error.
+
+use futures::{SinkExt, StreamExt};
+use lightkeeper_clients::{Client, ClientError};
+use lightkeeper_tests::*;
+use serde_json::{json, Value};
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::Message;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+async fn ingest_dir(client: &Client, dir: &std::path::Path) -> usize {
+    let files = avro_files(dir);
+    for f in &files {
+        client.ingest(std::fs::read(f).unwrap()).await.unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+    }
+    files.len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn embedded_node_ingests_over_http_and_survives_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("node");
+    let schemas = lsst_schemas().display().to_string();
+    let mut node = NodeProcess::start(&dir, &["--schemas", &schemas], &[]).unwrap();
+    node.wait_ready(WAIT).await.unwrap();
+    let client = Client::new(&node.url).unwrap();
+
+    let n = ingest_dir(&client, &shared_data().join("ztf/alerts/pitt-google-broker/lightcurve_ZTF21abiuvdk")).await;
+    assert_eq!(n, 22);
+    let accepted = client
+        .ingest(std::fs::read(shared_data().join("lsst/alerts/boom/25409136044802067.avro")).unwrap())
+        .await
+        .unwrap();
+    assert!(accepted.key.starts_with("lsst:"));
+    let obj = eventually(WAIT, "light curve materialized", || async {
+        client.object("ztf:ZTF21abiuvdk").await.ok().filter(|o| o["n_alerts"] == 22)
+    })
+    .await
+    .unwrap();
+    assert_eq!((obj["n_detections"].as_u64(), obj["n_upper_limits"].as_u64()), (Some(22), Some(15)));
+    assert!(obj["latest_alert_id"].is_string(), "64-bit ids are strings in JSON");
+
+    // Graceful restart keeps everything.
+    assert!(node.terminate().unwrap().success(), "clean exit on SIGTERM");
+    let node = NodeProcess::start(&dir, &["--schemas", &schemas], &[]).unwrap();
+    node.wait_ready(WAIT).await.unwrap();
+    let client = Client::new(&node.url).unwrap();
+    assert_eq!(client.object("ztf:ZTF21abiuvdk").await.unwrap(), obj);
+    let lc = client.lightcurve("ztf:ZTF21abiuvdk", "band=g&kind=detection").await.unwrap();
+    assert_eq!(lc["points"].as_array().unwrap().len(), 11);
+    assert!(lc["points"].as_array().unwrap().iter().all(|p| p["band"] == "g" && p["kind"] == "detection"));
+
+    // OpenAPI is served and names the routes.
+    let spec = client.get_json("/openapi.json").await.unwrap();
+    assert!(spec["paths"]["/v1/objects/{key}/lightcurve"].is_object());
+}
+
+fn api_error(e: ClientError) -> (u16, String) {
+    match e {
+        ClientError::Api { status, code, message } => {
+            assert!(!message.is_empty(), "error {code} has a message");
+            (status, code)
+        }
+        other => panic!("expected an API error, got {other}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_requests_get_4xx_json_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node =
+        NodeProcess::start(&tmp.path().join("node"), &[], &[("LIGHTKEEPER_LIMITS__MAX_BODY_BYTES", "65536".into())])
+            .unwrap();
+    node.wait_ready(WAIT).await.unwrap();
+    let client = Client::new(&node.url).unwrap();
+
+    assert_eq!(api_error(client.object("ztf:ZTFnothere").await.unwrap_err()), (404, "object_not_found".into()));
+    assert_eq!(api_error(client.object("nosurvey").await.unwrap_err()), (400, "invalid_key".into()));
+    assert_eq!(api_error(client.lightcurve("ztf:X", "band=q").await.unwrap_err()), (400, "invalid_query".into()));
+    assert_eq!(
+        api_error(client.lightcurve("ztf:X", "since_mjd=soon").await.unwrap_err()),
+        (400, "invalid_query".into())
+    );
+    assert_eq!(
+        api_error(client.ingest(b"not an alert".to_vec()).await.unwrap_err()),
+        (400, "undecodable_alert".into())
+    );
+    assert_eq!(api_error(client.ingest(Vec::new()).await.unwrap_err()), (400, "empty_body".into()));
+    assert_eq!(api_error(client.ingest(vec![7u8; 100_000]).await.unwrap_err()), (413, "payload_too_large".into()));
+    // LSST without a schema directory: the id is unknown, and the message says so.
+    let lsst = std::fs::read(shared_data().join("lsst/alerts/boom/25409136044802067.avro")).unwrap();
+    let (status, code) = api_error(client.ingest(lsst).await.unwrap_err());
+    assert_eq!((status, code.as_str()), (400, "undecodable_alert"));
+    assert_eq!(api_error(client.get_json("/v1/nothing").await.unwrap_err()), (404, "no_such_route".into()));
+
+    // WebSocket: malformed ops, bad keys and filters get error messages; the socket stays usable.
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(format!("{}/v1/ws", node.url.replacen("http", "ws", 1))).await.unwrap();
+    for (op, code) in [
+        (json!("{not json").to_string(), "bad_message"),
+        (json!({"op": "subscribe", "sub": "a", "objects": ["nope"]}).to_string(), "invalid_key"),
+        (json!({"op": "subscribe", "sub": "b", "objects": []}).to_string(), "bad_message"),
+        (json!({"op": "subscribe", "sub": "c", "filter": {"mag_lt": 18}}).to_string(), "filter_not_supported"),
+        (json!({"op": "dance"}).to_string(), "bad_message"),
+    ] {
+        let text = if op.starts_with('"') { serde_json::from_str::<String>(&op).unwrap() } else { op };
+        ws.send(Message::Text(text.into())).await.unwrap();
+        let m: Value = loop {
+            match tokio::time::timeout(WAIT, ws.next()).await.unwrap().unwrap().unwrap() {
+                Message::Text(t) => break serde_json::from_str(&t).unwrap(),
+                _ => continue,
+            }
+        };
+        assert_eq!(m["type"], "error", "{m}");
+        assert_eq!(m["error"]["code"], code, "{m}");
+        assert!(m["error"]["message"].as_str().is_some_and(|s| !s.is_empty()));
+    }
+    // Still usable: a valid subscription gets its snapshot.
+    ws.send(Message::Text(json!({"op": "subscribe", "sub": "ok", "objects": ["ztf:ZTFnew"]}).to_string().into()))
+        .await
+        .unwrap();
+    let m: Value = loop {
+        match tokio::time::timeout(WAIT, ws.next()).await.unwrap().unwrap().unwrap() {
+            Message::Text(t) => break serde_json::from_str(&t).unwrap(),
+            _ => continue,
+        }
+    };
+    assert_eq!((m["type"].as_str(), m["sub"].as_str(), m["version"].as_u64()), (Some("snapshot"), Some("ok"), Some(0)));
+}
