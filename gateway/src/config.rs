@@ -164,7 +164,10 @@ impl Config {
         if let Some(f) = file {
             fig = fig.merge(Toml::file_exact(f));
         }
-        fig = fig.merge(Env::prefixed("LIGHTKEEPER_").split("__")).merge(Serialized::defaults(overrides));
+        // LIGHTKEEPER_LOG is the log filter, read by the binary, not a config key.
+        fig = fig
+            .merge(Env::prefixed("LIGHTKEEPER_").ignore(&["LOG"]).split("__"))
+            .merge(Serialized::defaults(overrides));
         let config: Config = fig.extract().map_err(Box::new)?;
         config.validate()?;
         Ok(config)

@@ -118,7 +118,7 @@ impl Node {
         let store: Arc<dyn StateStore> =
             Arc::new(RocksStore::open(&config.data_dir.join("state"), &store_opts).context("opening the state store")?);
 
-        let mut registry = Registry::with_prefix("");
+        let mut registry = Registry::default();
         let partition_metrics = PartitionMetrics::register(&mut registry);
         let metrics = GatewayMetrics::register(&mut registry);
         let hub = Arc::new(Hub::new(config.limits.object_channel_capacity));

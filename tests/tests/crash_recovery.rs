@@ -68,7 +68,7 @@ async fn sigkill_mid_ingest_and_lost_data_dir_both_recover_exactly() {
 
     // Phase 1: half the alerts, fully applied.
     let dir = tmp.path().join("node");
-    let mut node = start(&topics, &dir, 4);
+    let mut node = start(&topics, &dir, 1);
     node.wait_ready(WAIT).await.unwrap();
     let half = files.len() / 2;
     let mut produced = produce(&topics.input, &files[..half]);
@@ -79,14 +79,16 @@ async fn sigkill_mid_ingest_and_lost_data_dir_both_recover_exactly() {
     second.extend_from_slice(&files[..20]);
     produced += produce(&topics.input, &second);
     let client = Client::new(&node.url).unwrap();
-    eventually(WAIT, "the node to start on phase 2", || async {
+    let at_kill = eventually(WAIT, "the node to start on phase 2", || async {
         let c = client.get_json("/v1/cluster").await.ok()?;
         let n: u64 = c["partitions"].as_array()?.iter().map(|p| p["input_next"].as_u64().unwrap_or(0)).sum();
-        (n > half as u64).then_some(())
+        (n > half as u64).then_some(n)
     })
     .await
     .unwrap();
     node.kill();
+    eprintln!("killed after {at_kill} of {produced} input records");
+    assert!(at_kill < produced as u64, "the kill must land mid-ingest ({at_kill} of {produced} done)");
 
     // Restart on the same directory: restore from RocksDB plus the changelog tail.
     let node = start(&topics, &dir, 64);

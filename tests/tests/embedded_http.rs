@@ -90,7 +90,7 @@ async fn bad_requests_get_4xx_json_errors() {
     assert_eq!(api_error(client.ingest(Vec::new()).await.unwrap_err()), (400, "empty_body".into()));
     assert_eq!(api_error(client.ingest(vec![7u8; 100_000]).await.unwrap_err()), (413, "payload_too_large".into()));
     // LSST without a schema directory: the id is unknown, and the message says so.
-    let lsst = std::fs::read(shared_data().join("lsst/alerts/boom/25409136044802067.avro")).unwrap();
+    let lsst = std::fs::read(shared_data().join("lsst/alerts/pittgoogle-client_wire/lsst.v7_1.avro")).unwrap();
     let (status, code) = api_error(client.ingest(lsst).await.unwrap_err());
     assert_eq!((status, code.as_str()), (400, "undecodable_alert"));
     assert_eq!(api_error(client.get_json("/v1/nothing").await.unwrap_err()), (404, "no_such_route".into()));

@@ -147,16 +147,15 @@ async fn session(socket: WebSocket, state: AppState) {
                 outbox.send(error_msg(None, &ApiError::bad_request("bad_message", format!("not a valid op: {e}"))));
             }
             Ok(ClientOp::Unsubscribe { sub }) => {
-                forwarders.retain(|(s, key), h| {
-                    if *s == sub {
+                let ended: Vec<(String, String)> = forwarders.keys().filter(|(s, _)| *s == sub).cloned().collect();
+                for k in ended {
+                    if let Some(h) = forwarders.remove(&k) {
                         h.abort();
-                        state.hub.release(key);
-                        false
-                    } else {
-                        true
+                        let _ = h.await;
                     }
-                });
-                state.metrics.ws_subscriptions.set(0.max(state.metrics.ws_subscriptions.get()));
+                    state.hub.release(&k.1);
+                    state.metrics.ws_subscriptions.dec();
+                }
             }
             Ok(ClientOp::Subscribe { sub, objects, filter, from_version }) => {
                 if let Err(e) = subscribe(&state, &outbox, &mut forwarders, &sub, objects, filter, from_version) {
@@ -165,7 +164,14 @@ async fn session(socket: WebSocket, state: AppState) {
             }
         }
         // Reap finished forwarders so the map stays bounded by live subscriptions.
-        forwarders.retain(|_, h| !h.is_finished());
+        forwarders.retain(|(_, key), h| {
+            let done = h.is_finished();
+            if done {
+                state.hub.release(key);
+                state.metrics.ws_subscriptions.dec();
+            }
+            !done
+        });
     }
 
     for ((_, key), h) in forwarders.drain() {
@@ -262,8 +268,12 @@ async fn catch_up(
             tokio::task::spawn_blocking(move || s.get(&k2)).await??.map_or(0, |o| o.version)
         }
     };
-    if current <= last {
+    if current == last {
         return Ok(last);
+    }
+    if current < last {
+        // The client claims a version this replica never reached: start it over.
+        return snapshot(state, outbox, sub, key).await;
     }
     let history = tokio::task::spawn_blocking(move || store.history_after(&k, last, current)).await??;
     match history {

@@ -182,12 +182,10 @@ fn bare_consume(bootstrap: &str, topic: &str, partitions: u32, n: usize) -> anyh
     let mut seen = 0usize;
     let mut bytes = 0usize;
     while seen < n {
-        if let Some(m) = c.poll(Duration::from_millis(100)) {
-            if let Ok(m) = m {
-                use rdkafka::Message;
-                bytes += m.payload().map_or(0, <[u8]>::len);
-                seen += 1;
-            }
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
+            use rdkafka::Message;
+            bytes += m.payload().map_or(0, <[u8]>::len);
+            seen += 1;
         }
         if started.elapsed() > Duration::from_secs(600) {
             anyhow::bail!("bare consumer stalled at {seen}/{n}");
