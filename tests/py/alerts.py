@@ -64,7 +64,7 @@ def ztf_reference(records):
     return {
         "detections": {str(k): v for k, v in detections.items()},
         "n_upper_limits": len(limits),
-        "alerts": sorted(str(r["candid"]) for r in records),
+        "alerts": sorted({str(r["candid"]) for r in records}),
     }
 
 
