@@ -8,6 +8,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+/// Decoding allocates many short-lived values per alert; mimalloc measured ~1.4× the glibc
+/// allocator's end-to-end ingest rate here (see BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "lightkeeper", version, about = "Stateful data API for astronomical alert streams")]
 struct Args {

@@ -18,6 +18,9 @@ pub struct PartitionMetrics {
     pub input_next: Family<Labels, Gauge>,
     pub epoch: Family<Labels, Gauge>,
     pub batch_seconds: Histogram,
+    /// Time per batch in each phase: `decode` (and merge), `changelog` (append + acks),
+    /// `store` (RocksDB batch).
+    pub phase_seconds: Family<Labels, Histogram>,
     pub worker_errors: Family<Labels, Counter>,
 }
 
@@ -32,6 +35,7 @@ impl PartitionMetrics {
             input_next: Family::default(),
             epoch: Family::default(),
             batch_seconds: Histogram::new(exponential_buckets(0.000_1, 2.0, 16)),
+            phase_seconds: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.000_1, 2.0, 16))),
             worker_errors: Family::default(),
         };
         registry.register("lightkeeper_alerts_applied", "Alerts merged into object state", m.alerts_applied.clone());
@@ -66,9 +70,18 @@ impl PartitionMetrics {
             "Time to process one input batch end to end",
             m.batch_seconds.clone(),
         );
+        registry.register(
+            "lightkeeper_phase_seconds",
+            "Time per batch in each phase (decode, changelog, store)",
+            m.phase_seconds.clone(),
+        );
         registry.register("lightkeeper_worker_errors", "Batches that failed and were retried", m.worker_errors.clone());
         m
     }
+}
+
+pub fn phase_label(phase: &str) -> Labels {
+    vec![("phase".into(), phase.into())]
 }
 
 pub fn partition_label(p: u32) -> Labels {

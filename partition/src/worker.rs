@@ -18,7 +18,7 @@
 
 use crate::hub::Hub;
 use crate::merge::{merge, new_state};
-use crate::metrics::{partition_label, PartitionMetrics};
+use crate::metrics::{partition_label, phase_label, PartitionMetrics};
 use lightkeeper_storage::changelog::{Change, ChangelogEntry, EpochFence};
 use lightkeeper_storage::codec::Decoder;
 use lightkeeper_storage::log::{read_to_end, Append, LogError, LogRecord, Topic, TopicReader};
@@ -243,7 +243,13 @@ impl Worker {
             *reader = Some(self.deps.input.reader(self.partition, progress.input_next)?);
         }
         let r = reader.as_mut().expect("set above");
+        let poll_started = Instant::now();
         let polled = r.poll(self.deps.batch_size, POLL_TIMEOUT)?;
+        self.deps
+            .metrics
+            .phase_seconds
+            .get_or_create(&phase_label("poll"))
+            .observe(poll_started.elapsed().as_secs_f64());
         if polled.at_end {
             self.status.input_end.store(r.position(), Ordering::Relaxed);
         }
@@ -316,6 +322,13 @@ impl Worker {
             })));
         }
 
+        let decoded = Instant::now();
+        self.deps
+            .metrics
+            .phase_seconds
+            .get_or_create(&phase_label("decode"))
+            .observe((decoded - started).as_secs_f64());
+
         // 4. changelog, acknowledged by the log before the state is written.
         let mut changelog_next = progress.changelog_next;
         if !entries.is_empty() {
@@ -330,6 +343,13 @@ impl Worker {
             self.deps.metrics.changelog_records.get_or_create(&label).inc_by(offsets.len() as u64);
         }
 
+        let logged = Instant::now();
+        self.deps
+            .metrics
+            .phase_seconds
+            .get_or_create(&phase_label("changelog"))
+            .observe((logged - decoded).as_secs_f64());
+
         // 5. one atomic state write with the offsets.
         progress.input_next = last_offset + 1;
         progress.changelog_next = changelog_next;
@@ -337,6 +357,7 @@ impl Worker {
         let objects: Vec<ObjectState> = touched.into_values().collect();
         let updates: Vec<Arc<HistoryEntry>> = history.iter().cloned().map(Arc::new).collect();
         self.deps.store.apply(StateBatch { partition: self.partition, progress, objects, history })?;
+        self.deps.metrics.phase_seconds.get_or_create(&phase_label("store")).observe(logged.elapsed().as_secs_f64());
         self.publish_progress(&progress);
 
         // 6. notify.

@@ -75,8 +75,11 @@ pub fn binary() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         let exe = std::env::current_exe().expect("test exe");
-        // target/<profile>/deps/<test> → target/<profile>
-        let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>").to_owned();
+        // target/<profile>/deps/<test> (tests) or target/<profile>/<bin> (the bench) → target/<profile>
+        let mut profile_dir = exe.parent().expect("exe has a directory").to_owned();
+        if profile_dir.file_name().is_some_and(|n| n == "deps") {
+            profile_dir = profile_dir.parent().expect("target/<profile>").to_owned();
+        }
         let profile = profile_dir.file_name().unwrap().to_string_lossy().into_owned();
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let cargo_profile = if profile == "debug" { "dev".to_owned() } else { profile };
@@ -91,6 +94,9 @@ pub fn binary() -> PathBuf {
                 "--bin",
                 "lightkeeper",
             ])
+            // Into the target directory this executable lives in, whatever the environment says.
+            .arg("--target-dir")
+            .arg(profile_dir.parent().expect("target dir"))
             .current_dir(workspace())
             .status()
             .expect("running cargo build");

@@ -123,7 +123,8 @@ impl KafkaTopic {
             .client()
             .set("acks", "all")
             .set("enable.idempotence", "true")
-            .set("linger.ms", "2")
+            // Appends are explicit batches and the caller waits for them: lingering only adds latency.
+            .set("linger.ms", "0")
             .set("message.timeout.ms", "30000")
             .set("message.max.bytes", "8388608")
             .create()
@@ -196,6 +197,9 @@ impl Topic for KafkaTopic {
             .set("fetch.wait.max.ms", "10")
             .set("fetch.message.max.bytes", "8388608")
             .set("queued.max.messages.kbytes", "65536")
+            // librdkafka waits this long before refetching once the prefetch queue is full (default
+            // 1 s); a worker slower than the network would otherwise idle between fetches.
+            .set("fetch.queue.backoff.ms", "10")
             .create()
             .map_err(|e| LogError::Kafka(format!("consumer: {e}")))?;
         let mut tpl = TopicPartitionList::new();

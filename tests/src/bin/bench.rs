@@ -137,6 +137,12 @@ async fn ingest(n: usize, per_object: usize, partitions: u32) -> anyhow::Result<
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let total = started.elapsed();
+    let metrics = reqwest::get(format!("{}/metrics", node.url)).await?.text().await?;
+    let batches: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("lightkeeper_batch_seconds_count"))
+        .and_then(|l| l.split_whitespace().last()?.parse().ok())
+        .unwrap_or(f64::NAN);
     let node_rate = n as f64 / (total - ready).as_secs_f64();
     let rss = std::fs::read_to_string(format!("/proc/{}/status", node.child.id()))
         .ok()
@@ -161,6 +167,15 @@ async fn ingest(n: usize, per_object: usize, partitions: u32) -> anyhow::Result<
     );
     println!("| ratio node / bare | {:.2} |", node_rate / bare_rate);
     println!("| node peak RSS | {} MiB |", rss / 1024);
+    println!("| mean worker batch | {:.0} alerts |", n as f64 / batches);
+    for phase in ["poll", "decode", "changelog", "store"] {
+        let sum: f64 = metrics
+            .lines()
+            .find(|l| l.starts_with("lightkeeper_phase_seconds_sum") && l.contains(&format!("phase=\"{phase}\"")))
+            .and_then(|l| l.split_whitespace().last()?.parse().ok())
+            .unwrap_or(f64::NAN);
+        println!("| worker time in {phase} (all partitions) | {sum:.2} s |");
+    }
     Ok(())
 }
 
