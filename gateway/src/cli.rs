@@ -187,9 +187,14 @@ pub async fn demo(
         }
     }
     decoded.sort_by(|a, b| a.0.total_cmp(&b.0));
+    // Point the browser at the object with the most alerts: its light curve grows as you watch.
+    let mut counts: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for (_, key, _, _) in &decoded {
+        *counts.entry(key.as_str()).or_default() += 1;
+    }
+    let watch = counts.iter().max_by_key(|(_, n)| **n).map(|(k, _)| (*k).to_owned()).unwrap_or_default();
     println!(
-        "open http://{addr}/?key={} — feeding {} alerts, one every {} ms",
-        decoded[0].1,
+        "open http://{addr}/?key={watch} — feeding {} alerts, one every {} ms",
         decoded.len(),
         interval.as_millis()
     );

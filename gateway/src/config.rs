@@ -219,6 +219,11 @@ impl Config {
         {
             return invalid("limits", "queue and concurrency limits must be positive");
         }
+        if self.limits.ws_send_queue <= self.limits.max_subscriptions_per_connection {
+            // One subscribe op may queue a snapshot per object at once; a healthy client must
+            // never be mistaken for a slow one.
+            return invalid("limits.ws_send_queue", "must be larger than limits.max_subscriptions_per_connection");
+        }
         if self.storage.memory_budget_mib < 16 {
             return invalid("storage.memory_budget_mib", "must be at least 16");
         }

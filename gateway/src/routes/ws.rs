@@ -335,3 +335,32 @@ async fn forward(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_queue_marks_the_client_slow_and_stops_sending() {
+        let (tx, mut rx) = mpsc::channel(2);
+        let outbox = Outbox { tx, slow: CancellationToken::new() };
+        assert!(outbox.send(json!({"n": 1})));
+        assert!(outbox.send(json!({"n": 2})));
+        assert!(!outbox.slow.is_cancelled());
+        // The third message does not fit: the client is too slow, nothing is dropped silently.
+        assert!(!outbox.send(json!({"n": 3})));
+        assert!(outbox.slow.is_cancelled());
+        // Once slow, nothing more is queued (the writer sends the error and the 4008 close).
+        let _ = rx.try_recv();
+        assert!(!outbox.send(json!({"n": 4})));
+    }
+
+    #[test]
+    fn client_ops_parse_strictly() {
+        let op: ClientOp =
+            serde_json::from_str(r#"{"op":"subscribe","sub":"s","objects":["ztf:A"],"from_version":3}"#).unwrap();
+        assert!(matches!(op, ClientOp::Subscribe { from_version: Some(3), .. }));
+        assert!(serde_json::from_str::<ClientOp>(r#"{"op":"subscribe","sub":"s","objcts":[]}"#).is_err());
+        assert!(serde_json::from_str::<ClientOp>(r#"{"op":"unsubscribe"}"#).is_err());
+    }
+}
