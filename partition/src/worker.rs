@@ -40,6 +40,8 @@ pub enum WorkerError {
     Store(#[from] StoreError),
     #[error("changelog: {0}")]
     Changelog(String),
+    #[error("input offset {offset}: {reason}; the batch will be retried")]
+    Transient { offset: u64, reason: String },
 }
 
 /// The logs and stores a worker uses. Shared by every worker of a node.
@@ -276,6 +278,10 @@ impl Worker {
                     } else {
                         alerts.push((rec, alert));
                     }
+                }
+                // A registry outage says nothing about the packet: retry the batch, lose nothing.
+                Err(e) if e.is_transient() => {
+                    return Err(WorkerError::Transient { offset: rec.offset, reason: e.to_string() })
                 }
                 Err(e) => dead.push((rec, e.to_string(), e.code())),
             }

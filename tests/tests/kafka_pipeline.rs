@@ -229,3 +229,35 @@ async fn bad_packets_go_to_the_dead_letter_topic_and_the_worker_goes_on() {
         .lines()
         .any(|l| l.starts_with("lightkeeper_dead_letters_total") && l.contains("reason=\"unknown_schema\"")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_registry_outage_is_retried_never_dead_lettered() {
+    let topics = TopicSet::unique("regdown");
+    let tmp = tempfile::tempdir().unwrap();
+    // A registry URL where nothing listens: every wire-format lookup fails transiently.
+    let env = [("LIGHTKEEPER_SCHEMAS__REGISTRY_URL", "http://127.0.0.1:9".to_owned())];
+    let mut all_env = topics.env();
+    all_env.extend_from_slice(&env);
+    let node = NodeProcess::start(&tmp.path().join("node"), &["--kafka", &broker()], &all_env).unwrap();
+    node.wait_ready(WAIT).await.unwrap();
+    let wire = shared_data().join("lsst/alerts/pittgoogle-client_wire/lsst.v9_0.avro");
+    produce(&topics.input, &[wire.clone()], &[]);
+
+    let metrics_url = format!("{}/metrics", node.url);
+    eventually(WAIT, "the batch to fail and be retried", || async {
+        let text = reqwest::get(&metrics_url).await.ok()?.text().await.ok()?;
+        text.lines()
+            .find(|l| l.starts_with("lightkeeper_worker_errors_total"))
+            .and_then(|l| l.split_whitespace().last()?.parse::<u64>().ok())
+            .filter(|n| *n >= 2)
+    })
+    .await
+    .unwrap();
+    assert!(read_topic(&broker(), &topics.dead_letter, 1, Duration::from_secs(2)).is_empty(), "nothing dead-lettered");
+    let c = Client::new(&node.url).unwrap().get_json("/v1/cluster").await.unwrap();
+    let consumed: u64 = c["partitions"].as_array().unwrap().iter().map(|p| p["input_next"].as_u64().unwrap()).sum();
+    assert_eq!(consumed, 0, "the offset does not move past an alert that could not be decoded yet");
+    // Over HTTP the same packet is refused with 503 (retry), not 400.
+    let err = Client::new(&node.url).unwrap().ingest(std::fs::read(&wire).unwrap()).await.unwrap_err();
+    assert!(matches!(err, lightkeeper_clients::ClientError::Api { status: 503, .. }), "{err}");
+}

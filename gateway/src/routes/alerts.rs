@@ -28,6 +28,7 @@ pub struct Accepted {
 #[utoipa::path(post, path = "/v1/alerts", request_body(content = Vec<u8>, content_type = "application/octet-stream",
         description = "one Avro container file (ZTF) or one Confluent wire-format message (LSST)"),
     responses((status = 202, body = Accepted), (status = 400, description = "the packet does not decode; the message says why"),
+        (status = 503, description = "the schema registry could not be reached; retry"),
         (status = 413, description = "larger than limits.max_body_bytes")))]
 pub async fn ingest(
     State(state): State<AppState>,
@@ -39,10 +40,13 @@ pub async fn ingest(
     }
     let app = state.clone();
     let accepted = tokio::task::spawn_blocking(move || -> Result<Accepted, ApiError> {
-        let alert = app
-            .decoder
-            .decode(&body)
-            .map_err(|e| ApiError::bad_request("undecodable_alert", format!("{} ({})", e, e.code())))?;
+        let alert = app.decoder.decode(&body).map_err(|e| {
+            if e.is_transient() {
+                ApiError::Unavailable(format!("cannot decode the packet now: {e}"))
+            } else {
+                ApiError::bad_request("undecodable_alert", format!("{} ({})", e, e.code()))
+            }
+        })?;
         let partition = partition_for(alert.key.as_bytes(), app.input.partitions());
         let offsets = app
             .input

@@ -20,9 +20,10 @@ use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// Why a packet could not be decoded. Every variant is a property of the packet (or of the
-/// registry's knowledge), so retrying the same bytes gives the same answer: such packets go to
-/// the dead-letter topic.
+/// Why a packet could not be decoded. Every variant but `Registry` is a property of the packet
+/// (or of the registry's knowledge), so retrying the same bytes gives the same answer: such
+/// packets go to the dead-letter topic. `Registry` (the registry could not be reached) is
+/// transient: the batch is retried instead.
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
     #[error("empty packet")]
@@ -52,6 +53,12 @@ impl DecodeError {
     pub(crate) fn invalid(why: impl Into<String>) -> DecodeError {
         DecodeError::Invalid(why.into())
     }
+    /// True when the packet may decode later (the registry could not be asked): such a packet
+    /// must be retried, never dead-lettered.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, DecodeError::Registry(_))
+    }
+
     /// A short machine-readable reason, used as a metric label and in dead-letter headers.
     pub fn code(&self) -> &'static str {
         match self {

@@ -82,6 +82,23 @@ impl KafkaConfig {
         self.partition_count(name)
     }
 
+    /// Deletes topics (tools and benchmarks clean up after themselves; the node never deletes).
+    pub fn delete_topics(&self, names: &[&str]) -> Result<(), LogError> {
+        let admin: AdminClient<DefaultClientContext> =
+            self.client().create().map_err(|e| LogError::Kafka(format!("admin client: {e}")))?;
+        let opts = AdminOptions::new().operation_timeout(Some(self.timeout()));
+        for r in
+            block_on(admin.delete_topics(names, &opts)).map_err(|e| LogError::Kafka(format!("delete topics: {e}")))?
+        {
+            if let Err((t, code)) = r {
+                if code != RDKafkaErrorCode::UnknownTopicOrPartition {
+                    return Err(LogError::Kafka(format!("delete topic {t}: {code}")));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The topic's partition count from broker metadata (retried until the timeout: a topic
     /// just created may take a moment to appear in metadata).
     pub fn partition_count(&self, name: &str) -> Result<u32, LogError> {

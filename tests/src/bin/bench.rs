@@ -137,6 +137,11 @@ async fn ingest(n: usize, per_object: usize, partitions: u32) -> anyhow::Result<
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let total = started.elapsed();
+    // The test broker's memory engine keeps everything: drop the topics when done.
+    let cleanup = {
+        let (kafka, t) = (kafka.clone(), topics.clone());
+        move || kafka.delete_topics(&[&t.input, &t.changelog, &t.dead_letter])
+    };
     let metrics = reqwest::get(format!("{}/metrics", node.url)).await?.text().await?;
     let batches: f64 = metrics
         .lines()
@@ -168,6 +173,10 @@ async fn ingest(n: usize, per_object: usize, partitions: u32) -> anyhow::Result<
     println!("| ratio node / bare | {:.2} |", node_rate / bare_rate);
     println!("| node peak RSS | {} MiB |", rss / 1024);
     println!("| mean worker batch | {:.0} alerts |", n as f64 / batches);
+    drop(node);
+    if let Err(e) = tokio::task::spawn_blocking(cleanup).await? {
+        eprintln!("could not delete the benchmark topics: {e}");
+    }
     for phase in ["poll", "decode", "changelog", "store"] {
         let sum: f64 = metrics
             .lines()
