@@ -76,6 +76,8 @@ pub struct Limits {
 pub struct Storage {
     /// RocksDB block cache + write buffers, in MiB.
     pub memory_budget_mib: usize,
+    /// Rendered-response cache for object reads, in MiB (0 disables it).
+    pub response_cache_mib: usize,
 }
 
 impl Default for Config {
@@ -120,7 +122,7 @@ impl Default for Limits {
 
 impl Default for Storage {
     fn default() -> Self {
-        Storage { memory_budget_mib: 256 }
+        Storage { memory_budget_mib: 256, response_cache_mib: 64 }
     }
 }
 

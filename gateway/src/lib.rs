@@ -8,8 +8,10 @@
 //!   WebSocket subscriptions, the dashboard.
 //! - [`error`]: the API error type and its single mapping to HTTP status and JSON body.
 //! - [`state`]: what handlers share, and the gateway's metric definitions.
+//! - [`cache`]: rendered-response cache for hot objects, invalidated on change.
 //! - [`cli`]: the `decode`, `ingest` and `demo` commands.
 
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod error;

@@ -121,7 +121,12 @@ impl Node {
         let mut registry = Registry::default();
         let partition_metrics = PartitionMetrics::register(&mut registry);
         let metrics = GatewayMetrics::register(&mut registry);
-        let hub = Arc::new(Hub::new(config.limits.object_channel_capacity));
+        let cache = Arc::new(crate::cache::ResponseCache::new(config.storage.response_cache_mib << 20));
+        let invalidate = cache.clone();
+        let hub = Arc::new(Hub::with_listener(
+            config.limits.object_channel_capacity,
+            Box::new(move |key: &str| invalidate.invalidate(key)),
+        ));
         let deps = WorkerDeps {
             node_id: config.node_id.clone(),
             input: topics.input.clone(),
@@ -143,6 +148,7 @@ impl Node {
         }
         let state = AppState(Arc::new(Inner {
             node_id: config.node_id.clone(),
+            cache,
             store,
             hub,
             decoder,

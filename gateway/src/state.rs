@@ -54,6 +54,8 @@ impl GatewayMetrics {
 
 pub struct Inner {
     pub node_id: String,
+    /// Rendered object responses, invalidated through the hub.
+    pub cache: Arc<crate::cache::ResponseCache>,
     pub store: Arc<dyn StateStore>,
     pub hub: Arc<Hub>,
     pub decoder: Arc<Decoder>,

@@ -14,14 +14,24 @@ use tokio::sync::broadcast;
 /// One object update as pushed to subscribers.
 pub type Update = Arc<HistoryEntry>;
 
+/// Called with the object key of every published update (the gateway's response cache uses
+/// it to drop stale renderings).
+pub type ChangeListener = Box<dyn Fn(&str) + Send + Sync>;
+
 pub struct Hub {
     channels: Mutex<HashMap<String, broadcast::Sender<Update>>>,
     capacity: usize,
+    on_change: Option<ChangeListener>,
 }
 
 impl Hub {
     pub fn new(capacity: usize) -> Hub {
-        Hub { channels: Mutex::new(HashMap::new()), capacity }
+        Hub { channels: Mutex::new(HashMap::new()), capacity, on_change: None }
+    }
+
+    /// A hub that also tells `listener` about every change.
+    pub fn with_listener(capacity: usize, listener: ChangeListener) -> Hub {
+        Hub { on_change: Some(listener), ..Hub::new(capacity) }
     }
 
     /// Subscribes to updates of `key`. Subscribe before reading the current state, so that no
@@ -47,6 +57,9 @@ impl Hub {
     }
 
     pub fn publish(&self, update: Update) {
+        if let Some(listener) = &self.on_change {
+            listener(&update.summary.key);
+        }
         let channels = self.channels.lock();
         if let Some(tx) = channels.get(&update.summary.key) {
             // An error means no receiver is left; `release` will remove the channel.

@@ -35,6 +35,19 @@ impl TopicSet {
     }
 }
 
+/// A topic config value as the broker reports it.
+pub fn topic_config(bootstrap: &str, topic: &str, name: &str) -> Option<String> {
+    use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", bootstrap).create().expect("admin client");
+    let res =
+        futures::executor::block_on(admin.describe_configs([&ResourceSpecifier::Topic(topic)], &AdminOptions::new()))
+            .expect("describe configs");
+    let config = res.into_iter().next()?.ok()?;
+    config.get(name).and_then(|e| e.value.clone())
+}
+
 /// A record read back from a topic.
 #[derive(Debug, Clone)]
 pub struct Record {

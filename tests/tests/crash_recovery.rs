@@ -3,7 +3,10 @@
 //! over the same input by a fresh node (nothing lost, nothing doubled).
 
 use lightkeeper_clients::Client;
+use lightkeeper_storage::log::{Append, KafkaConfig, KafkaTopic, Topic};
+use lightkeeper_storage::partitioner::partition_for;
 use lightkeeper_tests::kafka::TopicSet;
+use lightkeeper_tests::synth::{load_templates, object_id, reissue};
 use lightkeeper_tests::*;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -74,10 +77,44 @@ async fn sigkill_mid_ingest_and_lost_data_dir_both_recover_exactly() {
     let mut produced = produce(&topics.input, &files[..half]);
     wait_consumed(&Client::new(&node.url).unwrap(), produced as u64).await;
 
-    // Phase 2: the rest plus duplicates of phase 1, and SIGKILL while the node works on them.
+    // Phase 2: the rest, duplicates of phase 1, and 2,000 more real-size alerts of 400 new
+    // objects — enough work that the SIGKILL lands while the node is busy with it.
     let mut second: Vec<PathBuf> = files[half..].to_vec();
     second.extend_from_slice(&files[..20]);
     produced += produce(&topics.input, &second);
+    let synthetic = 2000;
+    let templates = load_templates(&shared_data().join("ztf/alerts/fink-alert-simulator/datasim_20181129"), 16);
+    let bootstrap = broker();
+    let input_topic = topics.input.clone();
+    let synthetic_keys = tokio::task::spawn_blocking(move || {
+        let topic = KafkaTopic::open(&KafkaConfig::new(&bootstrap), &input_topic).unwrap();
+        // Generated first, then appended in bulk per partition, so the input runs far ahead of
+        // the worker.
+        let records: Vec<(u32, String, Vec<u8>)> = (0..synthetic)
+            .map(|i| {
+                let oid = object_id(i / 5);
+                let key = format!("ztf:{oid}");
+                let packet = reissue(&templates[i % templates.len()], &oid, 5_000_000_000_000_000_000 + i as i64);
+                (partition_for(key.as_bytes(), topic.partitions()), key, packet)
+            })
+            .collect();
+        for p in 0..topic.partitions() {
+            let batch: Vec<Append<'_>> = records
+                .iter()
+                .filter(|(q, _, _)| *q == p)
+                .map(|(_, k, v)| Append { key: Some(k.as_bytes()), payload: v, headers: &[] })
+                .collect();
+            topic.append(p, &batch).unwrap();
+        }
+        records.into_iter().map(|(_, k, _)| k).collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    produced += synthetic;
+    let mut keys = keys;
+    keys.extend(synthetic_keys);
+    keys.sort();
+    keys.dedup();
     let client = Client::new(&node.url).unwrap();
     let at_kill = eventually(WAIT, "the node to start on phase 2", || async {
         let c = client.get_json("/v1/cluster").await.ok()?;

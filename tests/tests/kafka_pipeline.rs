@@ -4,7 +4,7 @@
 
 use lightkeeper_clients::Client;
 use lightkeeper_storage::partitioner::partition_for;
-use lightkeeper_tests::kafka::{read_topic, TopicSet};
+use lightkeeper_tests::kafka::{read_topic, topic_config, TopicSet};
 use lightkeeper_tests::*;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -57,6 +57,8 @@ async fn external_producer_to_rest_and_websocket() {
     let node = start_node(&topics, &tmp.path().join("node"), &[]);
     node.wait_ready(WAIT).await.unwrap();
     let client = Client::new(&node.url).unwrap();
+    // The node created its topics; the changelog is compacted.
+    assert_eq!(topic_config(&broker(), &topics.changelog, "cleanup.policy").as_deref(), Some("compact"));
 
     // Subscribe before any alert exists: a snapshot at version 0, then one update per alert.
     let key = "ztf:ZTF21abiuvdk";
@@ -241,7 +243,7 @@ async fn a_registry_outage_is_retried_never_dead_lettered() {
     let node = NodeProcess::start(&tmp.path().join("node"), &["--kafka", &broker()], &all_env).unwrap();
     node.wait_ready(WAIT).await.unwrap();
     let wire = shared_data().join("lsst/alerts/pittgoogle-client_wire/lsst.v9_0.avro");
-    produce(&topics.input, &[wire.clone()], &[]);
+    produce(&topics.input, std::slice::from_ref(&wire), &[]);
 
     let metrics_url = format!("{}/metrics", node.url);
     eventually(WAIT, "the batch to fail and be retried", || async {

@@ -2,36 +2,59 @@
 //!
 //! RocksDB reads run on the blocking pool, never on the async runtime.
 
+use crate::cache::Cached;
 use crate::error::ApiError;
 use crate::state::AppState;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use lightkeeper_storage::model::{validate_key, Band, LightPoint, PointKind};
 use lightkeeper_storage::object::{AlertRef, ObjectState, ObjectSummary};
 use serde::Serialize;
 use utoipa::ToSchema;
-
-/// Loads an object or answers 404.
-pub async fn load(state: &AppState, key: String) -> Result<ObjectState, ApiError> {
-    validate_key(&key).map_err(|m| ApiError::bad_request("invalid_key", m))?;
-    let store = state.store.clone();
-    let k = key.clone();
-    tokio::task::spawn_blocking(move || store.get(&k))
-        .await??
-        .ok_or_else(|| ApiError::NotFound { code: "object_not_found", message: format!("object {key} is not known") })
-}
 
 #[utoipa::path(get, path = "/v1/objects/{key}", params(("key" = String, Path, description = "survey-qualified key, e.g. ztf:ZTF21abiuvdk")),
     responses((status = 200, body = ObjectSummary), (status = 400, description = "invalid key"), (status = 404, description = "object_not_found")))]
 pub async fn summary(
     State(state): State<AppState>,
     key: Result<Path<String>, PathRejection>,
-) -> Result<Json<ObjectSummary>, ApiError> {
+) -> Result<Response, ApiError> {
     let Path(key) = key?;
-    Ok(Json(load(&state, key).await?.summary()))
+    cached(&state, key, "summary".into(), |obj| json_body(&obj.summary())).await
+}
+
+const JSON: &str = "application/json";
+
+fn json_body<T: Serialize>(v: &T) -> Result<Cached, ApiError> {
+    Ok(Cached { content_type: JSON, body: serde_json::to_vec(v).map_err(ApiError::internal)?.into() })
+}
+
+/// Serves a rendering of `key` from the response cache, or reads the object, renders it with
+/// `render` (both on the blocking pool: decoding and serializing a large light curve takes
+/// milliseconds) and caches the result. 404 for unknown objects is never cached.
+async fn cached<F>(state: &AppState, key: String, variant: String, render: F) -> Result<Response, ApiError>
+where
+    F: FnOnce(ObjectState) -> Result<Cached, ApiError> + Send + 'static,
+{
+    validate_key(&key).map_err(|m| ApiError::bad_request("invalid_key", m))?;
+    let respond = |c: Cached| ([(header::CONTENT_TYPE, c.content_type)], c.body).into_response();
+    if let Some(c) = state.cache.get(&key, &variant) {
+        return Ok(respond(c));
+    }
+    let generation = state.cache.generation(&key);
+    let store = state.store.clone();
+    let k = key.clone();
+    let rendered = tokio::task::spawn_blocking(move || -> Result<Cached, ApiError> {
+        let obj = store.get(&k)?.ok_or_else(|| ApiError::NotFound {
+            code: "object_not_found",
+            message: format!("object {k} is not known"),
+        })?;
+        render(obj)
+    })
+    .await??;
+    state.cache.insert(&key, &variant, generation, rendered.clone());
+    Ok(respond(rendered))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -120,12 +143,15 @@ pub async fn lightcurve(
 ) -> Result<Response, ApiError> {
     let Path(key) = key?;
     let q = LightcurveQuery::parse(raw.as_deref())?;
-    let obj = load(&state, key).await?;
-    let points: Vec<LightPoint> = obj.points.into_iter().filter(|p| q.keeps(p)).collect();
-    if q.csv {
-        return Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], to_csv(&points)?).into_response());
-    }
-    Ok(Json(Lightcurve { key: obj.key, version: obj.version, points }).into_response())
+    let variant = format!("lightcurve?{}", raw.unwrap_or_default());
+    cached(&state, key, variant, move |obj| {
+        let points: Vec<LightPoint> = obj.points.into_iter().filter(|p| q.keeps(p)).collect();
+        if q.csv {
+            return Ok(Cached { content_type: "text/csv; charset=utf-8", body: to_csv(&points)?.into() });
+        }
+        json_body(&Lightcurve { key: obj.key, version: obj.version, points })
+    })
+    .await
 }
 
 fn to_csv(points: &[LightPoint]) -> Result<String, ApiError> {
@@ -183,10 +209,12 @@ pub struct AlertHistory {
 pub async fn alerts(
     State(state): State<AppState>,
     key: Result<Path<String>, PathRejection>,
-) -> Result<Json<AlertHistory>, ApiError> {
+) -> Result<Response, ApiError> {
     let Path(key) = key?;
-    let obj = load(&state, key).await?;
-    Ok(Json(AlertHistory { key: obj.key, version: obj.version, alerts: obj.alerts }))
+    cached(&state, key, "alerts".into(), |obj| {
+        json_body(&AlertHistory { key: obj.key, version: obj.version, alerts: obj.alerts })
+    })
+    .await
 }
 
 #[cfg(test)]
