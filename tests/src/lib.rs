@@ -207,6 +207,12 @@ pub fn python(script: &str, args: &[String]) -> anyhow::Result<String> {
     Ok(String::from_utf8(out.stdout)?)
 }
 
+/// Input records a node has consumed, summed over its partitions (from `/v1/cluster`).
+pub async fn consumed(client: &lightkeeper_clients::Client) -> Option<u64> {
+    let c = client.get_json("/v1/cluster").await.ok()?;
+    c["partitions"].as_array()?.iter().map(|p| p["input_next"].as_u64()).sum()
+}
+
 /// Polls `f` until it returns `Some`, or fails after `timeout`. For state that becomes true
 /// asynchronously (an alert materialized), where no push signal exists for the test to await.
 pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> anyhow::Result<T>

@@ -42,9 +42,7 @@ async fn snapshot(client: &Client, keys: &[String]) -> BTreeMap<String, (Value, 
 
 async fn wait_consumed(client: &Client, total: u64) {
     eventually(WAIT, &format!("{total} input records consumed"), || async {
-        let c = client.get_json("/v1/cluster").await.ok()?;
-        let n: u64 = c["partitions"].as_array()?.iter().map(|p| p["input_next"].as_u64().unwrap_or(0)).sum();
-        (n == total).then_some(())
+        (consumed(client).await? == total).then_some(())
     })
     .await
     .unwrap();
@@ -117,8 +115,7 @@ async fn sigkill_mid_ingest_and_lost_data_dir_both_recover_exactly() {
     keys.dedup();
     let client = Client::new(&node.url).unwrap();
     let at_kill = eventually(WAIT, "the node to start on phase 2", || async {
-        let c = client.get_json("/v1/cluster").await.ok()?;
-        let n: u64 = c["partitions"].as_array()?.iter().map(|p| p["input_next"].as_u64().unwrap_or(0)).sum();
+        let n = consumed(&client).await?;
         (n > half as u64).then_some(n)
     })
     .await

@@ -125,8 +125,7 @@ async fn ingest(n: usize, per_object: usize, partitions: u32) -> anyhow::Result<
     let client = Client::new(&node.url)?;
     let mut last_print = Instant::now();
     loop {
-        let c = client.get_json("/v1/cluster").await?;
-        let done: u64 = c["partitions"].as_array().unwrap().iter().map(|p| p["input_next"].as_u64().unwrap()).sum();
+        let done = consumed(&client).await.unwrap_or(0);
         if done as usize >= n {
             break;
         }
