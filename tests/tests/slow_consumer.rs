@@ -1,0 +1,80 @@
+//! A WebSocket client that stops reading is told so — an error message, then a close with code
+//! 4008 — never dropped silently (API.md; contract rule 4).
+
+use futures::{SinkExt, StreamExt};
+use lightkeeper_clients::Client;
+use lightkeeper_tests::synth::{load_templates, reissue};
+use lightkeeper_tests::*;
+use serde_json::{json, Value};
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_client_that_stops_reading_gets_an_error_and_close_4008() {
+    let tmp = tempfile::tempdir().unwrap();
+    let env = [
+        ("LIGHTKEEPER_LIMITS__WS_SEND_QUEUE", "4".to_owned()),
+        ("LIGHTKEEPER_LIMITS__MAX_SUBSCRIPTIONS_PER_CONNECTION", "2".to_owned()),
+    ];
+    let node = NodeProcess::start(&tmp.path().join("node"), &[], &env).unwrap();
+    node.wait_ready(Duration::from_secs(60)).await.unwrap();
+    let client = Client::new(&node.url).unwrap();
+
+    // A socket with a tiny receive buffer, so unread data backs up into the server quickly.
+    let addr = node.url.trim_start_matches("http://").parse().unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(addr).await.unwrap();
+    let (mut ws, _) = tokio_tungstenite::client_async(format!("ws://{addr}/v1/ws"), stream).await.unwrap();
+    let key = "ztf:ZTF99slowpoke";
+    ws.send(Message::Text(json!({"op": "subscribe", "sub": "s", "objects": [key]}).to_string().into())).await.unwrap();
+
+    // Hundreds of updates of the watched object while the client reads nothing.
+    let template = load_templates(&shared_data().join("ztf/alerts/fink-alert-simulator/datasim_20181129"), 1);
+    let n = 400;
+    for i in 0..n {
+        client.ingest(reissue(&template[0], "ZTF99slowpoke", 6_000_000_000_000_000_000 + i)).await.unwrap();
+    }
+    eventually(Duration::from_secs(60), "all updates applied", || async {
+        client.object(key).await.ok().filter(|o| o["version"] == n)
+    })
+    .await
+    .unwrap();
+
+    // Now read: some updates, then the error, then the close — nothing after it.
+    let mut last_version = 0;
+    let mut error = None;
+    let close = loop {
+        match tokio::time::timeout(Duration::from_secs(30), ws.next()).await.expect("the server closes the socket") {
+            Some(Ok(Message::Text(t))) => {
+                let m: Value = serde_json::from_str(&t).unwrap();
+                match m["type"].as_str() {
+                    Some("snapshot") | Some("update") => {
+                        assert!(error.is_none(), "no update after the error");
+                        let v = m["version"].as_u64().unwrap();
+                        assert!(
+                            m["type"] == "snapshot" || v == last_version + 1,
+                            "no gap before the close: {last_version} → {v}"
+                        );
+                        last_version = v;
+                    }
+                    Some("error") => error = Some(m),
+                    other => panic!("unexpected message {other:?}"),
+                }
+            }
+            Some(Ok(Message::Close(frame))) => break frame,
+            Some(Ok(_)) => continue,
+            other => panic!("socket ended without a close frame: {other:?}"),
+        }
+    };
+    let error = error.expect("an error message before the close");
+    assert_eq!(error["error"]["code"], "slow_consumer");
+    assert_eq!(close.expect("a close frame").code, CloseCode::from(4008));
+    assert!(last_version < n as u64, "the client was cut off before the end ({last_version})");
+    let metrics = reqwest::get(format!("{}/metrics", node.url)).await.unwrap().text().await.unwrap();
+    assert!(
+        metrics.lines().any(|l| l.starts_with("lightkeeper_ws_slow_closed_total") && !l.ends_with(" 0")),
+        "{metrics}"
+    );
+}
