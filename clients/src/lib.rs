@@ -44,10 +44,6 @@ impl Client {
         Ok(Client { base: base_url.trim_end_matches('/').to_owned(), http })
     }
 
-    pub fn base_url(&self) -> &str {
-        &self.base
-    }
-
     async fn check(resp: reqwest::Response) -> Result<reqwest::Response, ClientError> {
         if resp.status().is_success() {
             return Ok(resp);

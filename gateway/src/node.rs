@@ -162,11 +162,6 @@ impl Node {
         Ok(Node { state, mode, workers_cancel, workers })
     }
 
-    /// True when every partition has restored and serves.
-    pub fn ready(&self) -> bool {
-        self.state.partitions.iter().all(|p| p.ready.load(Ordering::Acquire))
-    }
-
     /// Serves HTTP on `listener` until `stop` fires, then shuts down in order.
     pub async fn serve(self, listener: TcpListener, stop: CancellationToken) -> anyhow::Result<()> {
         let addr: SocketAddr = listener.local_addr()?;

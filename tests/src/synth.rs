@@ -50,6 +50,39 @@ pub fn reissue(t: &Template, object_id: &str, candid: i64) -> Vec<u8> {
     w.into_inner().unwrap()
 }
 
+/// Like [`reissue`], but the history detections get fresh candids too (`history_base + j`), so
+/// every re-issued alert adds its whole history as new points — large updates on demand.
+pub fn reissue_with_fresh_history(t: &Template, object_id: &str, candid: i64, history_base: i64) -> Vec<u8> {
+    let mut value = t.value.clone();
+    if let Value::Record(fields) = &mut value {
+        set(fields, "objectId", Value::String(object_id.to_owned()));
+        set(fields, "candid", Value::Long(candid));
+        for (name, v) in fields.iter_mut() {
+            match (name.as_str(), v) {
+                ("candidate", Value::Record(c)) => set(c, "candid", Value::Long(candid)),
+                ("prv_candidates", Value::Union(_, items)) => {
+                    if let Value::Array(items) = items.as_mut() {
+                        for (j, item) in items.iter_mut().enumerate() {
+                            if let Value::Record(p) = item {
+                                let has_candid = p.iter().any(|(n, v)| {
+                                    n == "candid" && !matches!(v, Value::Union(_, b) if matches!(**b, Value::Null))
+                                });
+                                if has_candid {
+                                    set(p, "candid", Value::Long(history_base + j as i64));
+                                }
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    let mut w = Writer::new(&t.schema, Vec::new());
+    w.append(value).unwrap();
+    w.into_inner().unwrap()
+}
+
 /// A ZTF-like object id for index `i`.
 pub fn object_id(i: usize) -> String {
     let mut s = String::new();

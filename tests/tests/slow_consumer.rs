@@ -3,7 +3,7 @@
 
 use futures::{SinkExt, StreamExt};
 use lightkeeper_clients::Client;
-use lightkeeper_tests::synth::{load_templates, reissue};
+use lightkeeper_tests::synth::{load_templates, reissue_with_fresh_history};
 use lightkeeper_tests::*;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -30,11 +30,19 @@ async fn a_client_that_stops_reading_gets_an_error_and_close_4008() {
     let key = "ztf:ZTF99slowpoke";
     ws.send(Message::Text(json!({"op": "subscribe", "sub": "s", "objects": [key]}).to_string().into())).await.unwrap();
 
-    // Hundreds of updates of the watched object while the client reads nothing.
+    // A thousand large updates (each alert brings its whole history as new points, ~5 kB per
+    // message): several MB, more than the kernel's socket buffers (4 MiB send buffer at most
+    // here) can hold for a client that reads nothing.
     let template = load_templates(&shared_data().join("ztf/alerts/fink-alert-simulator/datasim_20181129"), 1);
-    let n = 400;
+    let n = 1000;
     for i in 0..n {
-        client.ingest(reissue(&template[0], "ZTF99slowpoke", 6_000_000_000_000_000_000 + i)).await.unwrap();
+        let packet = reissue_with_fresh_history(
+            &template[0],
+            "ZTF99slowpoke",
+            6_000_000_000_000_000_000 + i,
+            7_000_000_000_000_000_000 + i * 100,
+        );
+        client.ingest(packet).await.unwrap();
     }
     eventually(Duration::from_secs(60), "all updates applied", || async {
         client.object(key).await.ok().filter(|o| o["version"] == n)

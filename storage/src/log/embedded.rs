@@ -94,11 +94,6 @@ impl EmbeddedTopic {
             partitions: self.parts.len() as u32,
         })
     }
-
-    /// The next offset that will be assigned in `partition` (the end of the log).
-    pub fn end_offset(&self, partition: u32) -> Result<u64, LogError> {
-        Ok(*self.part(partition)?.next.lock())
-    }
 }
 
 fn now_ms() -> i64 {

@@ -55,6 +55,4 @@ pub trait StateStore: Send + Sync {
     /// History entries with version > `after`, oldest first, or `None` if some of them are no
     /// longer kept (the caller then sends a fresh snapshot).
     fn history_after(&self, key: &str, after: u64, current: u64) -> Result<Option<Vec<HistoryEntry>>, StoreError>;
-    /// Every object key in the store (bounded by `limit`), for tests and tools.
-    fn keys(&self, limit: usize) -> Result<Vec<String>, StoreError>;
 }

@@ -152,13 +152,4 @@ impl StateStore for RocksStore {
         }
         Ok(Some(out))
     }
-
-    fn keys(&self, limit: usize) -> Result<Vec<String>, StoreError> {
-        let mut out = Vec::new();
-        for item in self.db.iterator_cf(self.cf(CF_OBJECTS), rocksdb::IteratorMode::Start).take(limit) {
-            let (k, _) = item?;
-            out.push(String::from_utf8_lossy(&k).into_owned());
-        }
-        Ok(out)
-    }
 }
