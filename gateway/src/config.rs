@@ -153,10 +153,17 @@ pub struct SchemasOverride {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The figment error is the message, not a source: printing it as both would repeat it.
     #[error("configuration: {0}")]
-    Load(#[from] Box<figment::Error>),
+    Load(Box<figment::Error>),
     #[error("configuration field `{field}`: {reason}")]
     Invalid { field: &'static str, reason: String },
+}
+
+impl From<Box<figment::Error>> for ConfigError {
+    fn from(e: Box<figment::Error>) -> Self {
+        ConfigError::Load(e)
+    }
 }
 
 impl Config {
