@@ -164,7 +164,7 @@ impl Worker {
         let label = partition_label(self.partition);
         let end = read_to_end(self.deps.changelog.as_ref(), self.partition, progress.changelog_next, |rec| {
             let entry = ChangelogEntry::decode(&rec.payload)
-                .map_err(|e| LogError::Embedded(format!("changelog offset {}: {e}", rec.offset)))?;
+                .map_err(|e| LogError::Handler { offset: rec.offset, reason: e.to_string() })?;
             progress.changelog_next = rec.offset + 1;
             if !fence.admit(&entry) {
                 fenced += 1;
@@ -190,7 +190,7 @@ impl Worker {
                 batch.progress = progress;
                 let full =
                     std::mem::replace(&mut batch, StateBatch { partition: self.partition, ..Default::default() });
-                store.apply(full).map_err(|e| LogError::Embedded(e.to_string()))?;
+                store.apply(full).map_err(|e| LogError::Handler { offset: rec.offset, reason: e.to_string() })?;
                 self.deps.metrics.restored_records.get_or_create(&label).inc_by(1024);
             }
             Ok(())

@@ -45,6 +45,9 @@ pub enum LogError {
     NoSuchPartition { topic: String, partition: u32, partitions: u32 },
     #[error("timed out after {0:?}")]
     Timeout(Duration),
+    /// The caller's handler failed on a record it read (see [`read_to_end`]).
+    #[error("record {offset}: {reason}")]
+    Handler { offset: u64, reason: String },
 }
 
 /// What a poll returned.
