@@ -25,7 +25,7 @@ use lightkeeper_storage::log::{read_to_end, Append, LogError, LogRecord, Topic, 
 use lightkeeper_storage::object::{AlertSource, ObjectState};
 use lightkeeper_storage::partitioner::partition_for;
 use lightkeeper_storage::state::{HistoryEntry, PartitionProgress, StateBatch, StateStore, StoreError};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -85,7 +85,7 @@ pub fn spawn(
     cancel: CancellationToken,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new().name(format!("partition-{partition}")).spawn(move || {
-        let mut worker = Worker { deps, partition, status, cancel, epoch: 0 };
+        let mut worker = Worker { deps, partition, status, cancel, epoch: 0, progress: PartitionProgress::default() };
         worker.run();
     })
 }
@@ -96,6 +96,9 @@ struct Worker {
     status: Arc<PartitionStatus>,
     cancel: CancellationToken,
     epoch: u64,
+    /// Progress as last written to the store (the worker is the partition's only writer, so
+    /// this equals the stored value; it advances only after a successful `apply`).
+    progress: PartitionProgress,
 }
 
 const POLL_TIMEOUT: Duration = Duration::from_millis(100);
@@ -177,11 +180,11 @@ impl Worker {
                 }
                 ChangelogEntry::Change(change) => {
                     progress.input_next = progress.input_next.max(change.input_next);
-                    batch.history.push(HistoryEntry {
+                    batch.history.push(Arc::new(HistoryEntry {
                         version: change.state.version,
                         summary: change.state.summary(),
                         new_points: change.new_points,
-                    });
+                    }));
                     batch.objects.push(change.state);
                     applied += 1;
                 }
@@ -226,9 +229,17 @@ impl Worker {
         progress.changelog_next = offsets.last().map_or(progress.changelog_next, |o| o + 1);
         self.deps.store.apply(StateBatch { partition: self.partition, progress, ..Default::default() })?;
         self.epoch = epoch;
+        self.progress = progress;
         self.publish_progress(&progress);
         self.deps.metrics.epoch.get_or_create(&partition_label(self.partition)).set(epoch as i64);
         Ok(())
+    }
+
+    /// Records the time since `since` as `phase`; returns now (the start of the next phase).
+    fn observe_phase(&self, phase: &str, since: Instant) -> Instant {
+        let now = Instant::now();
+        self.deps.metrics.phase_seconds.get_or_create(&phase_label(phase)).observe((now - since).as_secs_f64());
+        now
     }
 
     fn publish_progress(&self, p: &PartitionProgress) {
@@ -240,18 +251,14 @@ impl Worker {
 
     /// One batch, steps 1–6 of the module doc.
     fn step(&mut self, reader: &mut Option<Box<dyn TopicReader>>) -> Result<(), WorkerError> {
-        let mut progress = self.deps.store.progress(self.partition)?;
+        let mut progress = self.progress;
         if reader.is_none() {
             *reader = Some(self.deps.input.reader(self.partition, progress.input_next)?);
         }
         let r = reader.as_mut().expect("set above");
         let poll_started = Instant::now();
         let polled = r.poll(self.deps.batch_size, POLL_TIMEOUT)?;
-        self.deps
-            .metrics
-            .phase_seconds
-            .get_or_create(&phase_label("poll"))
-            .observe(poll_started.elapsed().as_secs_f64());
+        self.observe_phase("poll", poll_started);
         if polled.at_end {
             self.status.input_end.store(r.position(), Ordering::Relaxed);
         }
@@ -293,6 +300,7 @@ impl Worker {
         // 3. merge. Every change becomes its own changelog record and history entry, holding
         // the state as of that change, so each version exists in the log.
         let mut touched: HashMap<String, ObjectState> = HashMap::new();
+        let mut changed: HashSet<String> = HashSet::new();
         let mut entries = Vec::new();
         let mut history = Vec::new();
         for (rec, alert) in &alerts {
@@ -315,11 +323,12 @@ impl Worker {
                 continue;
             }
             self.deps.metrics.alerts_applied.get_or_create(&label).inc();
-            history.push(HistoryEntry {
+            changed.insert(alert.key.clone());
+            history.push(Arc::new(HistoryEntry {
                 version: state.version,
                 summary: state.summary(),
                 new_points: outcome.new_points.clone(),
-            });
+            }));
             entries.push(ChangelogEntry::Change(Box::new(Change {
                 epoch: self.epoch,
                 input_next: rec.offset + 1,
@@ -328,12 +337,7 @@ impl Worker {
             })));
         }
 
-        let decoded = Instant::now();
-        self.deps
-            .metrics
-            .phase_seconds
-            .get_or_create(&phase_label("decode"))
-            .observe((decoded - started).as_secs_f64());
+        let decoded = self.observe_phase("decode", started);
 
         // 4. changelog, acknowledged by the log before the state is written.
         let mut changelog_next = progress.changelog_next;
@@ -349,25 +353,22 @@ impl Worker {
             self.deps.metrics.changelog_records.get_or_create(&label).inc_by(offsets.len() as u64);
         }
 
-        let logged = Instant::now();
-        self.deps
-            .metrics
-            .phase_seconds
-            .get_or_create(&phase_label("changelog"))
-            .observe((logged - decoded).as_secs_f64());
+        let logged = self.observe_phase("changelog", decoded);
 
         // 5. one atomic state write with the offsets.
         progress.input_next = last_offset + 1;
         progress.changelog_next = changelog_next;
         progress.epoch = self.epoch;
-        let objects: Vec<ObjectState> = touched.into_values().collect();
-        let updates: Vec<Arc<HistoryEntry>> = history.iter().cloned().map(Arc::new).collect();
-        self.deps.store.apply(StateBatch { partition: self.partition, progress, objects, history })?;
-        self.deps.metrics.phase_seconds.get_or_create(&phase_label("store")).observe(logged.elapsed().as_secs_f64());
+        // Only changed objects are written: a duplicate alert costs no RocksDB write.
+        let objects: Vec<ObjectState> =
+            touched.into_iter().filter(|(k, _)| changed.contains(k)).map(|(_, s)| s).collect();
+        self.deps.store.apply(StateBatch { partition: self.partition, progress, objects, history: history.clone() })?;
+        self.observe_phase("store", logged);
+        self.progress = progress;
         self.publish_progress(&progress);
 
         // 6. notify.
-        for u in updates {
+        for u in history {
             self.deps.hub.publish(u);
         }
         self.deps.metrics.batch_seconds.observe(started.elapsed().as_secs_f64());

@@ -37,7 +37,8 @@ pub struct StateBatch {
     pub partition: u32,
     pub progress: PartitionProgress,
     pub objects: Vec<ObjectState>,
-    pub history: Vec<HistoryEntry>,
+    /// Shared with the subscribers the same entries are published to.
+    pub history: Vec<std::sync::Arc<HistoryEntry>>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -122,7 +122,7 @@ impl StateStore for RocksStore {
             wb.put_cf(self.cf(CF_OBJECTS), o.key.as_bytes(), encode(o));
         }
         for h in &batch.history {
-            wb.put_cf(self.cf(CF_HISTORY), history_key(&h.summary.key, h.version), encode(h));
+            wb.put_cf(self.cf(CF_HISTORY), history_key(&h.summary.key, h.version), encode(h.as_ref()));
             if h.version > HISTORY_PER_OBJECT {
                 wb.delete_cf(self.cf(CF_HISTORY), history_key(&h.summary.key, h.version - HISTORY_PER_OBJECT));
             }
