@@ -2,7 +2,7 @@
 //!
 //! A hot object (a dashboard everyone watches, a bright transient) is read far more often than
 //! it changes; rendering a 1,000-point light curve means decoding the stored state and writing
-//! ~280 kB of JSON. The cache keeps the rendered bytes per (object, route and query), bounded in
+//! ~350 kB of JSON. The cache keeps the rendered bytes per (object, route and query), bounded in
 //! bytes (LRU by object), and drops an object's entries when the hub publishes a change to it.
 //!
 //! Correctness under concurrent updates: every object key maps to one of [`STRIPES`] generation

@@ -179,12 +179,21 @@ pub async fn demo(
     let feeder_stop = stop.clone();
     // Decode once to learn keys and order the packets by observation time, so light curves
     // grow forward in time as they would on the sky.
-    let mut decoded = Vec::new();
-    for (name, bytes) in packets {
-        match state.decoder.decode(&bytes) {
-            Ok(a) => decoded.push((a.mjd, a.key, name, bytes)),
-            Err(e) => eprintln!("demo: skipping {name}: {e}"),
+    // (On the blocking pool: decoding is CPU work.)
+    let decoder = state.decoder.clone();
+    let mut decoded = tokio::task::spawn_blocking(move || {
+        let mut decoded = Vec::new();
+        for (name, bytes) in packets {
+            match decoder.decode(&bytes) {
+                Ok(a) => decoded.push((a.mjd, a.key, name, bytes)),
+                Err(e) => eprintln!("demo: skipping {name}: {e}"),
+            }
         }
+        decoded
+    })
+    .await?;
+    if decoded.is_empty() {
+        bail!("none of the alert files could be decoded");
     }
     decoded.sort_by(|a, b| a.0.total_cmp(&b.0));
     // Point the browser at the object with the most alerts: its light curve grows as you watch.

@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-/// Decoding allocates many short-lived values per alert; mimalloc measured ~1.4× the glibc
-/// allocator's end-to-end ingest rate here (see BENCHMARKS.md).
+/// Decoding allocates many short-lived values per alert; with mimalloc end-to-end ingest
+/// measured 7,380 vs 6,544 alerts/s with glibc malloc (1.13×, BENCHMARKS.md).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

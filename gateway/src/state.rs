@@ -2,6 +2,7 @@
 
 use crate::config::Limits;
 use lightkeeper_partition::hub::Hub;
+use lightkeeper_partition::metrics::Labels;
 use lightkeeper_partition::worker::PartitionStatus;
 use lightkeeper_storage::codec::Decoder;
 use lightkeeper_storage::log::Topic;
@@ -13,8 +14,6 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
-
-pub type Labels = Vec<(String, String)>;
 
 /// HTTP and WebSocket metric definitions.
 #[derive(Clone)]

@@ -83,7 +83,6 @@ pub fn merge(state: &mut ObjectState, alert: &Alert, source: AlertSource, timest
         if alert.ra.is_some() && alert.dec.is_some() {
             state.ra = alert.ra;
             state.dec = alert.dec;
-            state.position_mjd = Some(alert.mjd);
         }
         state.solar_system = alert.solar_system.clone();
     }

@@ -42,8 +42,6 @@ pub struct ObjectState {
     /// Position from the most recent alert (by observation time) that has one.
     pub ra: Option<f64>,
     pub dec: Option<f64>,
-    /// Observation time of the alert the position came from (tie-break for "most recent").
-    pub position_mjd: Option<f64>,
     /// Solar-system association from the most recent alert.
     pub solar_system: Option<SolarSystemMatch>,
     /// Light curve, sorted by `LightPoint::sort_key`, one entry per `PointId`.
@@ -99,7 +97,6 @@ impl ObjectState {
             version: 0,
             ra: None,
             dec: None,
-            position_mjd: None,
             solar_system: None,
             points: Vec::new(),
             alerts: Vec::new(),

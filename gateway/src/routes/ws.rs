@@ -52,14 +52,10 @@ enum ClientOp {
     },
 }
 
-enum Outbound {
-    Text(String),
-}
-
 /// The connection's bounded outbound queue, plus the "too slow" signal.
 #[derive(Clone)]
 struct Outbox {
-    tx: mpsc::Sender<Outbound>,
+    tx: mpsc::Sender<String>,
     slow: CancellationToken,
 }
 
@@ -69,7 +65,7 @@ impl Outbox {
         if self.slow.is_cancelled() {
             return false;
         }
-        match self.tx.try_send(Outbound::Text(v.to_string())) {
+        match self.tx.try_send(v.to_string()) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
                 self.slow.cancel();
@@ -87,7 +83,7 @@ fn error_msg(sub: Option<&str>, e: &ApiError) -> Value {
 async fn session(socket: WebSocket, state: AppState) {
     state.metrics.ws_connections.inc();
     let (mut sink, mut stream) = socket.split();
-    let (tx, mut rx) = mpsc::channel::<Outbound>(state.limits.ws_send_queue);
+    let (tx, mut rx) = mpsc::channel::<String>(state.limits.ws_send_queue);
     let outbox = Outbox { tx, slow: CancellationToken::new() };
     let shutdown = state.shutdown.clone();
 
@@ -115,7 +111,7 @@ async fn session(socket: WebSocket, state: AppState) {
                     break;
                 }
                 msg = rx.recv() => match msg {
-                    Some(Outbound::Text(t)) => if sink.send(Message::Text(t.into())).await.is_err() { break },
+                    Some(t) => if sink.send(Message::Text(t.into())).await.is_err() { break },
                     None => break,
                 },
             }

@@ -237,11 +237,15 @@ async fn query(points: usize, rate: u64, seconds: u64) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let n_points = client.lightcurve(&key, "").await?["points"].as_array().unwrap().len();
+    let body_bytes = reqwest::get(format!("{}/v1/objects/ztf:{oid}/lightcurve", node.url)).await?.bytes().await?.len();
     let lc_url = format!("{}/v1/objects/ztf:{oid}/lightcurve", node.url);
     let base_url = format!("{}/healthz", node.url);
     let lc = load(&lc_url, rate, seconds).await;
     let base = load(&base_url, rate, seconds).await;
-    println!("## query: light curve of {n_points} points, open loop {rate} req/s for {seconds} s — {}", machine());
+    println!(
+        "## query: light curve of {n_points} points ({body_bytes} B of JSON), open loop {rate} req/s for {seconds} s — {}",
+        machine()
+    );
     println!("| target | sent | errors | p50 ms | p99 ms | max ms |\n|---|---|---|---|---|---|");
     for (name, r) in [("GET lightcurve", &lc), ("GET /healthz (baseline)", &base)] {
         println!("| {name} | {} | {} | {:.3} | {:.3} | {:.3} |", r.sent, r.errors, r.p(0.5), r.p(0.99), r.p(1.0));
