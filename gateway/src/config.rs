@@ -9,6 +9,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use lightkeeper_storage::log::KafkaConfig;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -27,8 +28,60 @@ pub struct Config {
     pub schemas: Schemas,
     pub limits: Limits,
     pub storage: Storage,
+    /// Other nodes and who hosts which partition; absent = a single node mastering everything.
+    pub cluster: Cluster,
     /// Input records per worker batch.
     pub batch_size: usize,
+}
+
+/// Static cluster membership and partition assignment (slice 3 moves this into openraft).
+///
+/// Configuration only seeds the first master of each partition: once a master has started an
+/// epoch, the changelog says who is master, so a restarted node whose standby was promoted
+/// comes back as a standby.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Cluster {
+    /// Every node, this one included: node id → base URL the other nodes reach it at. Empty
+    /// means a single node that masters every partition.
+    pub peers: BTreeMap<String, String>,
+    /// Replicas of listed partitions, the first being the initial master. A partition not
+    /// listed is hosted by every peer, the first by id being its initial master.
+    pub assignment: Vec<Assignment>,
+    /// Bearer token for `/v1/admin/*` (promotion, drain) and the calls nodes make to each other
+    /// for a handover. Required when peers are configured; admin calls are refused without one.
+    pub admin_token: Option<String>,
+    /// How long a read routed to a partition's master keeps retrying while the partition has no
+    /// reachable master (a handover or failover), before answering 503.
+    pub route_deadline_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Assignment {
+    pub partition: u32,
+    /// Node ids; the first is the initial master, the others standbys.
+    pub replicas: Vec<String>,
+}
+
+impl Default for Cluster {
+    fn default() -> Self {
+        Cluster { peers: BTreeMap::new(), assignment: Vec::new(), admin_token: None, route_deadline_ms: 5_000 }
+    }
+}
+
+impl Cluster {
+    pub fn is_single_node(&self) -> bool {
+        self.peers.is_empty()
+    }
+
+    /// The configured replicas of `partition`, initial master first (empty for a single node).
+    pub fn replicas(&self, partition: u32) -> Vec<String> {
+        match self.assignment.iter().find(|a| a.partition == partition) {
+            Some(a) => a.replicas.clone(),
+            None => self.peers.keys().cloned().collect(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -91,6 +144,7 @@ impl Default for Config {
             schemas: Schemas::default(),
             limits: Limits::default(),
             storage: Storage::default(),
+            cluster: Cluster::default(),
             batch_size: 512,
         }
     }
@@ -236,6 +290,56 @@ impl Config {
         if self.storage.memory_budget_mib < 16 {
             return invalid("storage.memory_budget_mib", "must be at least 16");
         }
+        self.validate_cluster()
+    }
+
+    fn validate_cluster(&self) -> Result<(), ConfigError> {
+        let invalid = |field, reason: String| Err(ConfigError::Invalid { field, reason });
+        let c = &self.cluster;
+        if c.route_deadline_ms == 0 || c.route_deadline_ms >= self.limits.request_timeout_ms {
+            return invalid("cluster.route_deadline_ms", "must be positive and below limits.request_timeout_ms".into());
+        }
+        if c.is_single_node() {
+            if !c.assignment.is_empty() {
+                return invalid("cluster.assignment", "needs cluster.peers".into());
+            }
+            return Ok(());
+        }
+        if self.kafka.is_none() {
+            return invalid("cluster.peers", "a cluster needs a Kafka broker (the embedded log is one node's)".into());
+        }
+        if !c.peers.contains_key(&self.node_id) {
+            return invalid("cluster.peers", format!("must include this node ({:?})", self.node_id));
+        }
+        for (id, url) in &c.peers {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return invalid("cluster.peers", format!("{id}: {url:?} is not an http(s) URL"));
+            }
+        }
+        if c.admin_token.as_deref().is_none_or(|t| t.trim().is_empty()) {
+            return invalid("cluster.admin_token", "is required when cluster.peers is set".into());
+        }
+        let mut seen = std::collections::HashSet::new();
+        for a in &c.assignment {
+            if !seen.insert(a.partition) {
+                return invalid("cluster.assignment", format!("partition {} is listed twice", a.partition));
+            }
+            if a.replicas.is_empty() {
+                return invalid("cluster.assignment", format!("partition {} has no replicas", a.partition));
+            }
+            let mut ids = std::collections::HashSet::new();
+            for r in &a.replicas {
+                if !c.peers.contains_key(r) {
+                    return invalid(
+                        "cluster.assignment",
+                        format!("partition {}: {r:?} is not in cluster.peers", a.partition),
+                    );
+                }
+                if !ids.insert(r) {
+                    return invalid("cluster.assignment", format!("partition {}: {r:?} is listed twice", a.partition));
+                }
+            }
+        }
         Ok(())
     }
 }
@@ -252,6 +356,32 @@ mod tests {
     }
 
     #[test]
+    fn cluster_assignment_is_validated_and_defaults_to_every_peer() {
+        let mut c = Config {
+            node_id: "a".into(),
+            kafka: Some(KafkaConfig::new("h:1")),
+            cluster: Cluster {
+                peers: [("a".into(), "http://127.0.0.1:1".into()), ("b".into(), "http://127.0.0.1:2".into())].into(),
+                assignment: vec![Assignment { partition: 1, replicas: vec!["b".into(), "a".into()] }],
+                admin_token: Some("t".into()),
+                ..Cluster::default()
+            },
+            ..Config::default()
+        };
+        c.validate().unwrap();
+        assert_eq!(c.cluster.replicas(0), vec!["a", "b"]);
+        assert_eq!(c.cluster.replicas(1), vec!["b", "a"]);
+        c.cluster.assignment[0].replicas.push("z".into());
+        assert!(c.validate().unwrap_err().to_string().contains("\"z\" is not in cluster.peers"));
+        c.cluster.assignment.clear();
+        c.cluster.admin_token = None;
+        assert!(c.validate().unwrap_err().to_string().contains("cluster.admin_token"));
+        c.cluster.admin_token = Some("t".into());
+        c.node_id = "c".into();
+        assert!(c.validate().unwrap_err().to_string().contains("must include this node"));
+    }
+
+    #[test]
     fn file_then_overrides_layer_and_unknown_keys_fail() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("c.toml");
@@ -265,6 +395,10 @@ mod tests {
         std::fs::write(&f, "batch_sise = 7\n").unwrap();
         let err = Config::load(Some(&f), &Overrides::default()).unwrap_err().to_string();
         assert!(err.contains("batch_sise"), "{err}");
+
+        std::fs::write(&f, "[cluster.peers]\na = \"http://127.0.0.1:1\"\n").unwrap();
+        let err = Config::load(Some(&f), &Overrides::default()).unwrap_err().to_string();
+        assert!(err.contains("needs a Kafka broker"), "{err}");
 
         std::fs::write(&f, "[topics]\npartitions = 0\n").unwrap();
         let err = Config::load(Some(&f), &Overrides::default()).unwrap_err().to_string();

@@ -23,6 +23,13 @@ pub enum ApiError {
     Timeout(u64),
     #[error("{0}; retry later")]
     Unavailable(String),
+    /// A forwarded read reached a node that is not (or no longer) the partition's master.
+    #[error("partition {partition} is not served by master on this node (master: {master:?}); retry through any node")]
+    NotMaster { partition: u32, master: String },
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
     #[error("internal error: {0}; the request may be retried")]
     Internal(String),
 }
@@ -42,14 +49,20 @@ impl ApiError {
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::NotMaster { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     pub fn code(&self) -> &'static str {
         match self {
-            ApiError::BadRequest { code, .. } | ApiError::NotFound { code, .. } => code,
+            ApiError::BadRequest { code, .. } | ApiError::NotFound { code, .. } | ApiError::Conflict { code, .. } => {
+                code
+            }
+            ApiError::NotMaster { .. } => "not_master",
+            ApiError::Unauthorized(_) => "unauthorized",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::Timeout(_) => "timeout",
             ApiError::Unavailable(_) => "unavailable",

@@ -8,6 +8,8 @@
 //!   WebSocket subscriptions, the dashboard.
 //! - [`error`]: the API error type and its single mapping to HTTP status and JSON body.
 //! - [`state`]: what handlers share, and the gateway's metric definitions.
+//! - [`routing`]: which replica answers a read (local master, forwarded master, or a standby
+//!   within `max_lag`), and retries through a handover.
 //! - [`cache`]: rendered-response cache for hot objects, invalidated on change.
 //! - [`cli`]: the `decode`, `ingest` and `demo` commands.
 
@@ -17,4 +19,5 @@ pub mod config;
 pub mod error;
 pub mod node;
 pub mod routes;
+pub mod routing;
 pub mod state;

@@ -10,12 +10,13 @@ use crate::state::{AppState, GatewayMetrics, Inner};
 use anyhow::{bail, Context};
 use lightkeeper_partition::hub::Hub;
 use lightkeeper_partition::metrics::PartitionMetrics;
-use lightkeeper_partition::worker::{self, PartitionStatus, WorkerDeps};
+use lightkeeper_partition::worker::{self, StartRole, WorkerDeps};
 use lightkeeper_storage::codec::Decoder;
 use lightkeeper_storage::log::{EmbeddedLog, KafkaTopic, Topic};
 use lightkeeper_storage::registry::{ConfluentRegistry, EmbeddedRegistry, SchemaRegistry};
 use lightkeeper_storage::state::{RocksStore, StateStore, StoreOptions};
 use prometheus_client::registry::Registry;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -138,14 +139,38 @@ impl Node {
             metrics: partition_metrics,
             batch_size: config.batch_size,
         };
-        let workers_cancel = CancellationToken::new();
-        let mut statuses = Vec::new();
-        let mut workers = Vec::new();
-        for p in 0..topics.input.partitions() {
-            let status = Arc::new(PartitionStatus::new(p));
-            workers.push(worker::spawn(deps.clone(), p, status.clone(), workers_cancel.child_token())?);
-            statuses.push(status);
+        let partition_count = topics.input.partitions();
+        let cluster = &config.cluster;
+        if let Some(a) = cluster.assignment.iter().find(|a| a.partition >= partition_count) {
+            bail!(
+                "configuration field `cluster.assignment`: partition {} does not exist (topic {} has {partition_count})",
+                a.partition,
+                config.topics.input
+            );
         }
+        let workers_cancel = CancellationToken::new();
+        let mut replicas = BTreeMap::new();
+        let mut workers = Vec::new();
+        for p in 0..partition_count {
+            let configured = cluster.replicas(p);
+            if !cluster.is_single_node() && !configured.contains(&config.node_id) {
+                continue;
+            }
+            let start = StartRole {
+                single_node: cluster.is_single_node(),
+                configured_master: configured.first() == Some(&config.node_id),
+                replicas: configured,
+            };
+            let (handle, thread) = worker::spawn(deps.clone(), p, start, workers_cancel.child_token())?;
+            replicas.insert(p, handle);
+            workers.push(thread);
+        }
+        info!(hosted = ?replicas.keys().collect::<Vec<_>>(), partitions = partition_count, "partition replicas started");
+        let peer_client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_millis(500))
+            .pool_max_idle_per_host(64)
+            .build()
+            .context("HTTP client for peers")?;
         let state = AppState(Arc::new(Inner {
             node_id: config.node_id.clone(),
             cache,
@@ -153,7 +178,10 @@ impl Node {
             hub,
             decoder,
             input: topics.input,
-            partitions: statuses,
+            partition_count,
+            replicas,
+            cluster: config.cluster.clone(),
+            peer_client,
             registry,
             metrics,
             limits: config.limits.clone(),
@@ -172,13 +200,13 @@ impl Node {
         let ready_state = state.clone();
         let ready_stop = stop.clone();
         let ready_task = tokio::spawn(async move {
-            while !ready_state.partitions.iter().all(|p| p.ready.load(Ordering::Acquire)) {
+            while !ready_state.replicas.values().all(|r| r.status.ready.load(Ordering::Acquire)) {
                 tokio::select! {
                     () = ready_stop.cancelled() => return,
                     () = tokio::time::sleep(Duration::from_millis(20)) => {}
                 }
             }
-            info!(%addr, partitions = ready_state.partitions.len(), "node ready");
+            info!(%addr, replicas = ready_state.replicas.len(), "node ready");
         });
         let shutdown = state.shutdown.clone();
         let drain_stop = stop.clone();

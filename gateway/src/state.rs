@@ -3,7 +3,7 @@
 use crate::config::Limits;
 use lightkeeper_partition::hub::Hub;
 use lightkeeper_partition::metrics::Labels;
-use lightkeeper_partition::worker::PartitionStatus;
+use lightkeeper_partition::worker::ReplicaHandle;
 use lightkeeper_storage::codec::Decoder;
 use lightkeeper_storage::log::Topic;
 use lightkeeper_storage::state::StateStore;
@@ -12,6 +12,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
@@ -60,7 +61,13 @@ pub struct Inner {
     pub decoder: Arc<Decoder>,
     /// The input topic: `POST /v1/alerts` appends here, partitioned by object key.
     pub input: Arc<dyn Topic>,
-    pub partitions: Vec<Arc<PartitionStatus>>,
+    /// Partitions of the input topic (routing hashes keys over this many).
+    pub partition_count: u32,
+    /// The replicas this node hosts, by partition.
+    pub replicas: BTreeMap<u32, ReplicaHandle>,
+    pub cluster: crate::config::Cluster,
+    /// Node-to-node HTTP: forwarded reads and handover calls.
+    pub peer_client: reqwest::Client,
     pub registry: Registry,
     pub metrics: GatewayMetrics,
     pub limits: Limits,

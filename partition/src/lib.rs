@@ -2,14 +2,15 @@
 //!
 //! Layout:
 //! - [`merge`]: the pure, deterministic merge of an alert into an object.
-//! - [`worker`]: the worker thread — restore from the changelog, then consume the input
-//!   partition: decode, dead-letter, merge, changelog, RocksDB, notify.
+//! - [`worker`]: the replica thread of one partition — restore from the changelog, then serve
+//!   as master (consume the input: decode, dead-letter, merge, changelog, RocksDB, notify) or
+//!   as warm standby (tail the changelog); promotion, drain and step-down move between them.
+//! - [`apply`]: folding changelog records into the store behind the epoch fence (restore,
+//!   standbys and promotion share it).
 //! - [`hub`]: per-object broadcast channels for live subscriptions.
 //! - [`metrics`]: metric definitions.
-//!
-//! This slice runs every partition as master on one node; the worker is written so a standby
-//! role (tail the changelog only) and promotion slot in beside it.
 
+pub mod apply;
 pub mod hub;
 pub mod merge;
 pub mod metrics;

@@ -14,7 +14,18 @@ pub struct PartitionMetrics {
     pub alerts_duplicate: Family<Labels, Counter>,
     pub dead_letters: Family<Labels, Counter>,
     pub changelog_records: Family<Labels, Counter>,
-    pub restored_records: Family<Labels, Counter>,
+    /// Changelog records applied by restore, standbys and promotion catch-up.
+    pub changelog_applied: Family<Labels, Counter>,
+    /// Changelog records ignored because an older epoch wrote them after a newer one started.
+    pub changelog_fenced: Family<Labels, Counter>,
+    /// Next changelog offset each replica will apply.
+    pub changelog_applied_offset: Family<Labels, Gauge>,
+    /// Changelog records between the applied offset and the end last seen.
+    pub changelog_lag: Family<Labels, Gauge>,
+    /// 1 while this node is the partition's master, 0 as a standby.
+    pub role_master: Family<Labels, Gauge>,
+    pub promotions: Family<Labels, Counter>,
+    pub stepdowns: Family<Labels, Counter>,
     pub input_next: Family<Labels, Gauge>,
     pub epoch: Family<Labels, Gauge>,
     pub batch_seconds: Histogram,
@@ -31,7 +42,13 @@ impl PartitionMetrics {
             alerts_duplicate: Family::default(),
             dead_letters: Family::default(),
             changelog_records: Family::default(),
-            restored_records: Family::default(),
+            changelog_applied: Family::default(),
+            changelog_fenced: Family::default(),
+            changelog_applied_offset: Family::default(),
+            changelog_lag: Family::default(),
+            role_master: Family::default(),
+            promotions: Family::default(),
+            stepdowns: Family::default(),
             input_next: Family::default(),
             epoch: Family::default(),
             batch_seconds: Histogram::new(exponential_buckets(0.000_1, 2.0, 16)),
@@ -55,9 +72,35 @@ impl PartitionMetrics {
             m.changelog_records.clone(),
         );
         registry.register(
-            "lightkeeper_restored_records",
-            "Changelog records applied while restoring",
-            m.restored_records.clone(),
+            "lightkeeper_changelog_applied",
+            "Changelog records applied by restore, standbys and promotion",
+            m.changelog_applied.clone(),
+        );
+        registry.register(
+            "lightkeeper_changelog_fenced",
+            "Changelog records ignored because a newer epoch had started (a deposed master's writes)",
+            m.changelog_fenced.clone(),
+        );
+        registry.register(
+            "lightkeeper_changelog_applied_offset",
+            "Next changelog offset each local replica will apply",
+            m.changelog_applied_offset.clone(),
+        );
+        registry.register(
+            "lightkeeper_changelog_lag",
+            "Changelog records written but not yet applied by each local replica",
+            m.changelog_lag.clone(),
+        );
+        registry.register(
+            "lightkeeper_partition_master",
+            "1 if this node is the partition's master",
+            m.role_master.clone(),
+        );
+        registry.register("lightkeeper_promotions", "Times a local replica became master", m.promotions.clone());
+        registry.register(
+            "lightkeeper_stepdowns",
+            "Times a local master stepped down (drained, or deposed by a newer epoch)",
+            m.stepdowns.clone(),
         );
         registry.register(
             "lightkeeper_input_next_offset",

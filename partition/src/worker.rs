@@ -1,34 +1,59 @@
-//! The partition worker: restore, then master the partition.
+//! A partition replica: one OS thread per hosted partition, as master or warm standby.
 //!
-//! Runs on its own OS thread (RocksDB and rdkafka calls block; they never touch the async
-//! runtime). One batch at a time, in this order — the order is the materialization contract:
+//! RocksDB and rdkafka calls block, so they run here and never on the async runtime. The
+//! gateway talks to a replica through a bounded command channel ([`ReplicaHandle`]) and reads
+//! its [`PartitionStatus`] lock-free.
+//!
+//! **Standby**: tails the changelog from its stored progress and applies every admitted record
+//! (see [`crate::apply`]) to its own RocksDB, publishing the updates to local subscribers.
+//!
+//! **Master**: one input batch at a time, in this order — the order is the materialization
+//! contract:
 //!
 //! 1. poll up to `batch_size` input records from the input partition at `input_next`;
 //! 2. decode each; undecodable or misrouted ones go to the dead-letter topic (durably, before
 //!    anything else) with their reason;
 //! 3. merge each alert into its object (an alert already applied is a no-op);
-//! 4. append one changelog record per change, with this worker's epoch, and wait for the acks;
+//! 4. append one changelog record per change, with this master's epoch, and wait for the acks;
+//!    the offsets must follow the previous batch's exactly — a gap means another master wrote
+//!    in between, and this one steps down without applying the batch;
 //! 5. write objects, history and progress (input and changelog offsets) in one RocksDB batch;
 //! 6. publish the updates to subscribers.
 //!
 //! A crash anywhere before 5 leaves progress at the previous batch, so the batch is redone; the
 //! merge is idempotent and deterministic, so redoing it yields the same state (changelog records
-//! may repeat — the latest per key still wins). On start, the changelog tail past the stored
-//! progress is applied first (a crash between 4 and 5), so no acknowledged change is lost.
+//! may repeat — the latest per key still wins).
+//!
+//! **Promotion** ([`Command::Promote`]): read the changelog to its true end with a fresh reader
+//! (partition EOF), check it reaches the old master's last acknowledged offset when a drain
+//! reported one, append an `EpochStart` for epoch + 1, apply every record up to and including
+//! that marker (records the old master wrote between our end-read and our marker are admitted,
+//! as every replica admits them), check that our own marker was admitted (two promotions racing
+//! for one epoch: the first marker wins), then take input from the recorded input offset.
+//! **Drain** ([`Command::Drain`]): a master finishes its in-flight batch (commands are handled
+//! between batches), becomes a standby and reports its last acknowledged changelog offset.
+//! **Step-down**: a master that finds records it did not write in the changelog (the append gap
+//! of step 4, or, when idle, a changelog end beyond its own) becomes a standby; the fence makes
+//! its late writes inert on every replica, and as a standby it applies the log like any other.
 
+use crate::apply::{Applier, FLUSH_EVERY};
 use crate::hub::Hub;
 use crate::merge::{merge, new_state};
 use crate::metrics::{partition_label, phase_label, PartitionMetrics};
-use lightkeeper_storage::changelog::{Change, ChangelogEntry, EpochFence};
+use lightkeeper_storage::changelog::{Change, ChangelogEntry};
 use lightkeeper_storage::codec::Decoder;
-use lightkeeper_storage::log::{read_to_end, Append, LogError, LogRecord, Topic, TopicReader};
+use lightkeeper_storage::log::{Append, LogError, LogRecord, Topic, TopicReader};
 use lightkeeper_storage::object::{AlertSource, ObjectState};
 use lightkeeper_storage::partitioner::partition_for;
 use lightkeeper_storage::state::{HistoryEntry, PartitionProgress, StateBatch, StateStore, StoreError};
+use parking_lot::RwLock;
+use serde::Serialize;
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
@@ -38,10 +63,12 @@ pub enum WorkerError {
     Log(#[from] LogError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("changelog: {0}")]
-    Changelog(String),
+    #[error(transparent)]
+    Changelog(#[from] crate::apply::BadRecord),
     #[error("input offset {offset}: {reason}; the batch will be retried")]
     Transient { offset: u64, reason: String },
+    #[error("{0}")]
+    Promotion(String),
 }
 
 /// The logs and stores a worker uses. Shared by every worker of a node.
@@ -58,36 +85,187 @@ pub struct WorkerDeps {
     pub batch_size: usize,
 }
 
-/// What the rest of the node can see of a worker (lock-free reads for `/readyz`, `/v1/cluster`).
-#[derive(Debug, Default)]
+/// A replica's role on this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Reading the changelog at start-up.
+    Restoring,
+    Standby,
+    Master,
+}
+
+/// How a replica decides its role once restored.
+#[derive(Debug, Clone, Default)]
+pub struct StartRole {
+    /// The node runs alone (no cluster configured): it is always the master.
+    pub single_node: bool,
+    /// Configuration names this node the partition's first master.
+    pub configured_master: bool,
+    /// Nodes configured to host the partition.
+    pub replicas: Vec<String>,
+}
+
+impl StartRole {
+    /// The changelog, not configuration, says who is master once an epoch exists: a node that
+    /// restarts after a standby was promoted in its place comes back as a standby. Configuration
+    /// only seeds the first master (or replaces one that is no longer a configured replica).
+    pub fn is_master(&self, node_id: &str, logged_master: &str) -> bool {
+        self.single_node
+            || logged_master == node_id
+            || (self.configured_master
+                && (logged_master.is_empty() || !self.replicas.iter().any(|r| r == logged_master)))
+    }
+}
+
+/// What the rest of the node can see of a replica (lock-free reads for `/readyz`, `/v1/cluster`
+/// and routing).
+#[derive(Debug)]
 pub struct PartitionStatus {
     pub partition: u32,
+    /// Restored and serving in its role.
     pub ready: AtomicBool,
+    role: AtomicU8,
     pub epoch: AtomicU64,
     pub input_next: AtomicU64,
+    /// Next changelog offset to apply: everything before it is in the local store.
     pub changelog_next: AtomicU64,
+    /// The changelog's end as last seen by this replica.
+    pub changelog_end: AtomicU64,
     /// Input records seen at the end of the last poll that reached the end of the partition.
     pub input_end: AtomicU64,
+    master: RwLock<String>,
 }
 
 impl PartitionStatus {
     pub fn new(partition: u32) -> PartitionStatus {
-        PartitionStatus { partition, ..Default::default() }
+        PartitionStatus {
+            partition,
+            ready: AtomicBool::new(false),
+            role: AtomicU8::new(0),
+            epoch: AtomicU64::new(0),
+            input_next: AtomicU64::new(0),
+            changelog_next: AtomicU64::new(0),
+            changelog_end: AtomicU64::new(0),
+            input_end: AtomicU64::new(0),
+            master: RwLock::new(String::new()),
+        }
+    }
+
+    pub fn role(&self) -> Role {
+        match self.role.load(Ordering::Acquire) {
+            1 => Role::Standby,
+            2 => Role::Master,
+            _ => Role::Restoring,
+        }
+    }
+
+    fn set_role(&self, role: Role) {
+        self.role.store(role as u8, Ordering::Release);
+    }
+
+    /// The node that started the newest epoch this replica has applied.
+    pub fn master(&self) -> String {
+        self.master.read().clone()
+    }
+
+    /// True when this replica is the master and taking input.
+    pub fn is_serving_master(&self) -> bool {
+        self.ready.load(Ordering::Acquire) && self.role() == Role::Master
+    }
+
+    /// Changelog records written but not yet applied here (as of the end last seen).
+    pub fn lag(&self) -> u64 {
+        self.changelog_end.load(Ordering::Relaxed).saturating_sub(self.changelog_next.load(Ordering::Relaxed))
     }
 }
 
-/// Spawns the worker thread for `partition`. The thread stops when `cancel` fires; join the
+/// The result of a promotion.
+#[derive(Debug, Clone, Serialize)]
+pub struct Promoted {
+    pub partition: u32,
+    pub epoch: u64,
+    /// The master of the previous epoch.
+    pub previous_master: String,
+    /// Offset of our `EpochStart` marker in the changelog.
+    pub marker_offset: u64,
+    pub input_next: u64,
+    /// Changelog records applied during the promotion (the catch-up).
+    pub caught_up: u64,
+    /// False when this replica already was the master.
+    pub changed: bool,
+}
+
+/// The result of a drain: where the old master's acknowledged writes end.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct Drained {
+    pub partition: u32,
+    pub epoch: u64,
+    /// Every changelog record this master acknowledged is below this offset.
+    pub changelog_next: u64,
+    pub input_next: u64,
+}
+
+pub enum Command {
+    /// Become master. `through`: the old master's drained changelog end; the promotion fails
+    /// rather than start below it.
+    Promote { through: Option<u64>, reply: oneshot::Sender<Result<Promoted, String>> },
+    /// Stop taking input after the in-flight batch, become a standby, report the changelog end.
+    Drain { reply: oneshot::Sender<Result<Drained, String>> },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error("partition {0} has commands pending; retry")]
+    Busy(u32),
+    #[error("partition {0}'s replica has stopped")]
+    Stopped(u32),
+}
+
+/// The gateway's handle on one local replica.
+#[derive(Clone)]
+pub struct ReplicaHandle {
+    pub status: Arc<PartitionStatus>,
+    commands: SyncSender<Command>,
+}
+
+impl ReplicaHandle {
+    pub fn send(&self, cmd: Command) -> Result<(), CommandError> {
+        self.commands.try_send(cmd).map_err(|e| match e {
+            TrySendError::Full(_) => CommandError::Busy(self.status.partition),
+            TrySendError::Disconnected(_) => CommandError::Stopped(self.status.partition),
+        })
+    }
+}
+
+/// Spawns the replica thread for `partition`. The thread stops when `cancel` fires; join the
 /// handle to wait for it.
 pub fn spawn(
     deps: WorkerDeps,
     partition: u32,
-    status: Arc<PartitionStatus>,
+    start: StartRole,
     cancel: CancellationToken,
-) -> std::io::Result<std::thread::JoinHandle<()>> {
-    std::thread::Builder::new().name(format!("partition-{partition}")).spawn(move || {
-        let mut worker = Worker { deps, partition, status, cancel, epoch: 0, progress: PartitionProgress::default() };
-        worker.run();
-    })
+) -> std::io::Result<(ReplicaHandle, std::thread::JoinHandle<()>)> {
+    let status = Arc::new(PartitionStatus::new(partition));
+    let (tx, rx) = sync_channel(4);
+    let handle = ReplicaHandle { status: status.clone(), commands: tx };
+    let thread = std::thread::Builder::new().name(format!("partition-{partition}")).spawn(move || {
+        let mut worker = Worker {
+            deps,
+            partition,
+            status,
+            cancel,
+            commands: rx,
+            role: Role::Restoring,
+            progress: PartitionProgress::default(),
+            applier: None,
+            changelog_reader: None,
+            input_reader: None,
+            last_end_check: Instant::now(),
+        };
+        worker.run(start);
+    })?;
+    Ok((handle, thread))
 }
 
 struct Worker {
@@ -95,57 +273,110 @@ struct Worker {
     partition: u32,
     status: Arc<PartitionStatus>,
     cancel: CancellationToken,
-    epoch: u64,
-    /// Progress as last written to the store (the worker is the partition's only writer, so
-    /// this equals the stored value; it advances only after a successful `apply`).
+    commands: Receiver<Command>,
+    role: Role,
+    /// Progress as last written to the store (the replica is the partition's only writer on
+    /// this node, so this equals the stored value; it advances only after a successful apply).
     progress: PartitionProgress,
+    /// Standby state: the changelog applier and reader (dropped on any error, then rebuilt from
+    /// the stored progress).
+    applier: Option<Applier>,
+    changelog_reader: Option<Box<dyn TopicReader>>,
+    input_reader: Option<Box<dyn TopicReader>>,
+    last_end_check: Instant,
 }
 
-const POLL_TIMEOUT: Duration = Duration::from_millis(100);
+/// Longest wait of one poll: bounds how long a command (promote, drain) waits to be seen.
+const POLL_TIMEOUT: Duration = Duration::from_millis(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// An idle master checks this often that nobody else has written to its changelog partition.
+const IDLE_END_CHECK: Duration = Duration::from_millis(250);
+/// Longest a promotion waits to read its own marker back.
+const MARKER_DEADLINE: Duration = Duration::from_secs(30);
 
 impl Worker {
-    fn run(&mut self) {
+    fn label(&self) -> Vec<(String, String)> {
+        partition_label(self.partition)
+    }
+
+    fn run(&mut self, start: StartRole) {
         let mut backoff = Duration::from_millis(100);
-        // Start-up: restore and open an epoch, retried until it works or we are cancelled.
+        // Start-up: restore to the changelog end, retried until it works or we are cancelled.
         loop {
             if self.cancel.is_cancelled() {
                 return;
             }
-            match self.restore().and_then(|p| self.start_epoch(p)) {
+            match self.restore() {
                 Ok(()) => break,
                 Err(e) => {
-                    error!(partition = self.partition, error = %e, "partition start failed; retrying");
-                    self.deps.metrics.worker_errors.get_or_create(&partition_label(self.partition)).inc();
+                    error!(partition = self.partition, error = %e, "restore failed; retrying");
+                    self.deps.metrics.worker_errors.get_or_create(&self.label()).inc();
+                    self.reset_readers();
                     self.sleep(backoff);
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             }
+        }
+        self.set_role(Role::Standby);
+        if start.is_master(&self.deps.node_id, &self.progress.master) {
+            loop {
+                if self.cancel.is_cancelled() {
+                    return;
+                }
+                match self.promote(None) {
+                    Ok(p) => {
+                        info!(
+                            partition = self.partition,
+                            epoch = p.epoch,
+                            input_next = p.input_next,
+                            "partition ready as master"
+                        );
+                        break;
+                    }
+                    Err(e) => {
+                        error!(partition = self.partition, error = %e, "starting as master failed; retrying");
+                        self.deps.metrics.worker_errors.get_or_create(&self.label()).inc();
+                        self.reset_readers();
+                        self.sleep(backoff);
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                    }
+                }
+            }
+        } else {
+            info!(partition = self.partition, master = %self.progress.master, "partition ready as standby");
         }
         self.status.ready.store(true, Ordering::Release);
-        info!(
-            partition = self.partition,
-            epoch = self.epoch,
-            input_next = self.status.input_next.load(Ordering::Relaxed),
-            "partition ready as master"
-        );
 
         backoff = Duration::from_millis(100);
-        let mut reader: Option<Box<dyn TopicReader>> = None;
         while !self.cancel.is_cancelled() {
-            match self.step(&mut reader) {
+            self.handle_commands();
+            let result = match self.role {
+                Role::Master => self.master_step(),
+                _ => self.standby_step().map(|_| ()),
+            };
+            match result {
                 Ok(()) => backoff = Duration::from_millis(100),
                 Err(e) => {
-                    // Drop the reader: the next step re-reads from the stored progress.
-                    reader = None;
-                    error!(partition = self.partition, error = %e, "batch failed; it will be redone from the stored offsets");
-                    self.deps.metrics.worker_errors.get_or_create(&partition_label(self.partition)).inc();
+                    error!(partition = self.partition, role = ?self.role, error = %e, "step failed; it will be redone from the stored offsets");
+                    self.deps.metrics.worker_errors.get_or_create(&self.label()).inc();
+                    self.reset_readers();
                     self.sleep(backoff);
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             }
         }
-        info!(partition = self.partition, "partition worker stopped");
+        info!(partition = self.partition, "partition replica stopped");
+    }
+
+    /// Drops readers and staged changelog records: the next step starts again from the stored
+    /// progress.
+    fn reset_readers(&mut self) {
+        self.input_reader = None;
+        self.changelog_reader = None;
+        self.applier = None;
+        if let Ok(p) = self.deps.store.progress(self.partition) {
+            self.progress = p;
+        }
     }
 
     fn sleep(&self, d: Duration) {
@@ -155,84 +386,217 @@ impl Worker {
         }
     }
 
-    /// Applies the changelog from the stored progress to its end. Returns the progress after it.
-    fn restore(&mut self) -> Result<PartitionProgress, WorkerError> {
-        let store = &self.deps.store;
-        let mut progress = store.progress(self.partition)?;
-        let started = Instant::now();
-        let mut fence = EpochFence { current: progress.epoch };
-        let mut batch = StateBatch { partition: self.partition, ..Default::default() };
-        let mut applied = 0u64;
-        let mut fenced = 0u64;
-        let label = partition_label(self.partition);
-        let end = read_to_end(self.deps.changelog.as_ref(), self.partition, progress.changelog_next, |rec| {
-            let entry = ChangelogEntry::decode(&rec.payload)
-                .map_err(|e| LogError::Handler { offset: rec.offset, reason: e.to_string() })?;
-            progress.changelog_next = rec.offset + 1;
-            if !fence.admit(&entry) {
-                fenced += 1;
-                return Ok(());
-            }
-            progress.epoch = fence.current;
-            match entry {
-                ChangelogEntry::EpochStart { input_next, .. } => {
-                    progress.input_next = progress.input_next.max(input_next)
+    fn set_role(&mut self, role: Role) {
+        self.role = role;
+        self.status.set_role(role);
+        self.deps.metrics.role_master.get_or_create(&self.label()).set(i64::from(role == Role::Master));
+    }
+
+    fn handle_commands(&mut self) {
+        while let Ok(cmd) = self.commands.try_recv() {
+            match cmd {
+                Command::Promote { through, reply } => {
+                    let started = Instant::now();
+                    let r = self.promote(through);
+                    match &r {
+                        Ok(p) => info!(
+                            partition = self.partition,
+                            epoch = p.epoch,
+                            previous_master = %p.previous_master,
+                            caught_up = p.caught_up,
+                            elapsed_ms = started.elapsed().as_millis() as u64,
+                            "promoted to master"
+                        ),
+                        Err(e) => {
+                            warn!(partition = self.partition, error = %e, "promotion failed; staying standby");
+                            self.reset_readers();
+                        }
+                    }
+                    let _ = reply.send(r.map_err(|e| e.to_string()));
                 }
-                ChangelogEntry::Change(change) => {
-                    progress.input_next = progress.input_next.max(change.input_next);
-                    batch.history.push(Arc::new(HistoryEntry {
-                        version: change.state.version,
-                        summary: change.state.summary(),
-                        new_points: change.new_points,
+                Command::Drain { reply } => {
+                    if self.role != Role::Master {
+                        let _ = reply.send(Err(format!(
+                            "partition {} is not master on {} (master: {:?})",
+                            self.partition, self.deps.node_id, self.progress.master
+                        )));
+                        continue;
+                    }
+                    self.step_down("drained for a handover");
+                    let _ = reply.send(Ok(Drained {
+                        partition: self.partition,
+                        epoch: self.progress.epoch,
+                        changelog_next: self.progress.changelog_next,
+                        input_next: self.progress.input_next,
                     }));
-                    batch.objects.push(change.state);
-                    applied += 1;
                 }
             }
-            if batch.objects.len() >= 1024 {
-                batch.progress = progress;
-                let full =
-                    std::mem::replace(&mut batch, StateBatch { partition: self.partition, ..Default::default() });
-                store.apply(full).map_err(|e| LogError::Handler { offset: rec.offset, reason: e.to_string() })?;
-                self.deps.metrics.restored_records.get_or_create(&label).inc_by(1024);
-            }
-            Ok(())
-        })?;
-        progress.changelog_next = progress.changelog_next.max(end);
-        batch.progress = progress;
-        let rest = batch.objects.len() as u64;
-        store.apply(batch)?;
-        self.deps.metrics.restored_records.get_or_create(&label).inc_by(rest);
+        }
+    }
+
+    fn step_down(&mut self, why: &str) {
+        warn!(partition = self.partition, epoch = self.progress.epoch, reason = why, "master stepping down to standby");
+        self.deps.metrics.stepdowns.get_or_create(&self.label()).inc();
+        self.input_reader = None;
+        self.changelog_reader = None;
+        self.applier = None;
+        self.set_role(Role::Standby);
+    }
+
+    /// Restores from the stored progress to the changelog's end.
+    fn restore(&mut self) -> Result<(), WorkerError> {
+        let started = Instant::now();
+        self.progress = self.deps.store.progress(self.partition)?;
+        let from = self.progress.changelog_next;
+        self.publish_progress();
+        let (applied, fenced) = self.catch_up_to_end()?;
         info!(
             partition = self.partition,
+            from,
             applied,
             fenced,
-            changelog_next = progress.changelog_next,
-            input_next = progress.input_next,
+            changelog_next = self.progress.changelog_next,
+            input_next = self.progress.input_next,
+            master = %self.progress.master,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "restored from changelog"
         );
-        Ok(progress)
+        Ok(())
     }
 
-    /// Opens a new epoch: one past the newest seen, announced in the changelog before any change.
-    fn start_epoch(&mut self, mut progress: PartitionProgress) -> Result<(), WorkerError> {
-        let epoch = progress.epoch + 1;
+    /// Applies the changelog with a fresh reader until it reports the partition's end — the
+    /// true end as of now, not a cached one. Returns (applied, fenced).
+    fn catch_up_to_end(&mut self) -> Result<(u64, u64), WorkerError> {
+        self.changelog_reader = None;
+        let mut totals = (0, 0);
+        loop {
+            let (applied, fenced, at_end) = self.standby_step()?;
+            totals.0 += applied;
+            totals.1 += fenced;
+            if at_end {
+                return Ok(totals);
+            }
+            if self.cancel.is_cancelled() {
+                return Err(WorkerError::Promotion("cancelled while reading the changelog".into()));
+            }
+        }
+    }
+
+    /// One standby poll of the changelog: stage, flush, publish. Returns (applied, fenced, at_end).
+    fn standby_step(&mut self) -> Result<(u64, u64, bool), WorkerError> {
+        if self.changelog_reader.is_none() {
+            self.applier = Some(Applier::new(self.partition, self.progress.clone()));
+            self.changelog_reader = Some(self.deps.changelog.reader(self.partition, self.progress.changelog_next)?);
+        }
+        let reader = self.changelog_reader.as_mut().expect("set above");
+        let applier = self.applier.as_mut().expect("set with the reader");
+        let polled = reader.poll(4 * FLUSH_EVERY, POLL_TIMEOUT)?;
+        let end = if polled.at_end { Some(reader.position()) } else { reader.end_hint() };
+        if let Some(end) = end {
+            self.status.changelog_end.store(end.max(reader.position()), Ordering::Relaxed);
+        }
+        if polled.records.is_empty() {
+            self.publish_lag();
+            return Ok((0, 0, polled.at_end));
+        }
+        let (mut applied, mut fenced) = (0, 0);
+        for chunk in polled.records.chunks(FLUSH_EVERY) {
+            for rec in chunk {
+                applier.stage(rec)?;
+            }
+            let flushed = applier.flush(self.deps.store.as_ref())?;
+            self.progress = applier.progress().clone();
+            applied += flushed.applied;
+            fenced += flushed.fenced;
+            for u in flushed.updates {
+                self.deps.hub.publish(u);
+            }
+        }
+        let label = self.label();
+        self.deps.metrics.changelog_applied.get_or_create(&label).inc_by(applied);
+        if fenced > 0 {
+            self.deps.metrics.changelog_fenced.get_or_create(&label).inc_by(fenced);
+            warn!(
+                partition = self.partition,
+                fenced,
+                epoch = self.progress.epoch,
+                "ignored changelog records of a deposed master"
+            );
+        }
+        self.publish_progress();
+        Ok((applied, fenced, polled.at_end))
+    }
+
+    /// Becomes master (see the module doc for the steps and why each is safe).
+    fn promote(&mut self, through: Option<u64>) -> Result<Promoted, WorkerError> {
+        if self.role == Role::Master {
+            return Ok(Promoted {
+                partition: self.partition,
+                epoch: self.progress.epoch,
+                previous_master: self.progress.master.clone(),
+                marker_offset: self.progress.changelog_next.saturating_sub(1),
+                input_next: self.progress.input_next,
+                caught_up: 0,
+                changed: false,
+            });
+        }
+        let previous_master = self.progress.master.clone();
+        // 1. The true end, with a fresh reader.
+        let (mut caught_up, _) = self.catch_up_to_end()?;
+        // 2. Nothing the old master acknowledged may be missing.
+        if let Some(t) = through {
+            if self.progress.changelog_next < t {
+                return Err(WorkerError::Promotion(format!(
+                    "the changelog ends at {} but the old master acknowledged records up to {t}; not promoting",
+                    self.progress.changelog_next
+                )));
+            }
+        }
+        // 3. Announce the new epoch.
+        let epoch = self.progress.epoch + 1;
         let marker =
-            ChangelogEntry::EpochStart { epoch, input_next: progress.input_next, node: self.deps.node_id.clone() };
+            ChangelogEntry::EpochStart { epoch, input_next: self.progress.input_next, node: self.deps.node_id.clone() };
         let payload = marker.encode();
+        let key = marker.key();
         let offsets = self
             .deps
             .changelog
-            .append(self.partition, &[Append { key: Some(marker.key()), payload: &payload, headers: &[] }])?;
-        progress.epoch = epoch;
-        progress.changelog_next = offsets.last().map_or(progress.changelog_next, |o| o + 1);
-        self.deps.store.apply(StateBatch { partition: self.partition, progress, ..Default::default() })?;
-        self.epoch = epoch;
-        self.progress = progress;
-        self.publish_progress(&progress);
-        self.deps.metrics.epoch.get_or_create(&partition_label(self.partition)).set(epoch as i64);
-        Ok(())
+            .append(self.partition, &[Append { key: Some(&key), payload: &payload, headers: &[] }])?;
+        let marker_offset =
+            *offsets.first().ok_or_else(|| WorkerError::Promotion("append returned no offset".into()))?;
+        // 4. Apply everything up to and including our marker, as every replica will.
+        let deadline = Instant::now() + MARKER_DEADLINE;
+        while self.progress.changelog_next <= marker_offset {
+            if Instant::now() > deadline || self.cancel.is_cancelled() {
+                return Err(WorkerError::Promotion(format!("could not read back our epoch marker at {marker_offset}")));
+            }
+            caught_up += self.standby_step()?.0;
+        }
+        // 5. Our marker must have been admitted: a racing promotion's marker may have won.
+        if self.progress.epoch != epoch || self.progress.master != self.deps.node_id {
+            return Err(WorkerError::Promotion(format!(
+                "epoch {epoch} was taken by {} (a concurrent promotion); staying standby",
+                self.progress.master
+            )));
+        }
+        // 6. Take input from the recorded offset.
+        self.changelog_reader = None;
+        self.applier = None;
+        self.input_reader = None;
+        self.last_end_check = Instant::now();
+        self.set_role(Role::Master);
+        self.publish_progress();
+        self.deps.metrics.promotions.get_or_create(&self.label()).inc();
+        self.deps.metrics.epoch.get_or_create(&self.label()).set(epoch as i64);
+        Ok(Promoted {
+            partition: self.partition,
+            epoch,
+            previous_master,
+            marker_offset,
+            input_next: self.progress.input_next,
+            caught_up,
+            changed: true,
+        })
     }
 
     /// Records the time since `since` as `phase`; returns now (the start of the next phase).
@@ -242,28 +606,61 @@ impl Worker {
         now
     }
 
-    fn publish_progress(&self, p: &PartitionProgress) {
+    fn publish_progress(&self) {
+        let p = &self.progress;
         self.status.epoch.store(p.epoch, Ordering::Relaxed);
         self.status.input_next.store(p.input_next, Ordering::Relaxed);
         self.status.changelog_next.store(p.changelog_next, Ordering::Relaxed);
-        self.deps.metrics.input_next.get_or_create(&partition_label(self.partition)).set(p.input_next as i64);
+        if self.role == Role::Master {
+            self.status.changelog_end.store(p.changelog_next, Ordering::Relaxed);
+        }
+        if *self.status.master.read() != p.master {
+            *self.status.master.write() = p.master.clone();
+        }
+        let label = self.label();
+        self.deps.metrics.input_next.get_or_create(&label).set(p.input_next as i64);
+        self.deps.metrics.changelog_applied_offset.get_or_create(&label).set(p.changelog_next as i64);
+        self.deps.metrics.epoch.get_or_create(&label).set(p.epoch as i64);
+        self.publish_lag();
     }
 
-    /// One batch, steps 1–6 of the module doc.
-    fn step(&mut self, reader: &mut Option<Box<dyn TopicReader>>) -> Result<(), WorkerError> {
-        let mut progress = self.progress;
-        if reader.is_none() {
-            *reader = Some(self.deps.input.reader(self.partition, progress.input_next)?);
+    fn publish_lag(&self) {
+        self.deps.metrics.changelog_lag.get_or_create(&self.label()).set(self.status.lag() as i64);
+    }
+
+    /// An idle master's check that nobody else has written to its changelog partition (a
+    /// promotion elsewhere). Safety does not depend on it — the fence and the append check of
+    /// step 4 do that — it only makes an idle deposed master step down promptly.
+    fn check_changelog_end(&mut self) -> Result<(), WorkerError> {
+        if self.last_end_check.elapsed() < IDLE_END_CHECK {
+            return Ok(());
         }
-        let r = reader.as_mut().expect("set above");
+        self.last_end_check = Instant::now();
+        let end = self.deps.changelog.end_offset(self.partition)?;
+        if end > self.progress.changelog_next {
+            self.step_down(&format!(
+                "the changelog ends at {end}, past this master's last record at {}: another master has started",
+                self.progress.changelog_next
+            ));
+        }
+        Ok(())
+    }
+
+    /// One master batch, steps 1–6 of the module doc.
+    fn master_step(&mut self) -> Result<(), WorkerError> {
+        let mut progress = self.progress.clone();
+        if self.input_reader.is_none() {
+            self.input_reader = Some(self.deps.input.reader(self.partition, progress.input_next)?);
+        }
+        let r = self.input_reader.as_mut().expect("set above");
         let poll_started = Instant::now();
         let polled = r.poll(self.deps.batch_size, POLL_TIMEOUT)?;
-        self.observe_phase("poll", poll_started);
         if polled.at_end {
             self.status.input_end.store(r.position(), Ordering::Relaxed);
         }
+        self.observe_phase("poll", poll_started);
         if polled.records.is_empty() {
-            return Ok(());
+            return self.check_changelog_end();
         }
         let started = Instant::now();
         let label = partition_label(self.partition);
@@ -330,7 +727,7 @@ impl Worker {
                 new_points: outcome.new_points.clone(),
             }));
             entries.push(ChangelogEntry::Change(Box::new(Change {
-                epoch: self.epoch,
+                epoch: progress.epoch,
                 input_next: rec.offset + 1,
                 state: state.clone(),
                 new_points: outcome.new_points,
@@ -343,12 +740,21 @@ impl Worker {
         let mut changelog_next = progress.changelog_next;
         if !entries.is_empty() {
             let payloads: Vec<Vec<u8>> = entries.iter().map(ChangelogEntry::encode).collect();
-            let appends: Vec<Append<'_>> = entries
-                .iter()
-                .zip(&payloads)
-                .map(|(e, p)| Append { key: Some(e.key()), payload: p, headers: &[] })
-                .collect();
+            let keys: Vec<_> = entries.iter().map(ChangelogEntry::key).collect();
+            let appends: Vec<Append<'_>> =
+                keys.iter().zip(&payloads).map(|(k, p)| Append { key: Some(k), payload: p, headers: &[] }).collect();
             let offsets = self.deps.changelog.append(self.partition, &appends)?;
+            // Our records must follow our previous ones exactly: anything in between was
+            // written by another master, whose epoch marker fences this batch on every replica.
+            let contiguous = offsets.iter().enumerate().all(|(i, o)| *o == changelog_next + i as u64);
+            if !contiguous {
+                self.step_down(&format!(
+                    "changelog offsets {:?}.. of this batch do not follow this master's last record at {changelog_next}: \
+                     another master has started; the batch is not applied",
+                    offsets.first()
+                ));
+                return Ok(());
+            }
             changelog_next = offsets.last().map_or(changelog_next, |o| o + 1);
             self.deps.metrics.changelog_records.get_or_create(&label).inc_by(offsets.len() as u64);
         }
@@ -358,14 +764,18 @@ impl Worker {
         // 5. one atomic state write with the offsets.
         progress.input_next = last_offset + 1;
         progress.changelog_next = changelog_next;
-        progress.epoch = self.epoch;
         // Only changed objects are written: a duplicate alert costs no RocksDB write.
         let objects: Vec<ObjectState> =
             touched.into_iter().filter(|(k, _)| changed.contains(k)).map(|(_, s)| s).collect();
-        self.deps.store.apply(StateBatch { partition: self.partition, progress, objects, history: history.clone() })?;
+        self.deps.store.apply(StateBatch {
+            partition: self.partition,
+            progress: progress.clone(),
+            objects,
+            history: history.clone(),
+        })?;
         self.observe_phase("store", logged);
         self.progress = progress;
-        self.publish_progress(&progress);
+        self.publish_progress();
 
         // 6. notify.
         for u in history {

@@ -8,16 +8,24 @@
 //! they have seen start: that is how a deposed master's late writes are fenced without broker
 //! transactions.
 //!
-//! Encoding: one format byte ([`CHANGELOG_FORMAT`]) then postcard. The key is the object key
-//! (or [`EPOCH_KEY`] for markers), so the topic is partitioned and compacted by object.
+//! Encoding: one format byte ([`CHANGELOG_FORMAT`]) then postcard. The key is the object key, so
+//! the topic is partitioned and compacted by object; markers are keyed `~epoch/<epoch>` (one key
+//! per epoch), so compaction never removes a marker and a reader restoring a compacted log still
+//! sees every epoch start in order.
+//!
+//! The fence ([`EpochFence`]) admits a marker only if its epoch is strictly newer than every
+//! epoch before it in the log, and a change only if its epoch is the current one. Two standbys
+//! promoted at once both write a marker for the same epoch: the first in the log wins, the
+//! second is ignored by every reader — including its writer, which checks that its own marker
+//! was admitted before it takes input (see `lightkeeper_partition::worker`).
 
 use crate::model::LightPoint;
 use crate::object::ObjectState;
 use serde::{Deserialize, Serialize};
 
 pub const CHANGELOG_FORMAT: u8 = 1;
-/// Key of epoch markers (not a valid object key: no survey prefix).
-pub const EPOCH_KEY: &[u8] = b"~epoch";
+/// Key prefix of epoch markers (not a valid object key: no survey prefix).
+pub const EPOCH_KEY_PREFIX: &str = "~epoch/";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ChangelogEntry {
@@ -45,10 +53,10 @@ pub enum CodecError {
 }
 
 impl ChangelogEntry {
-    pub fn key(&self) -> &[u8] {
+    pub fn key(&self) -> std::borrow::Cow<'_, [u8]> {
         match self {
-            ChangelogEntry::EpochStart { .. } => EPOCH_KEY,
-            ChangelogEntry::Change(c) => c.state.key.as_bytes(),
+            ChangelogEntry::EpochStart { epoch, .. } => format!("{EPOCH_KEY_PREFIX}{epoch:020}").into_bytes().into(),
+            ChangelogEntry::Change(c) => c.state.key.as_bytes().into(),
         }
     }
 
@@ -76,8 +84,10 @@ impl ChangelogEntry {
     }
 }
 
-/// The fencing rule, in one place: a reader tracks the newest epoch started in the log and
-/// accepts a record only if its epoch is not older.
+/// The fencing rule, in one place: a reader tracks the newest epoch started in the log; a
+/// marker is admitted only if it starts a strictly newer epoch, a change only if it belongs to
+/// the current epoch (or a newer one whose marker the reader has not seen — a log written
+/// before markers had their own keys; it then advances the fence).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct EpochFence {
     pub current: u64,
@@ -87,10 +97,68 @@ impl EpochFence {
     /// True if the entry should be applied; advances the fence on a newer epoch.
     pub fn admit(&mut self, entry: &ChangelogEntry) -> bool {
         let e = entry.epoch();
-        if e < self.current {
-            return false;
+        let admitted = match entry {
+            ChangelogEntry::EpochStart { .. } => e > self.current,
+            ChangelogEntry::Change(_) => e >= self.current,
+        };
+        if admitted {
+            self.current = e;
         }
-        self.current = e;
-        true
+        admitted
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::object::ObjectState;
+
+    fn change(epoch: u64) -> ChangelogEntry {
+        let state = ObjectState {
+            key: "ztf:ZTF1".into(),
+            survey: crate::model::Survey::Ztf,
+            object_id: "ZTF1".into(),
+            version: 1,
+            ra: None,
+            dec: None,
+            solar_system: None,
+            points: vec![],
+            alerts: vec![],
+            updated_at_ms: 0,
+        };
+        ChangelogEntry::Change(Box::new(Change { epoch, input_next: 0, state, new_points: vec![] }))
+    }
+
+    fn start(epoch: u64, node: &str) -> ChangelogEntry {
+        ChangelogEntry::EpochStart { epoch, input_next: 0, node: node.into() }
+    }
+
+    #[test]
+    fn older_epochs_are_fenced_once_a_newer_one_starts() {
+        let mut f = EpochFence::default();
+        assert!(f.admit(&start(1, "a")));
+        assert!(f.admit(&change(1)));
+        assert!(f.admit(&start(2, "b")));
+        assert!(!f.admit(&change(1)), "a deposed master's late write");
+        assert!(f.admit(&change(2)));
+        assert_eq!(f.current, 2);
+    }
+
+    #[test]
+    fn a_second_marker_for_the_same_epoch_loses() {
+        let mut f = EpochFence::default();
+        assert!(f.admit(&start(3, "a")));
+        assert!(!f.admit(&start(3, "b")), "two promotions racing for epoch 3: the first wins");
+        assert!(!f.admit(&start(2, "c")));
+    }
+
+    #[test]
+    fn markers_have_one_key_per_epoch_and_round_trip() {
+        assert_ne!(start(1, "a").key(), start(2, "a").key());
+        assert!(start(7, "a").key().starts_with(EPOCH_KEY_PREFIX.as_bytes()));
+        for e in [start(9, "node-1"), change(4)] {
+            assert_eq!(ChangelogEntry::decode(&e.encode()).unwrap(), e);
+        }
+        assert!(matches!(ChangelogEntry::decode(&[9, 1, 2]), Err(CodecError::UnknownFormat(Some(9)))));
     }
 }

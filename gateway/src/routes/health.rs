@@ -16,13 +16,17 @@ pub async fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// Ready when every partition of this node has restored its state and serves as master.
-#[utoipa::path(get, path = "/readyz", responses((status = 200), (status = 503, description = "partitions still restoring")))]
+/// Ready when every replica this node hosts has restored its state and serves in its role.
+#[utoipa::path(get, path = "/readyz", responses((status = 200), (status = 503, description = "replicas still restoring")))]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
-    let waiting: Vec<u32> =
-        state.partitions.iter().filter(|p| !p.ready.load(Ordering::Acquire)).map(|p| p.partition).collect();
+    let waiting: Vec<u32> = state
+        .replicas
+        .values()
+        .filter(|r| !r.status.ready.load(Ordering::Acquire))
+        .map(|r| r.status.partition)
+        .collect();
     if waiting.is_empty() {
-        Ok(Json(json!({ "status": "ready", "partitions": state.partitions.len() })))
+        Ok(Json(json!({ "status": "ready", "replicas": state.replicas.len() })))
     } else {
         Err(ApiError::Unavailable(format!("partitions {waiting:?} are still restoring")))
     }
@@ -44,47 +48,85 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 #[derive(Serialize, ToSchema)]
 pub struct PartitionView {
     pub partition: u32,
+    /// This node's replica: `master`, `standby`, `restoring`, or `not_hosted`.
+    pub role: String,
+    /// The master as the newest epoch marker applied here says (empty when not hosted).
     pub master: String,
-    pub standbys: Vec<String>,
+    /// Configured replicas, initial master first.
+    pub replicas: Vec<String>,
     pub epoch: u64,
     pub ready: bool,
-    /// Next input offset the master will consume.
+    /// Next input offset the partition's master will consume (as recorded in the state).
     pub input_next: u64,
-    /// End of the input partition when last seen.
+    /// End of the input partition when last seen by the master here.
     pub input_end: u64,
     /// Input records not yet materialized (as of the last end-of-partition seen).
-    pub lag: u64,
-    /// Next changelog offset; everything before it is applied.
+    pub input_lag: u64,
+    /// Next changelog offset to apply; everything before it is in this replica's store.
     pub applied_changelog_offset: u64,
+    /// End of the changelog partition when last seen by this replica.
+    pub changelog_end: u64,
+    /// Changelog records not yet applied here: the staleness a `max_lag` read is checked against.
+    pub changelog_lag: u64,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct ClusterView {
-    pub nodes: Vec<String>,
+    pub node: String,
+    /// Node id → URL (empty for a single node).
+    pub nodes: std::collections::BTreeMap<String, String>,
     pub partitions: Vec<PartitionView>,
     pub watched_objects: usize,
 }
 
 #[utoipa::path(get, path = "/v1/cluster", responses((status = 200, body = ClusterView)))]
 pub async fn cluster(State(state): State<AppState>) -> Json<ClusterView> {
-    let partitions = state
-        .partitions
-        .iter()
+    let partitions = (0..state.partition_count)
         .map(|p| {
-            let input_next = p.input_next.load(Ordering::Relaxed);
-            let input_end = p.input_end.load(Ordering::Relaxed).max(input_next);
+            let replicas = state.cluster.replicas(p);
+            let Some(r) = state.replicas.get(&p) else {
+                return PartitionView {
+                    partition: p,
+                    role: "not_hosted".into(),
+                    master: String::new(),
+                    replicas,
+                    epoch: 0,
+                    ready: false,
+                    input_next: 0,
+                    input_end: 0,
+                    input_lag: 0,
+                    applied_changelog_offset: 0,
+                    changelog_end: 0,
+                    changelog_lag: 0,
+                };
+            };
+            let s = &r.status;
+            let input_next = s.input_next.load(Ordering::Relaxed);
+            let input_end = s.input_end.load(Ordering::Relaxed).max(input_next);
+            let applied = s.changelog_next.load(Ordering::Relaxed);
             PartitionView {
-                partition: p.partition,
-                master: state.node_id.clone(),
-                standbys: Vec::new(),
-                epoch: p.epoch.load(Ordering::Relaxed),
-                ready: p.ready.load(Ordering::Acquire),
+                partition: p,
+                role: serde_json::to_value(s.role())
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
+                master: s.master(),
+                replicas,
+                epoch: s.epoch.load(Ordering::Relaxed),
+                ready: s.ready.load(Ordering::Acquire),
                 input_next,
                 input_end,
-                lag: input_end - input_next,
-                applied_changelog_offset: p.changelog_next.load(Ordering::Relaxed),
+                input_lag: input_end - input_next,
+                applied_changelog_offset: applied,
+                changelog_end: s.changelog_end.load(Ordering::Relaxed).max(applied),
+                changelog_lag: s.lag(),
             }
         })
         .collect();
-    Json(ClusterView { nodes: vec![state.node_id.clone()], partitions, watched_objects: state.hub.watched_objects() })
+    Json(ClusterView {
+        node: state.node_id.clone(),
+        nodes: state.cluster.peers.clone(),
+        partitions,
+        watched_objects: state.hub.watched_objects(),
+    })
 }

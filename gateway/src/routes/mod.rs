@@ -1,5 +1,6 @@
 //! The HTTP router: routes, limits as tower layers, request metrics and error logging.
 
+mod admin;
 mod alerts;
 mod dashboard;
 mod health;
@@ -28,6 +29,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/objects/{key}/alerts", get(objects::alerts))
         .route("/v1/alerts", post(alerts::ingest))
         .route("/v1/cluster", get(health::cluster))
+        .route("/v1/admin/partitions/{partition}/promote", post(admin::promote))
+        .route("/v1/admin/partitions/{partition}/drain", post(admin::drain))
         .route("/v1/ws", get(ws::upgrade))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

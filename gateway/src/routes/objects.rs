@@ -4,24 +4,45 @@
 
 use crate::cache::Cached;
 use crate::error::ApiError;
+use crate::routing::{read_options, route};
 use crate::state::AppState;
 use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, RawQuery, State};
-use axum::http::header;
+use axum::extract::{OriginalUri, Path, RawQuery, State};
+use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use lightkeeper_storage::model::{validate_key, Band, LightPoint, PointKind};
 use lightkeeper_storage::object::{AlertRef, ObjectState, ObjectSummary};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-#[utoipa::path(get, path = "/v1/objects/{key}", params(("key" = String, Path, description = "survey-qualified key, e.g. ztf:ZTF21abiuvdk")),
-    responses((status = 200, body = ObjectSummary), (status = 400, description = "invalid key"), (status = 404, description = "object_not_found")))]
+#[utoipa::path(get, path = "/v1/objects/{key}", params(("key" = String, Path, description = "survey-qualified key, e.g. ztf:ZTF21abiuvdk"), ("max_lag" = Option<u64>, Query, description = "allow a standby at most this many changelog records behind to answer; the x-lightkeeper-served-by, -role and -lag headers say who did")),
+    responses((status = 200, body = ObjectSummary), (status = 400, description = "invalid key"), (status = 404, description = "object_not_found"), (status = 503, description = "no replica could serve within the route deadline")))]
 pub async fn summary(
     State(state): State<AppState>,
     key: Result<Path<String>, PathRejection>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    uri: OriginalUri,
 ) -> Result<Response, ApiError> {
     let Path(key) = key?;
-    cached(&state, key, "summary".into(), |obj| json_body(&obj.summary())).await
+    let (opts, rest) = read_options(raw.as_deref(), &headers)?;
+    no_other_params(rest)?;
+    validate_key(&key).map_err(|m| ApiError::bad_request("invalid_key", m))?;
+    route(&state, &key.clone(), &path_and_query(&uri), opts, || {
+        cached(&state, key, "summary".into(), |obj| json_body(&obj.summary()))
+    })
+    .await
+}
+
+fn path_and_query(uri: &OriginalUri) -> String {
+    uri.path_and_query().map_or_else(|| uri.path().to_owned(), |p| p.as_str().to_owned())
+}
+
+fn no_other_params(rest: Option<String>) -> Result<(), ApiError> {
+    match rest {
+        None => Ok(()),
+        Some(q) => Err(ApiError::bad_request("invalid_query", format!("unknown query parameters {q:?}; only max_lag"))),
+    }
 }
 
 const JSON: &str = "application/json";
@@ -37,7 +58,6 @@ async fn cached<F>(state: &AppState, key: String, variant: String, render: F) ->
 where
     F: FnOnce(ObjectState) -> Result<Cached, ApiError> + Send + 'static,
 {
-    validate_key(&key).map_err(|m| ApiError::bad_request("invalid_key", m))?;
     let respond = |c: Cached| ([(header::CONTENT_TYPE, c.content_type)], c.body).into_response();
     if let Some(c) = state.cache.get(&key, &variant) {
         return Ok(respond(c));
@@ -131,7 +151,7 @@ impl LightcurveQuery {
 }
 
 #[utoipa::path(get, path = "/v1/objects/{key}/lightcurve",
-    params(("key" = String, Path), ("since_mjd" = Option<f64>, Query), ("until_mjd" = Option<f64>, Query),
+    params(("key" = String, Path), ("max_lag" = Option<u64>, Query, description = "allow a standby at most this many changelog records behind to answer; the x-lightkeeper-served-by, -role and -lag headers say who did"), ("since_mjd" = Option<f64>, Query), ("until_mjd" = Option<f64>, Query),
         ("band" = Option<String>, Query, description = "repeatable: u g r i z y"),
         ("kind" = Option<String>, Query, description = "repeatable: detection, upper_limit, forced"),
         ("format" = Option<String>, Query, description = "json (default) or csv")),
@@ -140,16 +160,22 @@ pub async fn lightcurve(
     State(state): State<AppState>,
     key: Result<Path<String>, PathRejection>,
     RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    uri: OriginalUri,
 ) -> Result<Response, ApiError> {
     let Path(key) = key?;
-    let q = LightcurveQuery::parse(raw.as_deref())?;
-    let variant = format!("lightcurve?{}", raw.unwrap_or_default());
-    cached(&state, key, variant, move |obj| {
-        let points: Vec<LightPoint> = obj.points.into_iter().filter(|p| q.keeps(p)).collect();
-        if q.csv {
-            return Ok(Cached { content_type: "text/csv; charset=utf-8", body: to_csv(&points)?.into() });
-        }
-        json_body(&Lightcurve { key: obj.key, version: obj.version, points })
+    let (opts, rest) = read_options(raw.as_deref(), &headers)?;
+    let q = LightcurveQuery::parse(rest.as_deref())?;
+    validate_key(&key).map_err(|m| ApiError::bad_request("invalid_key", m))?;
+    let variant = format!("lightcurve?{}", rest.unwrap_or_default());
+    route(&state, &key.clone(), &path_and_query(&uri), opts, || {
+        cached(&state, key, variant, move |obj| {
+            let points: Vec<LightPoint> = obj.points.into_iter().filter(|p| q.keeps(p)).collect();
+            if q.csv {
+                return Ok(Cached { content_type: "text/csv; charset=utf-8", body: to_csv(&points)?.into() });
+            }
+            json_body(&Lightcurve { key: obj.key, version: obj.version, points })
+        })
     })
     .await
 }
@@ -204,15 +230,23 @@ pub struct AlertHistory {
     pub alerts: Vec<AlertRef>,
 }
 
-#[utoipa::path(get, path = "/v1/objects/{key}/alerts", params(("key" = String, Path)),
+#[utoipa::path(get, path = "/v1/objects/{key}/alerts", params(("key" = String, Path), ("max_lag" = Option<u64>, Query, description = "allow a standby at most this many changelog records behind to answer; the x-lightkeeper-served-by, -role and -lag headers say who did")),
     responses((status = 200, body = AlertHistory), (status = 400), (status = 404)))]
 pub async fn alerts(
     State(state): State<AppState>,
     key: Result<Path<String>, PathRejection>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    uri: OriginalUri,
 ) -> Result<Response, ApiError> {
     let Path(key) = key?;
-    cached(&state, key, "alerts".into(), |obj| {
-        json_body(&AlertHistory { key: obj.key, version: obj.version, alerts: obj.alerts })
+    let (opts, rest) = read_options(raw.as_deref(), &headers)?;
+    no_other_params(rest)?;
+    validate_key(&key).map_err(|m| ApiError::bad_request("invalid_key", m))?;
+    route(&state, &key.clone(), &path_and_query(&uri), opts, || {
+        cached(&state, key, "alerts".into(), |obj| {
+            json_body(&AlertHistory { key: obj.key, version: obj.version, alerts: obj.alerts })
+        })
     })
     .await
 }

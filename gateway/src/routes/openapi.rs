@@ -18,6 +18,8 @@ use utoipa::OpenApi;
         super::health::cluster,
         super::health::healthz,
         super::health::readyz,
+        super::admin::promote,
+        super::admin::drain,
     ),
     components(schemas(
         lightkeeper_storage::object::ObjectSummary,
@@ -31,6 +33,7 @@ use utoipa::OpenApi;
         super::alerts::Accepted,
         super::health::ClusterView,
         super::health::PartitionView,
+        super::admin::PromoteReport,
     ))
 )]
 pub struct ApiDoc;

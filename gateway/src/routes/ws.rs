@@ -204,6 +204,18 @@ fn subscribe(
         .ok_or_else(|| ApiError::bad_request("bad_message", "subscribe needs a non-empty \"objects\" list"))?;
     for key in &objects {
         validate_key(key).map_err(|m| ApiError::bad_request("invalid_key", m))?;
+        // Every replica (master or standby) publishes the changes it applies, so any node that
+        // hosts the partition can serve its subscriptions; others would never see an update.
+        let p = lightkeeper_storage::partitioner::partition_for(key.as_bytes(), state.partition_count);
+        if !state.replicas.contains_key(&p) {
+            return Err(ApiError::bad_request(
+                "partition_not_hosted",
+                format!(
+                    "{key} is in partition {p}, which this node does not host; subscribe on one of {:?}",
+                    state.cluster.replicas(p)
+                ),
+            ));
+        }
     }
     let new = objects.iter().filter(|k| !forwarders.contains_key(&(sub.to_owned(), (*k).clone()))).count();
     if forwarders.len() + new > state.limits.max_subscriptions_per_connection {

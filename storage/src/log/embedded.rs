@@ -140,6 +140,10 @@ impl Topic for EmbeddedTopic {
         let part = self.part(partition)?.clone();
         Ok(Box::new(EmbeddedReader { db: self.db.clone(), topic: self.name.clone(), partition, part, position: from }))
     }
+
+    fn end_offset(&self, partition: u32) -> Result<u64, LogError> {
+        Ok(*self.part(partition)?.next.lock())
+    }
 }
 
 struct EmbeddedReader {
@@ -200,5 +204,9 @@ impl TopicReader for EmbeddedReader {
 
     fn position(&self) -> u64 {
         self.position
+    }
+
+    fn end_hint(&self) -> Option<u64> {
+        Some(*self.part.next.lock())
     }
 }

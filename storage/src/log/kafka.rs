@@ -223,7 +223,17 @@ impl Topic for KafkaTopic {
         tpl.add_partition_offset(&self.name, partition as i32, Offset::Offset(from as i64))
             .map_err(|e| LogError::Kafka(e.to_string()))?;
         consumer.assign(&tpl).map_err(|e| LogError::Kafka(format!("assign {}/{partition}: {e}", self.name)))?;
-        Ok(Box::new(KafkaReader { consumer, position: from, partition }))
+        Ok(Box::new(KafkaReader { consumer, position: from, partition, topic: self.name.clone() }))
+    }
+
+    fn end_offset(&self, partition: u32) -> Result<u64, LogError> {
+        use rdkafka::producer::Producer;
+        let (_, high) = self
+            .producer
+            .client()
+            .fetch_watermarks(&self.name, partition as i32, self.config.timeout())
+            .map_err(|e| LogError::Kafka(format!("watermarks of {}/{partition}: {e}", self.name)))?;
+        Ok(high.max(0) as u64)
     }
 }
 
@@ -231,6 +241,7 @@ struct KafkaReader {
     consumer: BaseConsumer,
     position: u64,
     partition: u32,
+    topic: String,
 }
 
 impl TopicReader for KafkaReader {
@@ -272,5 +283,25 @@ impl TopicReader for KafkaReader {
 
     fn position(&self) -> u64 {
         self.position
+    }
+
+    fn end_hint(&self) -> Option<u64> {
+        // librdkafka's cached high watermark from the latest fetch response: no broker round
+        // trip. rust-rdkafka 0.39 does not wrap this call, so it is made through the bindings.
+        let topic = std::ffi::CString::new(self.topic.as_str()).ok()?;
+        let (mut low, mut high) = (-1i64, -1i64);
+        // SAFETY: the client pointer is valid for the consumer's lifetime (borrowed here), the
+        // topic is a NUL-terminated string that outlives the call, and the out-pointers are
+        // valid i64s on this stack frame. The function only reads librdkafka's own state.
+        let err = unsafe {
+            rdkafka::bindings::rd_kafka_get_watermark_offsets(
+                self.consumer.client().native_ptr(),
+                topic.as_ptr(),
+                self.partition as i32,
+                &mut low,
+                &mut high,
+            )
+        };
+        (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0).then_some(high as u64)
     }
 }

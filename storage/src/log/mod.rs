@@ -66,6 +66,10 @@ pub trait Topic: Send + Sync {
     fn append(&self, partition: u32, records: &[Append<'_>]) -> Result<Vec<u64>, LogError>;
     /// Opens a reader of one partition starting at `from` (the next offset to read).
     fn reader(&self, partition: u32, from: u64) -> Result<Box<dyn TopicReader>, LogError>;
+    /// The partition's end offset (next offset to be written) as the log reports it now. On
+    /// Kafka this is a ListOffsets request: use it for monitoring and liveness checks only —
+    /// correctness decisions read to the end with a reader (partition EOF), see [`read_to_end`].
+    fn end_offset(&self, partition: u32) -> Result<u64, LogError>;
 }
 
 pub trait TopicReader: Send {
@@ -73,6 +77,11 @@ pub trait TopicReader: Send {
     fn poll(&mut self, max: usize, timeout: Duration) -> Result<Polled, LogError>;
     /// The next offset this reader will return.
     fn position(&self) -> u64;
+    /// The partition's end as last seen by this reader (the high watermark of its latest fetch),
+    /// without a round trip. For lag reporting.
+    fn end_hint(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// Reads a partition from `from` to its current end, calling `f` on each record. Returns the

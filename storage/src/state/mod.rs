@@ -13,7 +13,7 @@ use crate::object::{ObjectState, ObjectSummary};
 use serde::{Deserialize, Serialize};
 
 /// How far a partition's state has got.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionProgress {
     /// Newest epoch applied.
     pub epoch: u64,
@@ -21,6 +21,9 @@ pub struct PartitionProgress {
     pub input_next: u64,
     /// Next changelog offset to apply (everything before it is in the store).
     pub changelog_next: u64,
+    /// Node that started `epoch` — the partition's master as the changelog says (empty before
+    /// the first epoch). Kept so a restart that reads only the changelog tail still knows it.
+    pub master: String,
 }
 
 /// One entry of an object's update history, kept so a subscriber can resume from a version.

@@ -5,7 +5,10 @@
 //! - `objects`:  object key → `1` + postcard(ObjectState)
 //! - `history`:  object key `\0` version:u64be → `1` + postcard(HistoryEntry), the last
 //!   [`HISTORY_PER_OBJECT`] versions per object
-//! - `progress`: partition:u32be → `1` + postcard(PartitionProgress)
+//! - `progress`: partition:u32be → `2` + postcard(PartitionProgress) (`1`: the layout before
+//!   `master` was added, still read); and the key
+//!   [`KEY_FORMAT_KEY`] → the key-encoding format ([`KEY_FORMAT`]) the store was created with,
+//!   checked at open so a build never misreads a layout it does not know.
 //!
 //! Memory: one LRU block cache shared by every column family, and a write-buffer manager that
 //! charges memtables to the same cache, so the configured budget bounds both (the usual cause of
@@ -19,6 +22,12 @@ use serde::Serialize;
 use std::path::Path;
 
 const FORMAT: u8 = 1;
+/// Progress values: format 2 added `PartitionProgress::master`.
+const PROGRESS_FORMAT: u8 = 2;
+/// Version of the key layout above. Values carry their own format byte ([`FORMAT`]).
+pub const KEY_FORMAT: u8 = 1;
+/// Where the key format is recorded (not a valid partition key: those are 4 bytes).
+pub const KEY_FORMAT_KEY: &[u8] = b"key-format";
 const CF_OBJECTS: &str = "objects";
 const CF_HISTORY: &str = "history";
 const CF_PROGRESS: &str = "progress";
@@ -59,6 +68,29 @@ fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, StoreError
     }
 }
 
+fn decode_progress(bytes: &[u8]) -> Result<PartitionProgress, StoreError> {
+    #[derive(serde::Deserialize)]
+    struct V1 {
+        epoch: u64,
+        input_next: u64,
+        changelog_next: u64,
+    }
+    let corrupt = |reason: String| StoreError::Corrupt { what: "partition progress".into(), reason };
+    match bytes.split_first() {
+        Some((&PROGRESS_FORMAT, rest)) => postcard::from_bytes(rest).map_err(|e| corrupt(e.to_string())),
+        Some((&1, rest)) => {
+            let v1: V1 = postcard::from_bytes(rest).map_err(|e| corrupt(e.to_string()))?;
+            Ok(PartitionProgress {
+                epoch: v1.epoch,
+                input_next: v1.input_next,
+                changelog_next: v1.changelog_next,
+                master: String::new(),
+            })
+        }
+        other => Err(corrupt(format!("unknown format byte {:?}", other.map(|(b, _)| *b)))),
+    }
+}
+
 fn history_key(key: &str, version: u64) -> Vec<u8> {
     let mut k = Vec::with_capacity(key.len() + 9);
     k.extend_from_slice(key.as_bytes());
@@ -93,7 +125,22 @@ impl RocksStore {
         db_opts.set_write_buffer_manager(&wbm);
         let cfs = [CF_OBJECTS, CF_HISTORY, CF_PROGRESS].map(|n| ColumnFamilyDescriptor::new(n, cf_opts()));
         let db = DB::open_cf_descriptors(&db_opts, dir, cfs)?;
-        Ok(RocksStore { db, sync: options.sync_writes })
+        let store = RocksStore { db, sync: options.sync_writes };
+        let cf = store.cf(CF_PROGRESS);
+        match store.db.get_cf(cf, KEY_FORMAT_KEY)? {
+            None => store.db.put_cf(cf, KEY_FORMAT_KEY, [KEY_FORMAT])?,
+            Some(v) if v.as_slice() == [KEY_FORMAT] => {}
+            Some(v) => {
+                return Err(StoreError::Corrupt {
+                    what: format!("state store in {}", dir.display()),
+                    reason: format!(
+                        "key format {v:?} is not the format {KEY_FORMAT} this build reads; \
+                         delete the directory to rebuild it from the changelog"
+                    ),
+                })
+            }
+        }
+        Ok(store)
     }
 
     fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
@@ -111,7 +158,7 @@ impl StateStore for RocksStore {
 
     fn progress(&self, partition: u32) -> Result<PartitionProgress, StoreError> {
         match self.db.get_pinned_cf(self.cf(CF_PROGRESS), partition.to_be_bytes())? {
-            Some(v) => decode("partition progress", &v),
+            Some(v) => decode_progress(&v),
             None => Ok(PartitionProgress::default()),
         }
     }
@@ -127,7 +174,9 @@ impl StateStore for RocksStore {
                 wb.delete_cf(self.cf(CF_HISTORY), history_key(&h.summary.key, h.version - HISTORY_PER_OBJECT));
             }
         }
-        wb.put_cf(self.cf(CF_PROGRESS), batch.partition.to_be_bytes(), encode(&batch.progress));
+        let mut progress = vec![PROGRESS_FORMAT];
+        progress.extend(postcard::to_stdvec(&batch.progress).expect("plain data serializes"));
+        wb.put_cf(self.cf(CF_PROGRESS), batch.partition.to_be_bytes(), progress);
         let mut wo = rocksdb::WriteOptions::default();
         wo.set_sync(self.sync);
         self.db.write_opt(wb, &wo)?;

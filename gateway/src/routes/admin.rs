@@ -1,0 +1,166 @@
+//! Operator endpoints: promote a standby (a graceful handover when its master answers, a
+//! failover when it does not) and drain a master. Both need `Authorization: Bearer <token>`
+//! with `cluster.admin_token`.
+//!
+//! `POST /v1/admin/partitions/{p}/promote`, on the node whose standby should take over:
+//! 1. ask the current master (the node named by the newest epoch marker this replica has
+//!    applied) to drain: it finishes its in-flight batch, becomes a standby and answers with its
+//!    last acknowledged changelog offset;
+//! 2. promote the local replica, which refuses to start below that offset, reads the changelog
+//!    to its true end, starts a new epoch and resumes the input from the recorded offset.
+//!
+//! If the master cannot be reached (it crashed, or is partitioned away), step 2 runs without an
+//! offset to check: the new epoch fences whatever the old master may still write.
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::Json;
+use lightkeeper_partition::worker::{Command, Drained, Promoted, ReplicaHandle};
+use serde::Serialize;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+use utoipa::ToSchema;
+
+/// How long a promotion waits for the old master to drain before treating it as dead.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a command waits for the replica thread.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(token) = state.cluster.admin_token.as_deref() else {
+        return Err(ApiError::Conflict {
+            code: "admin_disabled",
+            message: "admin calls are disabled: no cluster.admin_token is configured".into(),
+        });
+    };
+    let given = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        None => Err(ApiError::Unauthorized("admin calls need an `Authorization: Bearer <token>` header".into())),
+        Some(g) if constant_time_eq(g.as_bytes(), token.as_bytes()) => Ok(()),
+        Some(_) => Err(ApiError::Unauthorized("the admin token is wrong".into())),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn replica(state: &AppState, partition: u32) -> Result<&ReplicaHandle, ApiError> {
+    if partition >= state.partition_count {
+        return Err(ApiError::NotFound {
+            code: "no_such_partition",
+            message: format!("partition {partition} does not exist ({} partitions)", state.partition_count),
+        });
+    }
+    state.replicas.get(&partition).ok_or_else(|| ApiError::NotFound {
+        code: "partition_not_hosted",
+        message: format!(
+            "node {} hosts no replica of partition {partition}; its replicas are {:?}",
+            state.node_id,
+            state.cluster.replicas(partition)
+        ),
+    })
+}
+
+async fn command<T>(
+    r: &ReplicaHandle,
+    make: impl FnOnce(oneshot::Sender<Result<T, String>>) -> Command,
+) -> Result<Result<T, String>, ApiError> {
+    let (tx, rx) = oneshot::channel();
+    r.send(make(tx)).map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    match tokio::time::timeout(COMMAND_TIMEOUT, rx).await {
+        Ok(Ok(res)) => Ok(res),
+        Ok(Err(_)) => Err(ApiError::Unavailable("the replica stopped".into())),
+        Err(_) => Err(ApiError::Unavailable(format!("the replica did not answer within {COMMAND_TIMEOUT:?}"))),
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PromoteReport {
+    #[schema(value_type = Object)]
+    pub promoted: Promoted,
+    /// The old master's drain answer, when it could be reached.
+    #[schema(value_type = Option<Object>)]
+    pub drained: Option<Drained>,
+    /// Why the old master was not drained (it is then fenced by the new epoch instead).
+    pub drain_error: Option<String>,
+    pub elapsed_ms: u64,
+}
+
+#[utoipa::path(post, path = "/v1/admin/partitions/{partition}/promote", params(("partition" = u32, Path)),
+    responses((status = 200, body = PromoteReport), (status = 401), (status = 404, description = "partition not hosted here"),
+        (status = 409, description = "the promotion was refused; the message says why")))]
+pub async fn promote(
+    State(state): State<AppState>,
+    partition: Result<Path<u32>, PathRejection>,
+    headers: HeaderMap,
+) -> Result<Json<PromoteReport>, ApiError> {
+    authorize(&state, &headers)?;
+    let Path(partition) = partition?;
+    let r = replica(&state, partition)?;
+    let started = Instant::now();
+    let master = r.status.master();
+    let (mut drained, mut drain_error) = (None, None);
+    if !r.status.is_serving_master() && !master.is_empty() && master != state.node_id {
+        match drain_remote(&state, &master, partition).await {
+            Ok(d) => drained = Some(d),
+            Err(e) => {
+                tracing::warn!(partition, master = %master, error = %e, "old master not drained; promoting anyway (the new epoch fences it)");
+                drain_error = Some(e);
+            }
+        }
+    }
+    let through = drained.as_ref().map(|d| d.changelog_next);
+    let promoted = command(r, |reply| Command::Promote { through, reply }).await?.map_err(|e| {
+        let after_drain = if drained.is_some() {
+            "; the old master was drained and is a standby now: promote a replica again"
+        } else {
+            ""
+        };
+        ApiError::Conflict { code: "promotion_failed", message: format!("{e}{after_drain}") }
+    })?;
+    Ok(Json(PromoteReport { promoted, drained, drain_error, elapsed_ms: started.elapsed().as_millis() as u64 }))
+}
+
+async fn drain_remote(state: &AppState, master: &str, partition: u32) -> Result<Drained, String> {
+    let url = state.cluster.peers.get(master).ok_or_else(|| format!("master {master:?} is not a configured peer"))?;
+    let token = state.cluster.admin_token.as_deref().unwrap_or_default();
+    let resp = state
+        .peer_client
+        .post(format!("{url}/v1/admin/partitions/{partition}/drain"))
+        .bearer_auth(token)
+        .timeout(DRAIN_TIMEOUT)
+        .send()
+        .await
+        .map_err(|e| format!("drain call to {master} at {url}: {e}"))?;
+    let status = resp.status();
+    if !status.is_success() {
+        let body = resp.text().await.unwrap_or_default();
+        return Err(format!("{master} refused the drain ({status}): {body}"));
+    }
+    resp.json::<Drained>().await.map_err(|e| format!("drain answer of {master}: {e}"))
+}
+
+#[utoipa::path(post, path = "/v1/admin/partitions/{partition}/drain", params(("partition" = u32, Path)),
+    responses((status = 200, description = "now a standby; the body has the last acknowledged changelog offset"),
+        (status = 401), (status = 404), (status = 409, description = "not the master")))]
+pub async fn drain(
+    State(state): State<AppState>,
+    partition: Result<Path<u32>, PathRejection>,
+    headers: HeaderMap,
+) -> Result<Json<Drained>, ApiError> {
+    authorize(&state, &headers)?;
+    let Path(partition) = partition?;
+    let r = replica(&state, partition)?;
+    let drained = command(r, |reply| Command::Drain { reply })
+        .await?
+        .map_err(|message| ApiError::Conflict { code: "not_master", message })?;
+    tracing::info!(partition, changelog_next = drained.changelog_next, "drained for a handover");
+    Ok(Json(drained))
+}

@@ -1,0 +1,202 @@
+//! Routing a read to the replica that may answer it.
+//!
+//! A read is answered by the partition's master — locally when this node is the master, else
+//! forwarded to it over HTTP. With `?max_lag=N` a local standby whose applied changelog offset
+//! is at most `N` records behind the end it has seen may answer instead (like Kafka Streams'
+//! KIP-535 standby reads). Every answer names the replica that served it and its lag in the
+//! `x-lightkeeper-*` headers.
+//!
+//! During a handover or failover there is briefly no serving master: the old one has drained
+//! (or died) and the new one is catching up. Reads then retry, re-resolving the master each
+//! time, until `cluster.route_deadline_ms` has passed — so a client sees a slower answer, not
+//! an error. A forwarded request is never forwarded again (the `x-lightkeeper-forwarded`
+//! header): a node that cannot serve it answers 503 `not_master` and the forwarding node retries.
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use lightkeeper_partition::worker::Role;
+use lightkeeper_storage::partitioner::partition_for;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+pub const FORWARDED: &str = "x-lightkeeper-forwarded";
+pub const SERVED_BY: &str = "x-lightkeeper-served-by";
+pub const ROLE: &str = "x-lightkeeper-role";
+pub const LAG: &str = "x-lightkeeper-lag";
+pub const PARTITION: &str = "x-lightkeeper-partition";
+
+/// Headers passed back unchanged from a forwarded answer.
+const PASSED_BACK: [&str; 5] = ["content-type", SERVED_BY, ROLE, LAG, PARTITION];
+
+/// How a read may be served.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReadOptions {
+    /// Accept a standby at most this many changelog records behind.
+    pub max_lag: Option<u64>,
+    /// The request was forwarded by another node: serve it here or refuse, never forward.
+    pub forwarded: bool,
+}
+
+/// Where one attempt goes.
+enum Target {
+    Local {
+        role: Role,
+        lag: u64,
+    },
+    Remote {
+        url: String,
+    },
+    /// Nobody can serve right now (the reason); retry.
+    Wait(String),
+}
+
+fn choose(state: &AppState, partition: u32, opts: ReadOptions, attempt: usize) -> Target {
+    let local = state.replicas.get(&partition);
+    if let Some(r) = local {
+        let s = &r.status;
+        if s.is_serving_master() {
+            return Target::Local { role: Role::Master, lag: 0 };
+        }
+        if let Some(max) = opts.max_lag {
+            if s.ready.load(Ordering::Acquire) && s.lag() <= max {
+                return Target::Local { role: s.role(), lag: s.lag() };
+            }
+        }
+    }
+    if opts.forwarded {
+        return Target::Wait(format!("not the master of partition {partition} here"));
+    }
+    let master = match local {
+        Some(r) => r.status.master(),
+        // Not hosted here: try the configured replicas in turn; any of them forwards to the
+        // master it knows (one hop) or serves it.
+        None => {
+            let replicas = state.cluster.replicas(partition);
+            if replicas.is_empty() {
+                return Target::Wait(format!("partition {partition} has no replicas"));
+            }
+            replicas[attempt % replicas.len()].clone()
+        }
+    };
+    if master.is_empty() {
+        return Target::Wait(format!("partition {partition} has no master yet"));
+    }
+    if master == state.node_id {
+        return Target::Wait(format!("partition {partition} is handing over from this node"));
+    }
+    match state.cluster.peers.get(&master) {
+        Some(url) => Target::Remote { url: url.clone() },
+        None => Target::Wait(format!("master {master:?} of partition {partition} is not a configured peer")),
+    }
+}
+
+/// Serves a read of `key`: `serve_local` renders it from the local store; `path_and_query` is
+/// what a forward requests from the master.
+pub async fn route<F, Fut>(
+    state: &AppState,
+    key: &str,
+    path_and_query: &str,
+    opts: ReadOptions,
+    serve_local: F,
+) -> Result<Response, ApiError>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<Response, ApiError>>,
+{
+    let mut serve_local = Some(serve_local);
+    let partition = partition_for(key.as_bytes(), state.partition_count);
+    let deadline = Instant::now() + Duration::from_millis(state.cluster.route_deadline_ms);
+    let mut attempt = 0;
+    loop {
+        let why = match choose(state, partition, opts, attempt) {
+            Target::Local { role, lag } => {
+                let serve = serve_local.take().expect("a local answer is returned, so this runs once");
+                let mut resp = serve().await?;
+                let h = resp.headers_mut();
+                set(h, SERVED_BY, &state.node_id);
+                set(h, ROLE, if role == Role::Master { "master" } else { "standby" });
+                set(h, LAG, &lag.to_string());
+                set(h, PARTITION, &partition.to_string());
+                return Ok(resp);
+            }
+            Target::Remote { url } => match forward(state, &url, path_and_query).await {
+                Ok(resp) => return Ok(resp),
+                Err(e) => e,
+            },
+            Target::Wait(why) if opts.forwarded => {
+                let master = state.replicas.get(&partition).map(|r| r.status.master()).unwrap_or_default();
+                tracing::debug!(partition, reason = %why, "refusing a forwarded read");
+                return Err(ApiError::NotMaster { partition, master });
+            }
+            Target::Wait(why) => why,
+        };
+        attempt += 1;
+        if Instant::now() >= deadline {
+            return Err(ApiError::Unavailable(format!(
+                "no replica of partition {partition} could serve the read within {} ms ({why})",
+                state.cluster.route_deadline_ms
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Splits `max_lag` (and the forwarded marker) from a read's query; returns the options and
+/// the rest of the query, for the handler's own parameters.
+pub fn read_options(raw: Option<&str>, headers: &HeaderMap) -> Result<(ReadOptions, Option<String>), ApiError> {
+    let mut opts = ReadOptions { max_lag: None, forwarded: headers.contains_key(FORWARDED) };
+    let mut rest = form_urlencoded::Serializer::new(String::new());
+    let mut any = false;
+    for (k, v) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+        if k == "max_lag" {
+            let n = v.parse::<u64>().map_err(|_| {
+                ApiError::bad_request(
+                    "invalid_query",
+                    format!("max_lag must be a whole number of changelog records, got {v:?}"),
+                )
+            })?;
+            opts.max_lag = Some(n);
+        } else {
+            rest.append_pair(&k, &v);
+            any = true;
+        }
+    }
+    Ok((opts, any.then(|| rest.finish())))
+}
+
+fn set(h: &mut HeaderMap, name: &'static str, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        h.insert(name, v);
+    }
+}
+
+/// One forwarded attempt. `Err` (a reason) when the answer is worth retrying elsewhere or later:
+/// no connection, or 503 (not master, or overloaded).
+async fn forward(state: &AppState, base: &str, path_and_query: &str) -> Result<Response, String> {
+    let timeout = Duration::from_millis(state.limits.request_timeout_ms);
+    let resp = state
+        .peer_client
+        .get(format!("{base}{path_and_query}"))
+        .header(FORWARDED, &state.node_id)
+        .timeout(timeout)
+        .send()
+        .await
+        .map_err(|e| format!("forwarding to {base}: {e}"))?;
+    let status = resp.status();
+    if status == reqwest::StatusCode::SERVICE_UNAVAILABLE {
+        return Err(format!("{base} answered 503"));
+    }
+    let mut headers = HeaderMap::new();
+    for name in PASSED_BACK {
+        if let Some(v) = resp.headers().get(name) {
+            if let Ok(v) = HeaderValue::from_bytes(v.as_bytes()) {
+                headers.insert(name, v);
+            }
+        }
+    }
+    let body = resp.bytes().await.map_err(|e| format!("reading the answer of {base}: {e}"))?;
+    let status = axum::http::StatusCode::from_u16(status.as_u16()).unwrap_or(axum::http::StatusCode::BAD_GATEWAY);
+    Ok((status, headers, body).into_response())
+}
