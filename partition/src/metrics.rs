@@ -5,6 +5,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
 
 pub type Labels = Vec<(String, String)>;
 
@@ -24,6 +25,8 @@ pub struct PartitionMetrics {
     pub changelog_lag: Family<Labels, Gauge>,
     /// 1 while this node is the partition's master, 0 as a standby.
     pub role_master: Family<Labels, Gauge>,
+    /// Wall time of the start-up restore, per partition.
+    pub restore_seconds: Family<Labels, Gauge<f64, AtomicU64>>,
     pub promotions: Family<Labels, Counter>,
     pub stepdowns: Family<Labels, Counter>,
     pub input_next: Family<Labels, Gauge>,
@@ -47,6 +50,7 @@ impl PartitionMetrics {
             changelog_applied_offset: Family::default(),
             changelog_lag: Family::default(),
             role_master: Family::default(),
+            restore_seconds: Family::default(),
             promotions: Family::default(),
             stepdowns: Family::default(),
             input_next: Family::default(),
@@ -95,6 +99,11 @@ impl PartitionMetrics {
             "lightkeeper_partition_master",
             "1 if this node is the partition's master",
             m.role_master.clone(),
+        );
+        registry.register(
+            "lightkeeper_restore_seconds",
+            "Wall time of each partition's start-up restore from the changelog",
+            m.restore_seconds.clone(),
         );
         registry.register("lightkeeper_promotions", "Times a local replica became master", m.promotions.clone());
         registry.register(

@@ -42,7 +42,7 @@ use crate::merge::{merge, new_state};
 use crate::metrics::{partition_label, phase_label, PartitionMetrics};
 use lightkeeper_storage::changelog::{Change, ChangelogEntry};
 use lightkeeper_storage::codec::Decoder;
-use lightkeeper_storage::log::{Append, LogError, LogRecord, Topic, TopicReader};
+use lightkeeper_storage::log::{read_to_end, Append, LogError, LogRecord, Topic, TopicReader};
 use lightkeeper_storage::object::{AlertSource, ObjectState};
 use lightkeeper_storage::partitioner::partition_for;
 use lightkeeper_storage::state::{HistoryEntry, PartitionProgress, StateBatch, StateStore, StoreError};
@@ -192,6 +192,10 @@ pub struct Promoted {
     pub input_next: u64,
     /// Changelog records applied during the promotion (the catch-up).
     pub caught_up: u64,
+    /// Milliseconds spent catching up before the marker, appending it, and applying up to it.
+    pub catch_up_ms: f64,
+    pub marker_append_ms: f64,
+    pub marker_apply_ms: f64,
     /// False when this replica already was the master.
     pub changed: bool,
 }
@@ -286,6 +290,26 @@ struct Worker {
     last_end_check: Instant,
 }
 
+/// Drops a reader on its own thread: closing a Kafka consumer waits for librdkafka's threads
+/// (~100 ms measured), which would otherwise sit inside a handover's unavailability window.
+fn retire(reader: Option<Box<dyn TopicReader>>) {
+    if let Some(r) = reader {
+        let spawned = std::thread::Builder::new().name("retire-reader".into()).spawn(move || drop(r));
+        if let Err(e) = spawned {
+            // Out of threads: close it here instead (slower, not wrong).
+            warn!(error = %e, "could not spawn a thread to close a reader");
+        }
+    }
+}
+
+/// What [`Worker::scan_foreign`] found.
+struct ForeignScan {
+    /// Offset, writer and epoch of the first record of a newer epoch.
+    newer: Option<(u64, String, u64)>,
+    /// The changelog's end as read.
+    end: u64,
+}
+
 /// Longest wait of one poll: bounds how long a command (promote, drain) waits to be seen.
 const POLL_TIMEOUT: Duration = Duration::from_millis(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -371,8 +395,8 @@ impl Worker {
     /// Drops readers and staged changelog records: the next step starts again from the stored
     /// progress.
     fn reset_readers(&mut self) {
-        self.input_reader = None;
-        self.changelog_reader = None;
+        retire(self.input_reader.take());
+        retire(self.changelog_reader.take());
         self.applier = None;
         if let Ok(p) = self.deps.store.progress(self.partition) {
             self.progress = p;
@@ -437,8 +461,8 @@ impl Worker {
     fn step_down(&mut self, why: &str) {
         warn!(partition = self.partition, epoch = self.progress.epoch, reason = why, "master stepping down to standby");
         self.deps.metrics.stepdowns.get_or_create(&self.label()).inc();
-        self.input_reader = None;
-        self.changelog_reader = None;
+        retire(self.input_reader.take());
+        retire(self.changelog_reader.take());
         self.applier = None;
         self.set_role(Role::Standby);
     }
@@ -450,6 +474,7 @@ impl Worker {
         let from = self.progress.changelog_next;
         self.publish_progress();
         let (applied, fenced) = self.catch_up_to_end()?;
+        self.deps.metrics.restore_seconds.get_or_create(&self.label()).set(started.elapsed().as_secs_f64());
         info!(
             partition = self.partition,
             from,
@@ -467,7 +492,7 @@ impl Worker {
     /// Applies the changelog with a fresh reader until it reports the partition's end — the
     /// true end as of now, not a cached one. Returns (applied, fenced).
     fn catch_up_to_end(&mut self) -> Result<(u64, u64), WorkerError> {
-        self.changelog_reader = None;
+        retire(self.changelog_reader.take());
         let mut totals = (0, 0);
         loop {
             let (applied, fenced, at_end) = self.standby_step()?;
@@ -537,21 +562,38 @@ impl Worker {
                 marker_offset: self.progress.changelog_next.saturating_sub(1),
                 input_next: self.progress.input_next,
                 caught_up: 0,
+                catch_up_ms: 0.0,
+                marker_append_ms: 0.0,
+                marker_apply_ms: 0.0,
                 changed: false,
             });
         }
         let previous_master = self.progress.master.clone();
-        // 1. The true end, with a fresh reader.
-        let (mut caught_up, _) = self.catch_up_to_end()?;
-        // 2. Nothing the old master acknowledged may be missing.
-        if let Some(t) = through {
-            if self.progress.changelog_next < t {
-                return Err(WorkerError::Promotion(format!(
-                    "the changelog ends at {} but the old master acknowledged records up to {t}; not promoting",
-                    self.progress.changelog_next
-                )));
+        let t0 = Instant::now();
+        let deadline = t0 + MARKER_DEADLINE;
+        let mut caught_up = 0;
+        match through {
+            // 1a. A handover: the old master has stopped and reported where its acknowledged
+            // records end. The warm reader catches up to exactly there; no record can be missed,
+            // because the drain answered only after the last append was acknowledged.
+            Some(t) => {
+                while self.progress.changelog_next < t {
+                    if Instant::now() > deadline || self.cancel.is_cancelled() {
+                        return Err(WorkerError::Promotion(format!(
+                            "applied the changelog to {} but the old master acknowledged records up to {t}; not promoting",
+                            self.progress.changelog_next
+                        )));
+                    }
+                    caught_up += self.standby_step()?.0;
+                }
             }
+            // 1b. A failover: the old master cannot tell us its end; read to the true end with
+            // a fresh reader (partition EOF), so the epoch we pick is the newest in the log.
+            None => caught_up += self.catch_up_to_end()?.0,
         }
+        // 2. Whatever else precedes our marker (a late record of the old master, a racing
+        // promotion's marker) is applied in step 4, exactly as every other replica applies it.
+        let t1 = Instant::now();
         // 3. Announce the new epoch.
         let epoch = self.progress.epoch + 1;
         let marker =
@@ -564,8 +606,8 @@ impl Worker {
             .append(self.partition, &[Append { key: Some(&key), payload: &payload, headers: &[] }])?;
         let marker_offset =
             *offsets.first().ok_or_else(|| WorkerError::Promotion("append returned no offset".into()))?;
+        let t2 = Instant::now();
         // 4. Apply everything up to and including our marker, as every replica will.
-        let deadline = Instant::now() + MARKER_DEADLINE;
         while self.progress.changelog_next <= marker_offset {
             if Instant::now() > deadline || self.cancel.is_cancelled() {
                 return Err(WorkerError::Promotion(format!("could not read back our epoch marker at {marker_offset}")));
@@ -579,10 +621,11 @@ impl Worker {
                 self.progress.master
             )));
         }
+        let t3 = Instant::now();
         // 6. Take input from the recorded offset.
-        self.changelog_reader = None;
+        retire(self.changelog_reader.take());
+        retire(self.input_reader.take());
         self.applier = None;
-        self.input_reader = None;
         self.last_end_check = Instant::now();
         self.set_role(Role::Master);
         self.publish_progress();
@@ -595,6 +638,9 @@ impl Worker {
             marker_offset,
             input_next: self.progress.input_next,
             caught_up,
+            catch_up_ms: (t1 - t0).as_secs_f64() * 1e3,
+            marker_append_ms: (t2 - t1).as_secs_f64() * 1e3,
+            marker_apply_ms: (t3 - t2).as_secs_f64() * 1e3,
             changed: true,
         })
     }
@@ -628,22 +674,62 @@ impl Worker {
         self.deps.metrics.changelog_lag.get_or_create(&self.label()).set(self.status.lag() as i64);
     }
 
-    /// An idle master's check that nobody else has written to its changelog partition (a
-    /// promotion elsewhere). Safety does not depend on it — the fence and the append check of
-    /// step 4 do that — it only makes an idle deposed master step down promptly.
+    /// An idle master's check that nobody else has written to its changelog partition. Safety
+    /// does not depend on it — the fence and the append check of step 4 do that — it only makes
+    /// an idle deposed master step down promptly.
     fn check_changelog_end(&mut self) -> Result<(), WorkerError> {
         if self.last_end_check.elapsed() < IDLE_END_CHECK {
             return Ok(());
         }
         self.last_end_check = Instant::now();
         let end = self.deps.changelog.end_offset(self.partition)?;
-        if end > self.progress.changelog_next {
-            self.step_down(&format!(
-                "the changelog ends at {end}, past this master's last record at {}: another master has started",
-                self.progress.changelog_next
-            ));
+        if end <= self.progress.changelog_next {
+            return Ok(());
+        }
+        let from = self.progress.changelog_next;
+        let scan = self.scan_foreign(from, from..from)?;
+        match scan.newer {
+            Some((offset, node, epoch)) => {
+                self.step_down(&format!("{node} started epoch {epoch} at changelog offset {offset}"));
+            }
+            // Only older-epoch records (a deposed master's late writes): fenced everywhere, so
+            // passing over them is the same as applying them.
+            None => self.progress.changelog_next = scan.end,
         }
         Ok(())
+    }
+
+    /// Reads the changelog from `from` to its end, ignoring this master's own records (`own`),
+    /// and reports the first marker of a newer epoch. Records of older epochs are counted as
+    /// fenced.
+    fn scan_foreign(&self, from: u64, own: std::ops::Range<u64>) -> Result<ForeignScan, WorkerError> {
+        let mut scan = ForeignScan { newer: None, end: from };
+        let epoch = self.progress.epoch;
+        let mut fenced = 0u64;
+        scan.end = read_to_end(self.deps.changelog.as_ref(), self.partition, from, |rec| {
+            if own.contains(&rec.offset) || scan.newer.is_some() {
+                return Ok(());
+            }
+            let entry = ChangelogEntry::decode(&rec.payload)
+                .map_err(|e| LogError::Handler { offset: rec.offset, reason: e.to_string() })?;
+            match entry {
+                ChangelogEntry::EpochStart { epoch: e, node, .. } if e > epoch => {
+                    scan.newer = Some((rec.offset, node, e));
+                }
+                // Our own epoch written by someone else cannot happen (the fence admits one
+                // marker per epoch and we checked ours); treat it as deposition to be safe.
+                ChangelogEntry::Change(c) if c.epoch >= epoch => {
+                    scan.newer = Some((rec.offset, format!("a writer of epoch {}", c.epoch), c.epoch));
+                }
+                _ => fenced += 1,
+            }
+            Ok(())
+        })?;
+        if fenced > 0 {
+            self.deps.metrics.changelog_fenced.get_or_create(&self.label()).inc_by(fenced);
+            warn!(partition = self.partition, fenced, epoch, "ignored changelog records of a deposed master");
+        }
+        Ok(scan)
     }
 
     /// One master batch, steps 1–6 of the module doc.
@@ -738,24 +824,35 @@ impl Worker {
 
         // 4. changelog, acknowledged by the log before the state is written.
         let mut changelog_next = progress.changelog_next;
+        let mut deposed: Option<String> = None;
         if !entries.is_empty() {
             let payloads: Vec<Vec<u8>> = entries.iter().map(ChangelogEntry::encode).collect();
             let keys: Vec<_> = entries.iter().map(ChangelogEntry::key).collect();
             let appends: Vec<Append<'_>> =
                 keys.iter().zip(&payloads).map(|(k, p)| Append { key: Some(k), payload: p, headers: &[] }).collect();
             let offsets = self.deps.changelog.append(self.partition, &appends)?;
-            // Our records must follow our previous ones exactly: anything in between was
-            // written by another master, whose epoch marker fences this batch on every replica.
+            // Our records must follow our previous ones exactly; anything in between was written
+            // by someone else. Older-epoch records are fenced everywhere and change nothing; a
+            // newer epoch's marker deposes us — and if it precedes any of our records, this batch
+            // is fenced on every replica too and must not be applied here.
+            let (Some(&first), Some(&last)) = (offsets.first(), offsets.last()) else {
+                return Err(WorkerError::Promotion("the changelog append returned no offsets".into()));
+            };
             let contiguous = offsets.iter().enumerate().all(|(i, o)| *o == changelog_next + i as u64);
             if !contiguous {
-                self.step_down(&format!(
-                    "changelog offsets {:?}.. of this batch do not follow this master's last record at {changelog_next}: \
-                     another master has started; the batch is not applied",
-                    offsets.first()
-                ));
-                return Ok(());
+                let scan = self.scan_foreign(changelog_next, first..last + 1)?;
+                if let Some((offset, node, epoch)) = scan.newer {
+                    if offset < last {
+                        self.step_down(&format!(
+                            "{node} started epoch {epoch} at changelog offset {offset}, before this batch's \
+                             records; the batch is not applied"
+                        ));
+                        return Ok(());
+                    }
+                    deposed = Some(format!("{node} started epoch {epoch} at changelog offset {offset}"));
+                }
             }
-            changelog_next = offsets.last().map_or(changelog_next, |o| o + 1);
+            changelog_next = last + 1;
             self.deps.metrics.changelog_records.get_or_create(&label).inc_by(offsets.len() as u64);
         }
 
@@ -782,6 +879,10 @@ impl Worker {
             self.deps.hub.publish(u);
         }
         self.deps.metrics.batch_seconds.observe(started.elapsed().as_secs_f64());
+        if let Some(why) = deposed {
+            // This batch preceded the newer epoch, so every replica admits it; now yield.
+            self.step_down(&why);
+        }
         Ok(())
     }
 

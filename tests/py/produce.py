@@ -3,11 +3,13 @@
 Keys are the survey-qualified object keys; the partitioner is murmur2_random, which is Kafka's
 Java default (confluent-kafka's own default, consistent_random, is CRC32 and would not match).
 
-usage: produce.py BOOTSTRAP TOPIC SCHEMA_DIR [--raw] FILE...
+usage: produce.py BOOTSTRAP TOPIC SCHEMA_DIR [--rate N] [--raw] FILE...
+  --rate N: produce at most N packets per second (a continuous stream for failover tests).
   --raw: the following FILE arguments are sent as they are, keyed by their file name (for
          corrupt or unknown-schema packets that have no decodable key).
 """
 import sys
+import time
 
 from confluent_kafka import Producer
 
@@ -27,10 +29,22 @@ def report(err, msg):
 
 
 raw = False
-for f in sys.argv[4:]:
+rate = None
+args = iter(sys.argv[4:])
+started = time.monotonic()
+sent = 0
+for f in args:
     if f == "--raw":
         raw = True
         continue
+    if f == "--rate":
+        rate = float(next(args))
+        continue
+    if rate:
+        ahead = started + sent / rate - time.monotonic()
+        if ahead > 0:
+            time.sleep(ahead)
+    sent += 1
     with open(f, "rb") as fh:
         data = fh.read()
     key = f.rsplit("/", 1)[-1] if raw else alerts.object_key(alerts.read_packet(data, schemas))

@@ -4,7 +4,9 @@
 //! Readiness is always an explicit signal — the node's "listening on" line, `/readyz`, a
 //! broker metadata request — never a sleep.
 
+pub mod cluster;
 pub mod kafka;
+pub mod reference;
 pub mod synth;
 
 use anyhow::{anyhow, bail, Context};
@@ -117,11 +119,21 @@ pub struct NodeProcess {
 impl NodeProcess {
     /// Starts `lightkeeper serve` with `--listen 127.0.0.1:0` and waits for its listening line.
     pub fn start(data_dir: &Path, extra: &[&str], env: &[(&str, String)]) -> anyhow::Result<NodeProcess> {
+        NodeProcess::start_at("127.0.0.1:0", data_dir, extra, env)
+    }
+
+    /// Like [`NodeProcess::start`] on a given listen address (cluster peers must know it).
+    pub fn start_at(
+        listen: &str,
+        data_dir: &Path,
+        extra: &[&str],
+        env: &[(&str, String)],
+    ) -> anyhow::Result<NodeProcess> {
         std::fs::create_dir_all(data_dir)?;
         let stderr_log = data_dir.with_extension("stderr.log");
         let stderr = std::fs::OpenOptions::new().create(true).append(true).open(&stderr_log)?;
         let mut cmd = Command::new(binary());
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        cmd.args(["serve", "--listen", listen, "--data-dir"])
             .arg(data_dir)
             .args(extra)
             .stdout(Stdio::piped())
@@ -173,6 +185,12 @@ impl NodeProcess {
 
     pub fn stderr(&self) -> String {
         std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
+    }
+
+    /// Sends a signal (`STOP`, `CONT`, …) to the process.
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill").args([&format!("-{sig}"), &self.child.id().to_string()]).status();
+        assert!(status.is_ok_and(|s| s.success()), "kill -{sig} failed");
     }
 
     pub fn kill(&mut self) {

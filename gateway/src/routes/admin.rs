@@ -90,6 +90,8 @@ pub struct PromoteReport {
     pub drained: Option<Drained>,
     /// Why the old master was not drained (it is then fenced by the new epoch instead).
     pub drain_error: Option<String>,
+    /// Time of the drain call, in ms.
+    pub drain_ms: f64,
     pub elapsed_ms: u64,
 }
 
@@ -107,6 +109,7 @@ pub async fn promote(
     let started = Instant::now();
     let master = r.status.master();
     let (mut drained, mut drain_error) = (None, None);
+    let drain_started = Instant::now();
     if !r.status.is_serving_master() && !master.is_empty() && master != state.node_id {
         match drain_remote(&state, &master, partition).await {
             Ok(d) => drained = Some(d),
@@ -116,6 +119,7 @@ pub async fn promote(
             }
         }
     }
+    let drain_ms = drain_started.elapsed().as_secs_f64() * 1e3;
     let through = drained.as_ref().map(|d| d.changelog_next);
     let promoted = command(r, |reply| Command::Promote { through, reply }).await?.map_err(|e| {
         let after_drain = if drained.is_some() {
@@ -125,7 +129,13 @@ pub async fn promote(
         };
         ApiError::Conflict { code: "promotion_failed", message: format!("{e}{after_drain}") }
     })?;
-    Ok(Json(PromoteReport { promoted, drained, drain_error, elapsed_ms: started.elapsed().as_millis() as u64 }))
+    Ok(Json(PromoteReport {
+        promoted,
+        drained,
+        drain_error,
+        drain_ms,
+        elapsed_ms: started.elapsed().as_millis() as u64,
+    }))
 }
 
 async fn drain_remote(state: &AppState, master: &str, partition: u32) -> Result<Drained, String> {

@@ -6,6 +6,14 @@
 //! - `bench query`: an embedded node with one object of P light-curve points; open-loop GET
 //!   load at R requests/s on the light curve, then on `/healthz` (baseline); latency
 //!   percentiles measured from each request's scheduled start (no coordinated omission).
+//! - `bench restore`: a node materializes N alerts, writing the changelog; then a bare rdkafka
+//!   consumer reads that changelog (baseline) and a fresh node with an empty data directory
+//!   restores from it. Reports records/s and MB/s of both and the ratio.
+//! - `bench handover`: two nodes, clients reading continuously through both; the partition is
+//!   handed over back and forth K times. Reports, per handover, the longest gap between two
+//!   successful reads of that partition's objects (the unavailability a client sees), against
+//!   the longest gap in an equally long window without a handover; then SIGKILLs the master and
+//!   times promote + first successful read on the standby.
 
 use clap::{Parser, Subcommand};
 use lightkeeper_clients::Client;
@@ -34,6 +42,18 @@ enum Cmd {
         #[arg(long, default_value_t = 4)]
         partitions: u32,
     },
+    Restore {
+        #[arg(long, default_value_t = 30_000)]
+        alerts: usize,
+        #[arg(long, default_value_t = 5)]
+        alerts_per_object: usize,
+        #[arg(long, default_value_t = 4)]
+        partitions: u32,
+    },
+    Handover {
+        #[arg(long, default_value_t = 10)]
+        handovers: usize,
+    },
     Query {
         #[arg(long, default_value_t = 1000)]
         points: usize,
@@ -52,6 +72,10 @@ fn main() -> anyhow::Result<()> {
             rt.block_on(ingest(alerts, alerts_per_object, partitions))
         }
         Cmd::Query { points, rate, seconds } => rt.block_on(query(points, rate, seconds)),
+        Cmd::Restore { alerts, alerts_per_object, partitions } => {
+            rt.block_on(restore(alerts, alerts_per_object, partitions))
+        }
+        Cmd::Handover { handovers } => rt.block_on(handover(handovers)),
     }
 }
 
@@ -66,16 +90,20 @@ fn machine() -> String {
     format!("{cpus} cores, {model}")
 }
 
-async fn ingest(n: usize, per_object: usize, partitions: u32) -> anyhow::Result<()> {
-    let bootstrap = broker();
-    let topics = TopicSet::unique("bench");
-    let kafka = KafkaConfig::new(&bootstrap);
+/// Loads `n` real-size alerts of `n / per_object` objects into the input topic of `topics`;
+/// returns their total size in bytes.
+fn load_input(
+    kafka: &KafkaConfig,
+    topics: &TopicSet,
+    n: usize,
+    per_object: usize,
+    partitions: u32,
+) -> anyhow::Result<usize> {
     kafka.ensure_topic(&topics.input, partitions, false)?;
-
     // Generate and load N real-size alerts.
     let templates = load_templates(&shared_data().join("ztf/alerts/fink-alert-simulator/datasim_20181129"), 64);
     eprintln!("generating {n} alerts from {} real templates", templates.len());
-    let input = KafkaTopic::open(&kafka, &topics.input)?;
+    let input = KafkaTopic::open(kafka, &topics.input)?;
     let mut bytes_total = 0usize;
     let mut batch: Vec<(u32, String, Vec<u8>)> = Vec::new();
     let flush = |batch: &mut Vec<(u32, String, Vec<u8>)>| -> anyhow::Result<()> {
@@ -106,9 +134,20 @@ async fn ingest(n: usize, per_object: usize, partitions: u32) -> anyhow::Result<
     }
     flush(&mut batch)?;
     eprintln!("\rloaded {n} alerts, {:.1} MB, mean {} B", bytes_total as f64 / 1e6, bytes_total / n);
+    Ok(bytes_total)
+}
+
+async fn ingest(n: usize, per_object: usize, partitions: u32) -> anyhow::Result<()> {
+    let bootstrap = broker();
+    let topics = TopicSet::unique("bench");
+    let kafka = KafkaConfig::new(&bootstrap);
+    let bytes_total = {
+        let (kafka, topics) = (kafka.clone(), topics.clone());
+        tokio::task::spawn_blocking(move || load_input(&kafka, &topics, n, per_object, partitions)).await??
+    };
 
     // Baseline: a bare consumer reading the same topic.
-    let bare = tokio::task::spawn_blocking({
+    let (bare, _) = tokio::task::spawn_blocking({
         let (b, t) = (bootstrap.clone(), topics.input.clone());
         move || bare_consume(&b, &t, partitions, n)
     })
@@ -187,7 +226,8 @@ async fn ingest(n: usize, per_object: usize, partitions: u32) -> anyhow::Result<
     Ok(())
 }
 
-fn bare_consume(bootstrap: &str, topic: &str, partitions: u32, n: usize) -> anyhow::Result<Duration> {
+/// Reads `n` records of `topic` from the beginning; returns the time and the payload bytes.
+fn bare_consume(bootstrap: &str, topic: &str, partitions: u32, n: usize) -> anyhow::Result<(Duration, usize)> {
     let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", unique("bare"))
@@ -214,8 +254,7 @@ fn bare_consume(bootstrap: &str, topic: &str, partitions: u32, n: usize) -> anyh
             anyhow::bail!("bare consumer stalled at {seen}/{n}");
         }
     }
-    std::hint::black_box(bytes);
-    Ok(started.elapsed())
+    Ok((started.elapsed(), std::hint::black_box(bytes)))
 }
 
 async fn query(points: usize, rate: u64, seconds: u64) -> anyhow::Result<()> {
@@ -299,4 +338,280 @@ async fn load(url: &str, rate: u64, seconds: u64) -> LoadResult {
     }
     r.latencies_ms.sort_by(f64::total_cmp);
     r
+}
+
+async fn bare_changelog(bootstrap: &str, topic: &str, partitions: u32) -> anyhow::Result<(Duration, usize)> {
+    let (b, t) = (bootstrap.to_owned(), topic.to_owned());
+    tokio::task::spawn_blocking({
+        move || -> anyhow::Result<(Duration, usize)> {
+            let threads: Vec<_> = (0..partitions)
+                .map(|p| {
+                    let (b, t) = (b.clone(), t.clone());
+                    std::thread::spawn(move || bare_consume_partition(&b, &t, p))
+                })
+                .collect();
+            let mut wall = Duration::ZERO;
+            let mut bytes = 0;
+            for th in threads {
+                let (d, n) = th.join().map_err(|_| anyhow::anyhow!("bare consumer panicked"))??;
+                wall = wall.max(d);
+                bytes += n;
+            }
+            Ok((wall, bytes))
+        }
+    })
+    .await?
+}
+
+/// Reads one partition from the beginning to its end (partition EOF); the time from creating
+/// the consumer, and the payload bytes.
+fn bare_consume_partition(bootstrap: &str, topic: &str, partition: u32) -> anyhow::Result<(Duration, usize)> {
+    let started = Instant::now();
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", unique("bare"))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("fetch.wait.max.ms", "10")
+        .set("fetch.message.max.bytes", "8388608")
+        .set("queued.max.messages.kbytes", "65536")
+        .set("fetch.queue.backoff.ms", "10")
+        .create()?;
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition as i32, Offset::Beginning)?;
+    c.assign(&tpl)?;
+    let mut bytes = 0usize;
+    loop {
+        match c.poll(Duration::from_millis(500)) {
+            Some(Ok(m)) => {
+                use rdkafka::Message;
+                bytes += m.payload().map_or(0, <[u8]>::len);
+            }
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => break,
+            Some(Err(e)) => anyhow::bail!("bare consumer: {e}"),
+            None if started.elapsed() > Duration::from_secs(600) => anyhow::bail!("bare consumer stalled"),
+            None => {}
+        }
+    }
+    Ok((started.elapsed(), std::hint::black_box(bytes)))
+}
+
+/// Sum (or max) of a metric's samples in an OpenMetrics text.
+fn samples<'a>(metrics: &'a str, name: &'a str) -> impl Iterator<Item = f64> + 'a {
+    metrics
+        .lines()
+        .filter(move |l| l.split(['{', ' ']).next() == Some(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+}
+
+async fn restore(n: usize, per_object: usize, partitions: u32) -> anyhow::Result<()> {
+    let bootstrap = broker();
+    let topics = TopicSet::unique("bench-restore");
+    let kafka = KafkaConfig::new(&bootstrap);
+    {
+        let (kafka, topics) = (kafka.clone(), topics.clone());
+        tokio::task::spawn_blocking(move || load_input(&kafka, &topics, n, per_object, partitions)).await??;
+    }
+    // A node materializes the input, writing the changelog.
+    let tmp = tempfile::tempdir()?;
+    let writer = NodeProcess::start(&tmp.path().join("writer"), &["--kafka", &bootstrap], &topics.env())?;
+    writer.wait_ready(Duration::from_secs(120)).await?;
+    let client = Client::new(&writer.url)?;
+    while consumed(&client).await.unwrap_or(0) < n as u64 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let metrics = reqwest::get(format!("{}/metrics", writer.url)).await?.text().await?;
+    let records = samples(&metrics, "lightkeeper_changelog_applied_offset").sum::<f64>() as usize;
+    drop(writer);
+    eprintln!("changelog written: {records} records");
+
+    // Baseline: bare consumers read the whole changelog, one thread per partition like the
+    // restore; the wall time is the slowest partition's. Run before and after the restore (the
+    // broker's caches warm up); the faster run is the baseline.
+    let (bare1, bytes) = bare_changelog(&bootstrap, &topics.changelog, partitions).await?;
+    // A fresh node restores it into an empty RocksDB. Partitions restore in parallel (one
+    // thread each); the restore's wall time is the slowest partition's.
+    let fresh = NodeProcess::start(&tmp.path().join("fresh"), &["--kafka", &bootstrap], &topics.env())?;
+    fresh.wait_ready(Duration::from_secs(300)).await?;
+    let metrics = reqwest::get(format!("{}/metrics", fresh.url)).await?.text().await?;
+    let restored = samples(&metrics, "lightkeeper_changelog_applied_total").sum::<f64>();
+    let restore_secs = samples(&metrics, "lightkeeper_restore_seconds").fold(0.0, f64::max);
+    drop(fresh);
+    let (bare2, _) = bare_changelog(&bootstrap, &topics.changelog, partitions).await?;
+    let bare = bare1.min(bare2);
+    eprintln!("bare runs: {:.3} s, {:.3} s", bare1.as_secs_f64(), bare2.as_secs_f64());
+    let cleanup = {
+        let (kafka, t) = (kafka.clone(), topics.clone());
+        move || kafka.delete_topics(&[&t.input, &t.changelog, &t.dead_letter])
+    };
+    if let Err(e) = tokio::task::spawn_blocking(cleanup).await? {
+        eprintln!("could not delete the benchmark topics: {e}");
+    }
+    let mb = bytes as f64 / 1e6;
+    let bare_rate = records as f64 / bare.as_secs_f64();
+    let restore_rate = records as f64 / restore_secs;
+    println!(
+        "## restore: changelog of {records} records ({mb:.1} MB; {n} alerts, {per_object} per object, {partitions} partitions) — {}",
+        machine()
+    );
+    println!("| measure | records/s | MB/s | time |\n|---|---|---|---|");
+    println!(
+        "| bare rdkafka consumers, one thread per partition | {bare_rate:.0} | {:.1} | {:.2} s |",
+        mb / bare.as_secs_f64(),
+        bare.as_secs_f64()
+    );
+    println!(
+        "| restore into an empty RocksDB (slowest partition) | {restore_rate:.0} | {:.1} | {restore_secs:.2} s |",
+        mb / restore_secs
+    );
+    println!("| ratio restore / bare | {:.2} | | |", restore_rate / bare_rate);
+    println!("| changes applied by the restore | {restored:.0} | | |");
+    Ok(())
+}
+
+/// Completion times of successful reads, and failures, of one reader.
+struct Reads {
+    done: Vec<Instant>,
+    failed: usize,
+}
+
+fn reader(urls: Vec<String>, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> tokio::task::JoinHandle<Reads> {
+    tokio::spawn(async move {
+        let http = reqwest::Client::new();
+        let mut r = Reads { done: Vec::new(), failed: 0 };
+        let mut i = 0;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let ok = match http.get(&urls[i % urls.len()]).send().await {
+                Ok(resp) => resp.status().is_success() && resp.bytes().await.is_ok(),
+                Err(_) => false,
+            };
+            if ok {
+                r.done.push(Instant::now());
+            } else {
+                r.failed += 1;
+            }
+            i += 1;
+        }
+        r
+    })
+}
+
+/// The longest gap between consecutive successful reads that overlaps `[from, to]`.
+fn longest_gap(done: &[Instant], from: Instant, to: Instant) -> Duration {
+    done.windows(2).filter(|w| w[1] >= from && w[0] <= to).map(|w| w[1] - w[0]).max().unwrap_or_default()
+}
+
+async fn handover(handovers: usize) -> anyhow::Result<()> {
+    use lightkeeper_tests::cluster::{promote, Cluster};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let tmp = tempfile::tempdir()?;
+    let cluster = Cluster::new("bench-handover", &["a", "b"], 1, tmp.path());
+    let kafka = KafkaConfig::new(&broker());
+    let mut a = cluster.start("a");
+    let mut b = cluster.start("b");
+    a.wait_ready(Duration::from_secs(120)).await?;
+    b.wait_ready(Duration::from_secs(120)).await?;
+    // 200 objects in the one partition.
+    {
+        let (kafka, topics) = (kafka.clone(), cluster.topics.clone());
+        tokio::task::spawn_blocking(move || load_input(&kafka, &topics, 1000, 5, 1)).await??;
+    }
+    let keys: Vec<String> = (0..200).map(|i| format!("ztf:{}", object_id(i))).collect();
+    let client = Client::new(&a.url)?;
+    while consumed(&client).await.unwrap_or(0) < 1000 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let urls = |node: &str| keys.iter().map(|k| format!("{node}/v1/objects/{k}")).collect::<Vec<_>>();
+    let readers = [reader(urls(&a.url), stop.clone()), reader(urls(&b.url), stop.clone())];
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut windows = Vec::new();
+    let mut promote_ms = Vec::new();
+    for i in 0..handovers {
+        let target = if i % 2 == 0 { &b.url } else { &a.url };
+        let started = Instant::now();
+        let report = promote(target, 0).await?;
+        let ended = Instant::now();
+        anyhow::ensure!(report["drain_error"].is_null(), "handover {i} was not drained: {report}");
+        promote_ms.push(report["elapsed_ms"].as_f64().unwrap_or(f64::NAN));
+        eprintln!(
+            "handover {i}: drain {:.1} ms, catch-up {:.1} ms, marker append {:.1} ms, apply to marker {:.1} ms",
+            report["drain_ms"].as_f64().unwrap_or(f64::NAN),
+            report["promoted"]["catch_up_ms"].as_f64().unwrap_or(f64::NAN),
+            report["promoted"]["marker_append_ms"].as_f64().unwrap_or(f64::NAN),
+            report["promoted"]["marker_apply_ms"].as_f64().unwrap_or(f64::NAN)
+        );
+        windows.push((started, ended));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // A baseline window of the same length with no handover.
+    let quiet_from = Instant::now();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let quiet_to = Instant::now();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut done = Vec::new();
+    let mut failed = 0;
+    for r in readers {
+        let r = r.await?;
+        failed += r.failed;
+        done.push(r.done);
+    }
+    // A client's view: both readers together (either node answers).
+    let mut all: Vec<Instant> = done.concat();
+    all.sort();
+    let gaps: Vec<f64> = windows.iter().map(|(f, t)| longest_gap(&all, *f, *t).as_secs_f64() * 1e3).collect();
+    let quiet = longest_gap(&all, quiet_from, quiet_to).as_secs_f64() * 1e3;
+    let per_node: Vec<f64> = windows
+        .iter()
+        .map(|(f, t)| done.iter().map(|d| longest_gap(d, *f, *t)).max().unwrap_or_default().as_secs_f64() * 1e3)
+        .collect();
+
+    // Failover: SIGKILL the master (a after an even number of handovers), promote b, first read.
+    let (master, standby_url, master_id) =
+        if handovers.is_multiple_of(2) { (&mut a, cluster.url("b"), "a") } else { (&mut b, cluster.url("a"), "b") };
+    master.kill();
+    let killed = Instant::now();
+    promote(&standby_url, 0).await?;
+    let http = reqwest::Client::new();
+    loop {
+        if http.get(format!("{standby_url}/v1/objects/{}", keys[0])).send().await.is_ok_and(|r| r.status().is_success())
+        {
+            break;
+        }
+    }
+    let failover = killed.elapsed();
+    let cleanup = {
+        let t = cluster.topics.clone();
+        move || kafka.delete_topics(&[&t.input, &t.changelog, &t.dead_letter])
+    };
+    if let Err(e) = tokio::task::spawn_blocking(cleanup).await? {
+        eprintln!("could not delete the benchmark topics: {e}");
+    }
+    let stats = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
+        (v[v.len() / 2], v[v.len() - 1])
+    };
+    let (gap_p50, gap_max) = stats(&gaps);
+    let (node_p50, node_max) = stats(&per_node);
+    let (prom_p50, prom_max) = stats(&promote_ms);
+    println!(
+        "## handover: {handovers} drained handovers of one partition, 2 nodes, 2 closed-loop readers — {}",
+        machine()
+    );
+    println!("| measure | median | max |\n|---|---|---|");
+    println!(
+        "| longest gap between successful reads, any node, during a handover | {gap_p50:.1} ms | {gap_max:.1} ms |"
+    );
+    println!("| same, per node (reads routed and retried by that node) | {node_p50:.1} ms | {node_max:.1} ms |");
+    println!("| baseline: longest gap in a 300 ms window without a handover | {quiet:.1} ms | |");
+    println!("| promote call (drain + catch-up + new epoch) | {prom_p50:.1} ms | {prom_max:.1} ms |");
+    println!("| failed reads | {failed} of {} | |", all.len() + failed);
+    println!(
+        "| SIGKILL of master {master_id} → promote → first read on the standby | {:.0} ms | |",
+        failover.as_secs_f64() * 1e3
+    );
+    Ok(())
 }

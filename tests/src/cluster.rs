@@ -1,0 +1,110 @@
+//! Multi-node test clusters: real `lightkeeper` processes on loopback sharing one broker, with a
+//! static assignment written to each node's configuration file.
+
+use crate::kafka::TopicSet;
+use crate::NodeProcess;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const TOKEN: &str = "test-admin-token";
+
+/// A free loopback port (bound, then released: peers must know each other's address before
+/// they start).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+pub struct Cluster {
+    pub topics: TopicSet,
+    /// Node id → listen address.
+    pub nodes: BTreeMap<String, String>,
+    pub partitions: u32,
+    pub batch_size: usize,
+    root: PathBuf,
+}
+
+impl Cluster {
+    /// Nodes `ids` (the first by id is every partition's initial master) under `root`.
+    pub fn new(name: &str, ids: &[&str], partitions: u32, root: &Path) -> Cluster {
+        Cluster {
+            topics: TopicSet::unique(name),
+            nodes: ids.iter().map(|id| ((*id).to_owned(), format!("127.0.0.1:{}", free_port()))).collect(),
+            partitions,
+            batch_size: 64,
+            root: root.to_owned(),
+        }
+    }
+
+    pub fn url(&self, id: &str) -> String {
+        format!("http://{}", self.nodes[id])
+    }
+
+    pub fn data_dir(&self, id: &str) -> PathBuf {
+        self.root.join(id)
+    }
+
+    fn config(&self, id: &str) -> PathBuf {
+        let mut peers = String::new();
+        for (peer, addr) in &self.nodes {
+            peers.push_str(&format!("{peer} = \"http://{addr}\"\n"));
+        }
+        let t = &self.topics;
+        let text = format!(
+            "node_id = \"{id}\"\nbatch_size = {batch}\n\n[kafka]\nbootstrap = \"{bootstrap}\"\n\n[topics]\n\
+             input = \"{input}\"\nchangelog = \"{changelog}\"\ndead_letter = \"{dlq}\"\npartitions = {partitions}\n\n\
+             [cluster]\nadmin_token = \"{TOKEN}\"\n\n[cluster.peers]\n{peers}",
+            batch = self.batch_size,
+            bootstrap = crate::broker(),
+            input = t.input,
+            changelog = t.changelog,
+            dlq = t.dead_letter,
+            partitions = self.partitions,
+        );
+        let path = self.root.join(format!("{id}.toml"));
+        std::fs::create_dir_all(&self.root).expect("cluster root");
+        std::fs::write(&path, text).expect("writing the node config");
+        path
+    }
+
+    /// Starts node `id` on its address with its data directory (kept across restarts).
+    pub fn start(&self, id: &str) -> NodeProcess {
+        let config = self.config(id);
+        NodeProcess::start_at(&self.nodes[id], &self.data_dir(id), &["--config", &config.display().to_string()], &[])
+            .unwrap_or_else(|e| panic!("node {id} starts: {e}"))
+    }
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder().timeout(Duration::from_secs(90)).build().expect("client")
+}
+
+/// `POST /v1/admin/partitions/{p}/promote` on `url`; the JSON report, or the error body.
+pub async fn promote(url: &str, partition: u32) -> anyhow::Result<Value> {
+    let resp = http().post(format!("{url}/v1/admin/partitions/{partition}/promote")).bearer_auth(TOKEN).send().await?;
+    let status = resp.status();
+    let body: Value = resp.json().await?;
+    anyhow::ensure!(status.is_success(), "promote {partition} on {url}: {status} {body}");
+    Ok(body)
+}
+
+pub async fn cluster_view(url: &str) -> anyhow::Result<Value> {
+    Ok(http().get(format!("{url}/v1/cluster")).send().await?.error_for_status()?.json().await?)
+}
+
+/// The partition entries of `/v1/cluster` on `url`.
+pub async fn partitions(url: &str) -> anyhow::Result<Vec<Value>> {
+    Ok(cluster_view(url).await?["partitions"].as_array().cloned().unwrap_or_default())
+}
+
+/// Sum of a metric over all its label sets, from `/metrics` (OpenMetrics text).
+pub async fn metric(url: &str, name: &str) -> anyhow::Result<f64> {
+    let text = http().get(format!("{url}/metrics")).send().await?.error_for_status()?.text().await?;
+    Ok(text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.split(['{', ' ']).next() == Some(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum())
+}
