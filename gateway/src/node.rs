@@ -226,9 +226,15 @@ impl Node {
         ready_task.abort();
         self.workers_cancel.cancel();
         let workers = self.workers;
+        let store = self.state.store.clone();
         tokio::task::spawn_blocking(move || {
             for w in workers {
                 let _ = w.join();
+            }
+            // The store runs without a WAL: flush, so the next start reads only the changelog
+            // written after this point.
+            if let Err(e) = store.flush() {
+                tracing::warn!(error = %e, "flushing the state store failed; the next start re-reads more changelog");
             }
         })
         .await?;

@@ -200,3 +200,24 @@ async fn forward(state: &AppState, base: &str, path_and_query: &str) -> Result<R
     let status = axum::http::StatusCode::from_u16(status.as_u16()).unwrap_or(axum::http::StatusCode::BAD_GATEWAY);
     Ok((status, headers, body).into_response())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_lag_is_split_from_the_handler_query() {
+        let mut h = HeaderMap::new();
+        let (o, rest) = read_options(Some("band=g&max_lag=5&kind=detection"), &h).unwrap();
+        assert_eq!(o.max_lag, Some(5));
+        assert!(!o.forwarded);
+        assert_eq!(rest.as_deref(), Some("band=g&kind=detection"));
+        let (o, rest) = read_options(None, &h).unwrap();
+        assert_eq!((o.max_lag, rest), (None, None));
+        h.insert(FORWARDED, HeaderValue::from_static("node-a"));
+        assert!(read_options(Some("max_lag=0"), &h).unwrap().0.forwarded);
+        for bad in ["max_lag=-1", "max_lag=x", "max_lag="] {
+            assert_eq!(read_options(Some(bad), &h).unwrap_err().code(), "invalid_query", "{bad}");
+        }
+    }
+}

@@ -347,7 +347,9 @@ impl Worker {
                 if self.cancel.is_cancelled() {
                     return;
                 }
-                match self.promote(None) {
+                // The restore just read to the true end: catch up to there, not again.
+                let end = self.progress.changelog_next;
+                match self.promote(Some(end)) {
                     Ok(p) => {
                         info!(
                             partition = self.partition,
@@ -687,7 +689,7 @@ impl Worker {
             return Ok(());
         }
         let from = self.progress.changelog_next;
-        let scan = self.scan_foreign(from, from..from)?;
+        let scan = self.scan_foreign(from, &[])?;
         match scan.newer {
             Some((offset, node, epoch)) => {
                 self.step_down(&format!("{node} started epoch {epoch} at changelog offset {offset}"));
@@ -699,15 +701,16 @@ impl Worker {
         Ok(())
     }
 
-    /// Reads the changelog from `from` to its end, ignoring this master's own records (`own`),
-    /// and reports the first marker of a newer epoch. Records of older epochs are counted as
-    /// fenced.
-    fn scan_foreign(&self, from: u64, own: std::ops::Range<u64>) -> Result<ForeignScan, WorkerError> {
+    /// Reads the changelog from `from` to its end, ignoring this master's own records (`own`,
+    /// ascending — the exact offsets: a newer master's marker can land between two records of
+    /// one batch), and reports the first marker of a newer epoch. Records of older epochs are
+    /// counted as fenced.
+    fn scan_foreign(&self, from: u64, own: &[u64]) -> Result<ForeignScan, WorkerError> {
         let mut scan = ForeignScan { newer: None, end: from };
         let epoch = self.progress.epoch;
         let mut fenced = 0u64;
         scan.end = read_to_end(self.deps.changelog.as_ref(), self.partition, from, |rec| {
-            if own.contains(&rec.offset) || scan.newer.is_some() {
+            if own.binary_search(&rec.offset).is_ok() || scan.newer.is_some() {
                 return Ok(());
             }
             let entry = ChangelogEntry::decode(&rec.payload)
@@ -835,12 +838,12 @@ impl Worker {
             // by someone else. Older-epoch records are fenced everywhere and change nothing; a
             // newer epoch's marker deposes us — and if it precedes any of our records, this batch
             // is fenced on every replica too and must not be applied here.
-            let (Some(&first), Some(&last)) = (offsets.first(), offsets.last()) else {
+            let (Some(_), Some(&last)) = (offsets.first(), offsets.last()) else {
                 return Err(WorkerError::Promotion("the changelog append returned no offsets".into()));
             };
             let contiguous = offsets.iter().enumerate().all(|(i, o)| *o == changelog_next + i as u64);
             if !contiguous {
-                let scan = self.scan_foreign(changelog_next, first..last + 1)?;
+                let scan = self.scan_foreign(changelog_next, &offsets)?;
                 if let Some((offset, node, epoch)) = scan.newer {
                     if offset < last {
                         self.step_down(&format!(

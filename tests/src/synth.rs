@@ -94,15 +94,23 @@ pub fn object_id(i: usize) -> String {
     format!("ZTF99{s}")
 }
 
-/// Writes `n` re-issued alerts of `n / per_object` new objects to files in `dir` (for the
-/// Python producer and the fastavro reference), candids from `candid_base`.
-pub fn write_alerts(dir: &Path, n: usize, per_object: usize, candid_base: i64) -> Vec<std::path::PathBuf> {
+/// Writes `n` re-issued alerts of `n / per_object` new objects (ids from `object_id(first)`)
+/// to files in `dir` (for the Python producer and the fastavro reference), candids from
+/// `candid_base`.
+pub fn write_alerts(
+    dir: &Path,
+    n: usize,
+    per_object: usize,
+    first: usize,
+    candid_base: i64,
+) -> Vec<std::path::PathBuf> {
     let templates = load_templates(&crate::shared_data().join("ztf/alerts/fink-alert-simulator/datasim_20181129"), 16);
     std::fs::create_dir_all(dir).unwrap();
     (0..n)
         .map(|i| {
             let path = dir.join(format!("synthetic-{i:06}.avro"));
-            let packet = reissue(&templates[i % templates.len()], &object_id(i / per_object), candid_base + i as i64);
+            let packet =
+                reissue(&templates[i % templates.len()], &object_id(first + i / per_object), candid_base + i as i64);
             std::fs::write(&path, packet).unwrap();
             path
         })

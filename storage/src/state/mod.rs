@@ -59,4 +59,7 @@ pub trait StateStore: Send + Sync {
     /// History entries with version > `after`, oldest first, or `None` if some of them are no
     /// longer kept (the caller then sends a fresh snapshot).
     fn history_after(&self, key: &str, after: u64, current: u64) -> Result<Option<Vec<HistoryEntry>>, StoreError>;
+    /// Makes everything applied so far durable locally (at shutdown: the next start then reads
+    /// only the changelog written since).
+    fn flush(&self) -> Result<(), StoreError>;
 }
