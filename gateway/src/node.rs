@@ -186,6 +186,7 @@ impl Node {
             metrics,
             limits: config.limits.clone(),
             shutdown: CancellationToken::new(),
+            draining: std::sync::atomic::AtomicBool::new(false),
         }));
         Ok(Node { state, mode, workers_cancel, workers })
     }

@@ -73,6 +73,9 @@ pub struct Inner {
     pub limits: Limits,
     /// Fires at shutdown: WebSocket sessions close with "going away".
     pub shutdown: CancellationToken,
+    /// Set by a node drain (before a rolling restart): `/readyz` answers 503 so load balancers
+    /// stop sending traffic here, and the node's masters have been handed to standbys.
+    pub draining: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Clone)]

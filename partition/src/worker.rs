@@ -430,6 +430,9 @@ impl Worker {
                             epoch = p.epoch,
                             previous_master = %p.previous_master,
                             caught_up = p.caught_up,
+                            catch_up_ms = p.catch_up_ms,
+                            marker_append_ms = p.marker_append_ms,
+                            marker_apply_ms = p.marker_apply_ms,
                             elapsed_ms = started.elapsed().as_millis() as u64,
                             "promoted to master"
                         ),

@@ -30,11 +30,12 @@ async fn a_client_that_stops_reading_gets_an_error_and_close_4008() {
     let key = "ztf:ZTF99slowpoke";
     ws.send(Message::Text(json!({"op": "subscribe", "sub": "s", "objects": [key]}).to_string().into())).await.unwrap();
 
-    // A thousand large updates (each alert brings its whole history as new points, ~5 kB per
-    // message): several MB, more than the kernel's socket buffers (4 MiB send buffer at most
-    // here) can hold for a client that reads nothing.
+    // Two thousand large updates (each alert brings its whole history as new points, ~5 kB per
+    // message): ~10 MB, well over what the kernel's socket buffers (4 MiB send buffer at most
+    // here) can hold for a client that reads nothing. (With 1,000 the margin was thin: a run
+    // on a loaded machine once drained everything into the buffers.)
     let template = load_templates(&shared_data().join("ztf/alerts/fink-alert-simulator/datasim_20181129"), 1);
-    let n = 1000;
+    let n = 2000;
     for i in 0..n {
         let packet = reissue_with_fresh_history(
             &template[0],

@@ -11,6 +11,11 @@
 //!
 //! If the master cannot be reached (it crashed, or is partitioned away), step 2 runs without an
 //! offset to check: the new epoch fences whatever the old master may still write.
+//!
+//! `POST /v1/admin/nodes/{id}/drain` (any node; it is passed to node `id`): hands every master
+//! of that node to its most caught-up standby by the handover above, and marks the node
+//! drained, so `/readyz` answers 503 and load balancers stop sending to it. The node can then
+//! be stopped, upgraded and restarted; it rejoins as a standby of every partition it hosts.
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -20,6 +25,8 @@ use axum::http::HeaderMap;
 use axum::Json;
 use lightkeeper_partition::worker::{Command, Drained, Promoted, ReplicaHandle};
 use serde::Serialize;
+use serde_json::Value;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use utoipa::ToSchema;
@@ -173,4 +180,158 @@ pub async fn drain(
         .map_err(|message| ApiError::Conflict { code: "not_master", message })?;
     tracing::info!(partition, changelog_next = drained.changelog_next, "drained for a handover");
     Ok(Json(drained))
+}
+
+/// One partition's handover in a node drain.
+#[derive(Serialize, ToSchema)]
+pub struct NodeHandover {
+    pub partition: u32,
+    /// The standby chosen (least changelog lag among the reachable ready standbys).
+    pub to: Option<String>,
+    pub ok: bool,
+    pub error: Option<String>,
+    pub elapsed_ms: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct NodeDrainReport {
+    pub node: String,
+    /// True when no partition is mastered on the node any more.
+    pub complete: bool,
+    pub handovers: Vec<NodeHandover>,
+    pub elapsed_ms: u64,
+}
+
+/// Most changelog records a standby may lag to be chosen for a handover (the promotion then
+/// catches up the rest before taking input).
+const MAX_HANDOVER_LAG: u64 = 100_000;
+
+#[utoipa::path(post, path = "/v1/admin/nodes/{id}/drain", params(("id" = String, Path)),
+    responses((status = 200, body = NodeDrainReport), (status = 401), (status = 404, description = "no such node"),
+        (status = 409, description = "some masters could not be handed over; the report says which")))]
+pub async fn drain_node(
+    State(state): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    authorize(&state, &headers)?;
+    let Path(id) = id?;
+    if id != state.node_id {
+        let url = state.cluster.peers.get(&id).ok_or_else(|| ApiError::NotFound {
+            code: "no_such_node",
+            message: format!("node {id:?} is not in cluster.peers"),
+        })?;
+        let resp = state
+            .peer_client
+            .post(format!("{url}/v1/admin/nodes/{id}/drain"))
+            .bearer_auth(state.cluster.admin_token.as_deref().unwrap_or_default())
+            .timeout(COMMAND_TIMEOUT)
+            .send()
+            .await
+            .map_err(|e| ApiError::Unavailable(format!("node {id} at {url}: {e}")))?;
+        let status =
+            axum::http::StatusCode::from_u16(resp.status().as_u16()).unwrap_or(axum::http::StatusCode::BAD_GATEWAY);
+        let body: Value = resp.json().await.map_err(|e| ApiError::Unavailable(format!("node {id}: {e}")))?;
+        return Ok((status, Json(body)).into_response());
+    }
+    if state.cluster.is_single_node() {
+        return Err(ApiError::Conflict {
+            code: "single_node",
+            message: "a single node has no standbys to hand its partitions to".into(),
+        });
+    }
+    let started = Instant::now();
+    state.draining.store(true, Ordering::Release);
+    let mut handovers = Vec::new();
+    for (&p, r) in &state.replicas {
+        if !r.status.is_serving_master() {
+            continue;
+        }
+        let t = Instant::now();
+        let (to, result) = match choose_standby(&state, p).await {
+            Ok(to) => {
+                let r = promote_remote(&state, &to, p).await;
+                (Some(to), r)
+            }
+            Err(e) => (None, Err(e)),
+        };
+        if let Err(e) = &result {
+            tracing::warn!(partition = p, error = %e, "node drain: partition not handed over");
+        }
+        handovers.push(NodeHandover {
+            partition: p,
+            to,
+            ok: result.is_ok(),
+            error: result.err(),
+            elapsed_ms: t.elapsed().as_millis() as u64,
+        });
+    }
+    let complete = state.replicas.values().all(|r| !r.status.is_serving_master());
+    tracing::info!(complete, handed_over = handovers.len(), "node drained");
+    let report = NodeDrainReport {
+        node: state.node_id.clone(),
+        complete,
+        handovers,
+        elapsed_ms: started.elapsed().as_millis() as u64,
+    };
+    let status = if complete { axum::http::StatusCode::OK } else { axum::http::StatusCode::CONFLICT };
+    Ok((status, Json(report)).into_response())
+}
+
+/// The reachable, ready standby of `partition` with the least changelog lag (within
+/// [`MAX_HANDOVER_LAG`]).
+async fn choose_standby(state: &AppState, partition: u32) -> Result<String, String> {
+    let mut best: Option<(u64, String)> = None;
+    let mut seen = Vec::new();
+    for node in state.cluster.replicas(partition) {
+        if node == state.node_id {
+            continue;
+        }
+        let Some(url) = state.cluster.peers.get(&node) else { continue };
+        let view: Result<Value, String> = async {
+            let r = state
+                .peer_client
+                .get(format!("{url}/v1/cluster"))
+                .timeout(DRAIN_TIMEOUT)
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            r.json::<Value>().await.map_err(|e| e.to_string())
+        }
+        .await;
+        let entry = view.as_ref().ok().and_then(|v| {
+            v["partitions"].as_array()?.iter().find(|e| e["partition"].as_u64() == Some(u64::from(partition))).cloned()
+        });
+        match entry {
+            Some(e) if e["role"] == "standby" && e["ready"] == true => {
+                let lag = e["changelog_lag"].as_u64().unwrap_or(u64::MAX);
+                seen.push(format!("{node}: lag {lag}"));
+                if lag <= MAX_HANDOVER_LAG && best.as_ref().is_none_or(|(l, _)| lag < *l) {
+                    best = Some((lag, node));
+                }
+            }
+            Some(e) => seen.push(format!("{node}: {} (ready {})", e["role"], e["ready"])),
+            None => seen.push(format!("{node}: unreachable ({})", view.err().unwrap_or_default())),
+        }
+    }
+    best.map(|(_, n)| n).ok_or_else(|| format!("no caught-up standby of partition {partition}: {}", seen.join("; ")))
+}
+
+async fn promote_remote(state: &AppState, node: &str, partition: u32) -> Result<(), String> {
+    let url = state.cluster.peers.get(node).ok_or_else(|| format!("{node} is not a peer"))?;
+    let resp = state
+        .peer_client
+        .post(format!("{url}/v1/admin/partitions/{partition}/promote"))
+        .bearer_auth(state.cluster.admin_token.as_deref().unwrap_or_default())
+        .timeout(COMMAND_TIMEOUT)
+        .send()
+        .await
+        .map_err(|e| format!("promote on {node}: {e}"))?;
+    if resp.status().is_success() {
+        Ok(())
+    } else {
+        let status = resp.status();
+        Err(format!("promote on {node}: {status} {}", resp.text().await.unwrap_or_default()))
+    }
 }

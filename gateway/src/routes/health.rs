@@ -17,8 +17,11 @@ pub async fn healthz() -> Json<serde_json::Value> {
 }
 
 /// Ready when every replica this node hosts has restored its state and serves in its role.
-#[utoipa::path(get, path = "/readyz", responses((status = 200), (status = 503, description = "replicas still restoring")))]
+#[utoipa::path(get, path = "/readyz", responses((status = 200), (status = 503, description = "replicas still restoring, or the node is drained")))]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    if state.draining.load(Ordering::Acquire) {
+        return Err(ApiError::Unavailable(format!("node {} is drained for a restart", state.node_id)));
+    }
     let waiting: Vec<u32> = state
         .replicas
         .values()

@@ -31,6 +31,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/cluster", get(health::cluster))
         .route("/v1/admin/partitions/{partition}/promote", post(admin::promote))
         .route("/v1/admin/partitions/{partition}/drain", post(admin::drain))
+        .route("/v1/admin/nodes/{id}/drain", post(admin::drain_node))
         .route("/v1/ws", get(ws::upgrade))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

@@ -20,6 +20,7 @@ use utoipa::OpenApi;
         super::health::readyz,
         super::admin::promote,
         super::admin::drain,
+        super::admin::drain_node,
     ),
     components(schemas(
         lightkeeper_storage::object::ObjectSummary,
@@ -34,6 +35,8 @@ use utoipa::OpenApi;
         super::health::ClusterView,
         super::health::PartitionView,
         super::admin::PromoteReport,
+        super::admin::NodeDrainReport,
+        super::admin::NodeHandover,
     ))
 )]
 pub struct ApiDoc;
