@@ -3,6 +3,7 @@
 //!
 //! Layout:
 //! - [`config`]: the typed, layered, validated configuration.
+//! - [`coordinator`]: the embedded openraft group (membership, the partition table).
 //! - [`node`]: builds a node from a config (registry, logs, state, workers) and runs it.
 //! - [`routes`]: the axum router — objects, light curves, ingest, health, metrics, OpenAPI,
 //!   WebSocket subscriptions, the dashboard.
@@ -16,6 +17,7 @@
 pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod coordinator;
 pub mod error;
 pub mod node;
 pub mod routes;

@@ -27,6 +27,7 @@ use tracing::info;
 
 pub struct Node {
     pub state: AppState,
+    config: Config,
     pub mode: &'static str,
     workers_cancel: CancellationToken,
     workers: Vec<std::thread::JoinHandle<()>>,
@@ -187,8 +188,9 @@ impl Node {
             limits: config.limits.clone(),
             shutdown: CancellationToken::new(),
             draining: std::sync::atomic::AtomicBool::new(false),
+            coordinator: std::sync::OnceLock::new(),
         }));
-        Ok(Node { state, mode, workers_cancel, workers })
+        Ok(Node { state, mode, workers_cancel, workers, config: config.clone() })
     }
 
     /// Serves HTTP on `listener` until `stop` fires, then shuts down in order.
@@ -209,6 +211,22 @@ impl Node {
             }
             info!(%addr, replicas = ready_state.replicas.len(), "node ready");
         });
+        // The coordinator starts with the server (its peers reach it through this listener).
+        let coordinator = crate::coordinator::Coordinator::start(&self.config).await?;
+        let _ = state.coordinator.set(coordinator.clone());
+        let replicas = state.replicas.clone();
+        let coordinator_task = tokio::spawn(coordinator.clone().run(
+            state.node_id.clone(),
+            self.config.cluster.peers.get(&state.node_id).cloned().unwrap_or_else(|| format!("http://{addr}")),
+            move || {
+                replicas
+                    .iter()
+                    .filter(|(_, r)| r.status.is_serving_master())
+                    .map(|(p, r)| (*p, r.status.epoch.load(Ordering::Relaxed)))
+                    .collect()
+            },
+            stop.clone(),
+        ));
         let shutdown = state.shutdown.clone();
         let drain_stop = stop.clone();
         let server = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
@@ -225,6 +243,10 @@ impl Node {
             }
         };
         ready_task.abort();
+        coordinator_task.abort();
+        if let Err(e) = coordinator.raft.shutdown().await {
+            tracing::warn!(error = %e, "coordinator shutdown");
+        }
         self.workers_cancel.cancel();
         let workers = self.workers;
         let store = self.state.store.clone();

@@ -722,11 +722,13 @@ impl Worker {
                 ChangelogEntry::EpochStart { epoch: e, node, .. } if e > epoch => {
                     scan.newer = Some((rec.offset, node, e));
                 }
-                // Our own epoch written by someone else cannot happen (the fence admits one
-                // marker per epoch and we checked ours); treat it as deposition to be safe.
-                ChangelogEntry::Change(c) if c.epoch >= epoch => {
+                ChangelogEntry::Change(c) if c.epoch > epoch => {
                     scan.newer = Some((rec.offset, format!("a writer of epoch {}", c.epoch), c.epoch));
                 }
+                // Our own epoch: only this master writes it (the fence admits one marker per
+                // epoch, and ours was admitted). These are our own records of a batch that
+                // failed after its append and was redone — admitted everywhere, harmless.
+                ChangelogEntry::Change(c) if c.epoch == epoch => {}
                 _ => fenced += 1,
             }
             Ok(())

@@ -36,7 +36,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a command waits for the replica thread.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 
-fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(super) fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(token) = state.cluster.admin_token.as_deref() else {
         return Err(ApiError::Conflict {
             code: "admin_disabled",

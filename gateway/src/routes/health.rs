@@ -80,6 +80,9 @@ pub struct ClusterView {
     pub nodes: std::collections::BTreeMap<String, String>,
     pub partitions: Vec<PartitionView>,
     pub watched_objects: usize,
+    /// The embedded coordinator (Raft) as this node sees it: its role, the leader, members, and
+    /// the replicated node and partition tables.
+    pub coordinator: Option<crate::coordinator::CoordinatorView>,
 }
 
 #[utoipa::path(get, path = "/v1/cluster", responses((status = 200, body = ClusterView)))]
@@ -131,5 +134,6 @@ pub async fn cluster(State(state): State<AppState>) -> Json<ClusterView> {
         nodes: state.cluster.peers.clone(),
         partitions,
         watched_objects: state.hub.watched_objects(),
+        coordinator: state.coordinator.get().map(|c| c.view()),
     })
 }

@@ -6,6 +6,7 @@ mod dashboard;
 mod health;
 mod objects;
 pub mod openapi;
+mod raft;
 mod ws;
 
 use crate::error::ApiError;
@@ -32,6 +33,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/admin/partitions/{partition}/promote", post(admin::promote))
         .route("/v1/admin/partitions/{partition}/drain", post(admin::drain))
         .route("/v1/admin/nodes/{id}/drain", post(admin::drain_node))
+        .route("/v1/internal/raft/append", post(raft::append))
+        .route("/v1/internal/raft/vote", post(raft::vote))
+        .route("/v1/internal/raft/snapshot", post(raft::snapshot))
+        .route("/v1/internal/raft/write", post(raft::write))
         .route("/v1/ws", get(ws::upgrade))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
