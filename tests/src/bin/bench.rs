@@ -14,6 +14,10 @@
 //!   successful reads of that partition's objects (the unavailability a client sees), against
 //!   the longest gap in an equally long window without a handover; then SIGKILLs the master and
 //!   times promote + first successful read on the standby.
+//! - `bench failover`: three nodes, one partition; K times: SIGKILL whichever node masters it
+//!   (often also the coordinator's Raft leader), time until a read through a surviving node is
+//!   answered by a new master — no operator call: the coordinator detects and promotes — then
+//!   restart the killed node and wait until it has caught up as a standby.
 
 use clap::{Parser, Subcommand};
 use lightkeeper_clients::Client;
@@ -54,6 +58,10 @@ enum Cmd {
         #[arg(long, default_value_t = 10)]
         handovers: usize,
     },
+    Failover {
+        #[arg(long, default_value_t = 20)]
+        kills: usize,
+    },
     Query {
         #[arg(long, default_value_t = 1000)]
         points: usize,
@@ -76,6 +84,7 @@ fn main() -> anyhow::Result<()> {
             rt.block_on(restore(alerts, alerts_per_object, partitions))
         }
         Cmd::Handover { handovers } => rt.block_on(handover(handovers)),
+        Cmd::Failover { kills } => rt.block_on(failover(kills)),
     }
 }
 
@@ -613,5 +622,119 @@ async fn handover(handovers: usize) -> anyhow::Result<()> {
         "| SIGKILL of master {master_id} → promote → first read on the standby | {:.0} ms | |",
         failover.as_secs_f64() * 1e3
     );
+    Ok(())
+}
+
+async fn failover(kills: usize) -> anyhow::Result<()> {
+    use lightkeeper_tests::cluster::{partitions, Cluster};
+    let tmp = tempfile::tempdir()?;
+    let ids = ["a", "b", "c"];
+    let cluster = Cluster::new("bench-failover", &ids, 1, tmp.path());
+    let kafka = KafkaConfig::new(&broker());
+    let mut nodes: Vec<NodeProcess> = ids.iter().map(|id| cluster.start(id)).collect();
+    for n in &nodes {
+        n.wait_ready(Duration::from_secs(120)).await?;
+    }
+    {
+        let (kafka, topics) = (kafka.clone(), cluster.topics.clone());
+        tokio::task::spawn_blocking(move || load_input(&kafka, &topics, 1000, 5, 1)).await??;
+    }
+    let key = format!("ztf:{}", object_id(0));
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
+    let caught_up = |url: String| async move {
+        partitions(&url).await.ok().is_some_and(|ps| {
+            ps.iter().all(|p| p["ready"] == true && p["changelog_lag"] == 0 && p["input_next"] == 1000)
+        })
+    };
+    for id in ids {
+        while !caught_up(cluster.url(id)).await {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let mut times = Vec::new();
+    for k in 0..kills {
+        // The current master.
+        let mut master = None;
+        for (i, id) in ids.iter().enumerate() {
+            if partitions(&cluster.url(id)).await.is_ok_and(|ps| ps[0]["role"] == "master") {
+                master = Some(i);
+            }
+        }
+        let m = master.ok_or_else(|| anyhow::anyhow!("kill {k}: no master"))?;
+        let leader =
+            reqwest::get(format!("{}/v1/cluster", cluster.url(ids[m]))).await?.json::<serde_json::Value>().await?
+                ["coordinator"]["leader"]
+                .as_str()
+                .unwrap_or_default()
+                == ids[m];
+        nodes[m].kill();
+        let killed = Instant::now();
+        // First successful read answered by another master, through the surviving nodes.
+        let others: Vec<String> =
+            ids.iter().enumerate().filter(|(i, _)| *i != m).map(|(_, id)| cluster.url(id)).collect();
+        let mut i = 0;
+        loop {
+            let url = format!("{}/v1/objects/{key}", others[i % 2]);
+            if let Ok(r) = http.get(&url).send().await {
+                let by =
+                    r.headers().get("x-lightkeeper-served-by").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+                let role = r.headers().get("x-lightkeeper-role").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+                if r.status().is_success() && by != ids[m] && role == "master" {
+                    break;
+                }
+            }
+            i += 1;
+            anyhow::ensure!(killed.elapsed() < Duration::from_secs(60), "kill {k}: no new master after 60 s");
+        }
+        let t = killed.elapsed();
+        eprintln!(
+            "kill {k}: master {} (raft leader: {leader}) → first read on the new master after {} ms",
+            ids[m],
+            t.as_millis()
+        );
+        times.push((t.as_secs_f64() * 1e3, leader));
+        // Bring the node back as a standby, caught up, before the next kill.
+        nodes[m] = cluster.start(ids[m]);
+        nodes[m].wait_ready(Duration::from_secs(120)).await?;
+        let url = cluster.url(ids[m]);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !caught_up(url.clone()).await {
+            anyhow::ensure!(Instant::now() < deadline, "kill {k}: {} did not catch up", ids[m]);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let cleanup = {
+        let t = cluster.topics.clone();
+        move || kafka.delete_topics(&[&t.input, &t.changelog, &t.dead_letter])
+    };
+    if let Err(e) = tokio::task::spawn_blocking(cleanup).await? {
+        eprintln!("could not delete the benchmark topics: {e}");
+    }
+    let pct = |v: &mut Vec<f64>, q: f64| {
+        v.sort_by(f64::total_cmp);
+        v[((v.len() - 1) as f64 * q).round() as usize]
+    };
+    let mut all: Vec<f64> = times.iter().map(|(t, _)| *t).collect();
+    let mut with_leader: Vec<f64> = times.iter().filter(|(_, l)| *l).map(|(t, _)| *t).collect();
+    let mut without: Vec<f64> = times.iter().filter(|(_, l)| !*l).map(|(t, _)| *t).collect();
+    println!("## failover: {kills} SIGKILLs of the master, 3 nodes, automatic promotion — {}", machine());
+    println!("| kills | n | median | p90 | p99 | max |\n|---|---|---|---|---|---|");
+    for (name, v) in [
+        ("all", &mut all),
+        ("master was also the Raft leader", &mut with_leader),
+        ("master was not the Raft leader", &mut without),
+    ] {
+        if v.is_empty() {
+            continue;
+        }
+        let n = v.len();
+        println!(
+            "| {name} | {n} | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms |",
+            pct(v, 0.5),
+            pct(v, 0.9),
+            pct(v, 0.99),
+            pct(v, 1.0)
+        );
+    }
     Ok(())
 }
