@@ -91,7 +91,8 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
         .request_seconds
         .get_or_create(&vec![("route".to_owned(), route.clone())])
         .observe(started.elapsed().as_secs_f64());
-    if status.is_server_error() {
+    // 503 from /readyz is an answer (restoring, or drained), not a failure.
+    if status.is_server_error() && route != "/readyz" {
         tracing::error!(%method, route, status = status.as_u16(), "request failed");
     } else if status.is_client_error() {
         tracing::debug!(%method, route, status = status.as_u16(), "request rejected");

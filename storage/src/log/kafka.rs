@@ -14,9 +14,10 @@
 use super::{Append, LogError, LogRecord, Polled, Topic, TopicReader};
 use futures::executor::block_on;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::ClientContext;
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -213,7 +214,7 @@ impl Topic for KafkaTopic {
         if partition >= self.partitions {
             return Err(LogError::NoSuchPartition { topic: self.name.clone(), partition, partitions: self.partitions });
         }
-        let consumer: BaseConsumer = self
+        let consumer: BaseConsumer<ReaderContext> = self
             .config
             .client()
             .set("group.id", format!("lightkeeper-reader-{}", self.name))
@@ -232,7 +233,7 @@ impl Topic for KafkaTopic {
             // changelog records up to ~700 ms late (measured in a handover). Long-polling with
             // `fetch.wait.max.ms` already keeps an idle reader cheap.
             .set("fetch.error.backoff.ms", "10")
-            .create()
+            .create_with_context(ReaderContext)
             .map_err(|e| LogError::Kafka(format!("consumer: {e}")))?;
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(&self.name, partition as i32, Offset::Offset(from as i64))
@@ -252,8 +253,24 @@ impl Topic for KafkaTopic {
     }
 }
 
+/// Reader client context: reaching the end of a partition is how readers find the end (see the
+/// module doc), not an error, but librdkafka also reports it as a global error, which the
+/// default context logs at ERROR on every end-of-log — noise that would hide real errors.
+struct ReaderContext;
+
+impl ClientContext for ReaderContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        let eof = matches!(error, KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF));
+        if !eof {
+            tracing::error!("librdkafka: {error}: {reason}");
+        }
+    }
+}
+
+impl ConsumerContext for ReaderContext {}
+
 struct KafkaReader {
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<ReaderContext>,
     position: u64,
     partition: u32,
     topic: String,
