@@ -116,7 +116,7 @@ where
                 let mut resp = serve().await?;
                 let h = resp.headers_mut();
                 set(h, SERVED_BY, &state.node_id);
-                set(h, ROLE, if role == Role::Master { "master" } else { "standby" });
+                set(h, ROLE, role.as_str());
                 set(h, LAG, &lag.to_string());
                 set(h, PARTITION, &partition.to_string());
                 return Ok(resp);

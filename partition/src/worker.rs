@@ -86,13 +86,22 @@ pub struct WorkerDeps {
 }
 
 /// A replica's role on this node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     /// Reading the changelog at start-up.
     Restoring,
     Standby,
     Master,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Restoring => "restoring",
+            Role::Standby => "standby",
+            Role::Master => "master",
+        }
+    }
 }
 
 /// How a replica decides its role once restored.
@@ -332,13 +341,7 @@ impl Worker {
             }
             match self.restore() {
                 Ok(()) => break,
-                Err(e) => {
-                    error!(partition = self.partition, error = %e, "restore failed; retrying");
-                    self.deps.metrics.worker_errors.get_or_create(&self.label()).inc();
-                    self.reset_readers();
-                    self.sleep(backoff);
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                }
+                Err(e) => self.back_off("restore failed; retrying", &e, &mut backoff),
             }
         }
         self.set_role(Role::Standby);
@@ -359,13 +362,7 @@ impl Worker {
                         );
                         break;
                     }
-                    Err(e) => {
-                        error!(partition = self.partition, error = %e, "starting as master failed; retrying");
-                        self.deps.metrics.worker_errors.get_or_create(&self.label()).inc();
-                        self.reset_readers();
-                        self.sleep(backoff);
-                        backoff = (backoff * 2).min(MAX_BACKOFF);
-                    }
+                    Err(e) => self.back_off("starting as master failed; retrying", &e, &mut backoff),
                 }
             }
         } else {
@@ -382,16 +379,20 @@ impl Worker {
             };
             match result {
                 Ok(()) => backoff = Duration::from_millis(100),
-                Err(e) => {
-                    error!(partition = self.partition, role = ?self.role, error = %e, "step failed; it will be redone from the stored offsets");
-                    self.deps.metrics.worker_errors.get_or_create(&self.label()).inc();
-                    self.reset_readers();
-                    self.sleep(backoff);
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                }
+                Err(e) => self.back_off("step failed; it will be redone from the stored offsets", &e, &mut backoff),
             }
         }
         info!(partition = self.partition, "partition replica stopped");
+    }
+
+    /// After a failed step: log and count it, drop readers and staged records, and wait
+    /// `backoff` (doubled for next time, up to [`MAX_BACKOFF`]).
+    fn back_off(&mut self, what: &str, e: &WorkerError, backoff: &mut Duration) {
+        error!(partition = self.partition, role = ?self.role, error = %e, "{what}");
+        self.deps.metrics.worker_errors.get_or_create(&self.label()).inc();
+        self.reset_readers();
+        self.sleep(*backoff);
+        *backoff = (*backoff * 2).min(MAX_BACKOFF);
     }
 
     /// Drops readers and staged changelog records: the next step starts again from the stored

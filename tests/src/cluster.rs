@@ -101,10 +101,13 @@ pub async fn partitions(url: &str) -> anyhow::Result<Vec<Value>> {
 /// Sum of a metric over all its label sets, from `/metrics` (OpenMetrics text).
 pub async fn metric(url: &str, name: &str) -> anyhow::Result<f64> {
     let text = http().get(format!("{url}/metrics")).send().await?.error_for_status()?.text().await?;
-    Ok(text
-        .lines()
+    Ok(metric_samples(&text, name).sum())
+}
+
+/// The values of metric `name` (every label set) in an OpenMetrics text.
+pub fn metric_samples<'a>(text: &'a str, name: &'a str) -> impl Iterator<Item = f64> + 'a {
+    text.lines()
         .filter(|l| !l.starts_with('#'))
-        .filter(|l| l.split(['{', ' ']).next() == Some(name))
+        .filter(move |l| l.split(['{', ' ']).next() == Some(name))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum())
 }

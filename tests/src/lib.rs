@@ -6,6 +6,7 @@
 
 pub mod cluster;
 pub mod kafka;
+pub mod load;
 pub mod reference;
 pub mod synth;
 

@@ -5,36 +5,14 @@
 
 use lightkeeper_clients::Client;
 use lightkeeper_tests::cluster::{partitions, Cluster};
+use lightkeeper_tests::load::{balanced_reader, finish, input_next, producer, wait_input};
 use lightkeeper_tests::*;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(120);
-
-fn producer(topic: &str, files: &[PathBuf], rate: Option<u32>) -> Child {
-    let mut cmd = Command::new("python3");
-    cmd.arg(workspace().join("tests/py/produce.py")).args([
-        broker(),
-        topic.to_owned(),
-        lsst_schemas().display().to_string(),
-    ]);
-    if let Some(r) = rate {
-        cmd.args(["--rate", &r.to_string()]);
-    }
-    cmd.args(files).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("python3 produce.py")
-}
-
-async fn finish(child: Child) {
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output()).await.unwrap().unwrap();
-    assert!(out.status.success(), "producer failed: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-async fn input_next(url: &str) -> u64 {
-    partitions(url).await.map_or(0, |ps| ps.iter().filter_map(|p| p["input_next"].as_u64()).sum())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_killed_master_is_replaced_automatically_with_no_failed_read() {
@@ -54,43 +32,11 @@ async fn a_killed_master_is_replaced_automatically_with_no_failed_read() {
     }
     let urls: Vec<String> = ["a", "b", "c"].iter().map(|id| c.url(id)).collect();
     finish(producer(&c.topics.input, &real, None)).await;
-    eventually(WAIT, "the real alerts materialized", || async {
-        (input_next(&urls[0]).await == real.len() as u64).then_some(())
-    })
-    .await
-    .unwrap();
+    wait_input(&urls[0], real.len() as u64, WAIT).await;
 
     let produce = producer(&c.topics.input, &synthetic, Some(150));
     let stop = Arc::new(AtomicBool::new(false));
-    let reader = tokio::spawn({
-        let (stop, keys, urls) = (stop.clone(), keys.clone(), urls.clone());
-        async move {
-            let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
-            let (mut ok, mut failed) = (0u64, Vec::new());
-            let mut i = 0usize;
-            while !stop.load(Ordering::Relaxed) {
-                let key = &keys[i % keys.len()];
-                let mut answer = None;
-                for attempt in 0..urls.len() {
-                    let url = format!("{}/v1/objects/{key}", urls[(i + attempt) % urls.len()]);
-                    match http.get(&url).send().await {
-                        Ok(r) if r.status() == 503 => {}
-                        Ok(r) => {
-                            answer = Some(r.status().as_u16());
-                            break;
-                        }
-                        Err(_) => {}
-                    }
-                }
-                match answer {
-                    Some(200) => ok += 1,
-                    other => failed.push((key.clone(), other)),
-                }
-                i += 1;
-            }
-            (ok, failed)
-        }
-    });
+    let reader = balanced_reader(urls.clone(), keys.clone(), stop.clone());
 
     // a is every partition's first master. Kill it once the stream is flowing.
     eventually(WAIT, "the stream to be flowing", || async {
@@ -117,16 +63,13 @@ async fn a_killed_master_is_replaced_automatically_with_no_failed_read() {
 
     finish(produce).await;
     for u in &urls[1..] {
-        eventually(WAIT, &format!("{u} to apply every alert"), || async {
-            (input_next(u).await == all.len() as u64).then_some(())
-        })
-        .await
-        .unwrap();
+        wait_input(u, all.len() as u64, WAIT).await;
     }
     stop.store(true, Ordering::Relaxed);
-    let (ok, failed) = reader.await.unwrap();
-    eprintln!("{ok} reads, {} failed", failed.len());
-    assert!(failed.is_empty(), "failed reads during the failover: {failed:?}");
+    let reads = reader.await.unwrap();
+    eprintln!("{} reads, {} failed, {} retried on another node", reads.ok, reads.failed.len(), reads.retried);
+    assert!(reads.failed.is_empty(), "failed reads during the failover: {:?}", reads.failed);
+    assert!(reads.ok > 100, "the reader kept reading ({})", reads.ok);
     for u in &urls[1..] {
         reference::check(&Client::new(u).unwrap(), &reference, "").await.unwrap();
     }

@@ -14,11 +14,11 @@ use lightkeeper_storage::model::Survey;
 use lightkeeper_storage::object::ObjectState;
 use lightkeeper_storage::partitioner::partition_for;
 use lightkeeper_tests::cluster::{metric, partitions, promote, Cluster};
+use lightkeeper_tests::load::{self, finish, input_next, producer};
 use lightkeeper_tests::*;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -52,36 +52,8 @@ impl Workload {
     }
 }
 
-/// The real external producer (confluent-kafka, murmur2) as a child process.
-fn producer(topic: &str, files: &[PathBuf], rate: Option<u32>) -> Child {
-    let mut cmd = Command::new("python3");
-    cmd.arg(workspace().join("tests/py/produce.py")).args([
-        broker(),
-        topic.to_owned(),
-        lsst_schemas().display().to_string(),
-    ]);
-    if let Some(r) = rate {
-        cmd.args(["--rate", &r.to_string()]);
-    }
-    cmd.args(files).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("python3 produce.py")
-}
-
-async fn finish(child: Child) {
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output()).await.unwrap().unwrap();
-    assert!(out.status.success(), "producer failed: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-/// Input records materialized, as the partitions' replicas on `url` report them.
-async fn input_next(url: &str) -> u64 {
-    partitions(url).await.map_or(0, |ps| ps.iter().filter_map(|p| p["input_next"].as_u64()).sum())
-}
-
 async fn wait_input(url: &str, total: u64) {
-    eventually(WAIT, &format!("{url} to materialize {total} input records"), || async {
-        (input_next(url).await == total).then_some(())
-    })
-    .await
-    .unwrap();
+    load::wait_input(url, total, WAIT).await
 }
 
 /// Waits until every partition on `url` has `role`, `master` and a changelog lag of 0.

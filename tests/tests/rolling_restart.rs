@@ -7,37 +7,15 @@
 
 use lightkeeper_clients::Client;
 use lightkeeper_tests::cluster::{partitions, Cluster, TOKEN};
+use lightkeeper_tests::load::{balanced_reader, finish, producer, wait_input};
 use lightkeeper_tests::*;
 use serde_json::Value;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(120);
-
-fn producer(topic: &str, files: &[PathBuf], rate: Option<u32>) -> Child {
-    let mut cmd = Command::new("python3");
-    cmd.arg(workspace().join("tests/py/produce.py")).args([
-        broker(),
-        topic.to_owned(),
-        lsst_schemas().display().to_string(),
-    ]);
-    if let Some(r) = rate {
-        cmd.args(["--rate", &r.to_string()]);
-    }
-    cmd.args(files).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("python3 produce.py")
-}
-
-async fn finish(child: Child) {
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output()).await.unwrap().unwrap();
-    assert!(out.status.success(), "producer failed: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-async fn input_next(url: &str) -> u64 {
-    partitions(url).await.map_or(0, |ps| ps.iter().filter_map(|p| p["input_next"].as_u64()).sum())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rolling_restart_of_three_nodes_under_load_fails_no_request() {
@@ -56,45 +34,12 @@ async fn rolling_restart_of_three_nodes_under_load_fails_no_request() {
         n.wait_ready(WAIT).await.unwrap();
     }
     finish(producer(&c.topics.input, &real, None)).await;
-    eventually(WAIT, "the real alerts materialized", || async {
-        (input_next(&nodes[0].url).await == real.len() as u64).then_some(())
-    })
-    .await
-    .unwrap();
+    wait_input(&nodes[0].url, real.len() as u64, WAIT).await;
 
     let produce = producer(&c.topics.input, &synthetic, Some(90));
     let stop = Arc::new(AtomicBool::new(false));
     let urls: Vec<String> = ["a", "b", "c"].iter().map(|id| c.url(id)).collect();
-    let reader = tokio::spawn({
-        let (stop, keys, urls) = (stop.clone(), keys.clone(), urls.clone());
-        async move {
-            let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
-            let (mut ok, mut failed, mut retried) = (0u64, Vec::new(), 0u64);
-            let mut i = 0usize;
-            while !stop.load(Ordering::Relaxed) {
-                let key = &keys[i % keys.len()];
-                let mut answer = None;
-                // Like a load balancer: the next node when one refuses connections or is drained.
-                for attempt in 0..urls.len() {
-                    let url = format!("{}/v1/objects/{key}", urls[(i + attempt) % urls.len()]);
-                    match http.get(&url).send().await {
-                        Ok(r) if r.status() == 503 => retried += 1,
-                        Ok(r) => {
-                            answer = Some(r.status().as_u16());
-                            break;
-                        }
-                        Err(_) => retried += 1,
-                    }
-                }
-                match answer {
-                    Some(200) => ok += 1,
-                    other => failed.push((key.clone(), other)),
-                }
-                i += 1;
-            }
-            (ok, failed, retried)
-        }
-    });
+    let reader = balanced_reader(urls.clone(), keys.clone(), stop.clone());
 
     let http = reqwest::Client::new();
     for (i, id) in ["a", "b", "c"].iter().enumerate() {
@@ -127,17 +72,13 @@ async fn rolling_restart_of_three_nodes_under_load_fails_no_request() {
     finish(produce).await;
     let total = all.len() as u64;
     for url in &urls {
-        eventually(WAIT, &format!("{url} to apply every alert"), || async {
-            (input_next(url).await == total).then_some(())
-        })
-        .await
-        .unwrap();
+        wait_input(url, total, WAIT).await;
     }
     stop.store(true, Ordering::Relaxed);
-    let (ok, failed, retried) = reader.await.unwrap();
-    eprintln!("{ok} reads, {} failed, {retried} retried on another node", failed.len());
-    assert!(failed.is_empty(), "failed reads during the rolling restart: {failed:?}");
-    assert!(ok > 100, "the reader kept reading ({ok})");
+    let reads = reader.await.unwrap();
+    eprintln!("{} reads, {} failed, {} retried on another node", reads.ok, reads.failed.len(), reads.retried);
+    assert!(reads.failed.is_empty(), "failed reads during the rolling restart: {:?}", reads.failed);
+    assert!(reads.ok > 100, "the reader kept reading ({})", reads.ok);
     for url in &urls {
         reference::check(&Client::new(url).unwrap(), &reference, "").await.unwrap();
     }

@@ -72,8 +72,12 @@ impl Coordinator {
         let id = ids[&config.node_id];
         let dir = config.data_dir.join("raft");
         std::fs::create_dir_all(&dir).with_context(|| format!("{}", dir.display()))?;
-        let db = tokio::task::spawn_blocking(move || store::open(&dir)).await?.context("opening the raft store")?;
-        let machine = store::StateMachine::open(db.clone()).map_err(|e| anyhow::anyhow!("raft state: {e}"))?;
+        let (db, machine) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+            let db = store::open(&dir).context("opening the raft store")?;
+            let machine = store::StateMachine::open(db.clone()).map_err(|e| anyhow::anyhow!("raft state: {e}"))?;
+            Ok((db, machine))
+        })
+        .await??;
         let raft_config = openraft::Config {
             cluster_name: "lightkeeper".into(),
             // Failover of the coordinator itself sits inside the failover of a partition whose

@@ -112,10 +112,7 @@ pub async fn cluster(State(state): State<AppState>) -> Json<ClusterView> {
             let applied = s.changelog_next.load(Ordering::Relaxed);
             PartitionView {
                 partition: p,
-                role: serde_json::to_value(s.role())
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default(),
+                role: s.role().as_str().to_owned(),
                 master: s.master(),
                 replicas,
                 epoch: s.epoch.load(Ordering::Relaxed),

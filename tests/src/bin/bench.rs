@@ -23,6 +23,7 @@ use clap::{Parser, Subcommand};
 use lightkeeper_clients::Client;
 use lightkeeper_storage::log::{Append, KafkaConfig, KafkaTopic, Topic};
 use lightkeeper_storage::partitioner::partition_for;
+use lightkeeper_tests::cluster::metric_samples;
 use lightkeeper_tests::kafka::TopicSet;
 use lightkeeper_tests::synth::{load_templates, object_id, reissue};
 use lightkeeper_tests::*;
@@ -190,11 +191,7 @@ async fn ingest(n: usize, per_object: usize, partitions: u32) -> anyhow::Result<
         move || kafka.delete_topics(&[&t.input, &t.changelog, &t.dead_letter])
     };
     let metrics = reqwest::get(format!("{}/metrics", node.url)).await?.text().await?;
-    let batches: f64 = metrics
-        .lines()
-        .find(|l| l.starts_with("lightkeeper_batch_seconds_count"))
-        .and_then(|l| l.split_whitespace().last()?.parse().ok())
-        .unwrap_or(f64::NAN);
+    let batches: f64 = metric_samples(&metrics, "lightkeeper_batch_seconds_count").sum();
     let node_rate = n as f64 / (total - ready).as_secs_f64();
     let rss = std::fs::read_to_string(format!("/proc/{}/status", node.child.id()))
         .ok()
@@ -236,15 +233,20 @@ async fn ingest(n: usize, per_object: usize, partitions: u32) -> anyhow::Result<
 }
 
 /// Reads `n` records of `topic` from the beginning; returns the time and the payload bytes.
-fn bare_consume(bootstrap: &str, topic: &str, partitions: u32, n: usize) -> anyhow::Result<(Duration, usize)> {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+/// Settings shared by the bare baseline consumers (the node's readers use the same fetch sizes).
+fn bare_consumer_config(bootstrap: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap)
         .set("group.id", unique("bare"))
         .set("enable.auto.commit", "false")
         .set("fetch.wait.max.ms", "10")
         .set("fetch.message.max.bytes", "8388608")
-        .set("queued.max.messages.kbytes", "65536")
-        .create()?;
+        .set("queued.max.messages.kbytes", "65536");
+    c
+}
+
+fn bare_consume(bootstrap: &str, topic: &str, partitions: u32, n: usize) -> anyhow::Result<(Duration, usize)> {
+    let c: BaseConsumer = bare_consumer_config(bootstrap).create()?;
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
         tpl.add_partition_offset(topic, p as i32, Offset::Beginning)?;
@@ -376,14 +378,8 @@ async fn bare_changelog(bootstrap: &str, topic: &str, partitions: u32) -> anyhow
 /// the consumer, and the payload bytes.
 fn bare_consume_partition(bootstrap: &str, topic: &str, partition: u32) -> anyhow::Result<(Duration, usize)> {
     let started = Instant::now();
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", unique("bare"))
-        .set("enable.auto.commit", "false")
+    let c: BaseConsumer = bare_consumer_config(bootstrap)
         .set("enable.partition.eof", "true")
-        .set("fetch.wait.max.ms", "10")
-        .set("fetch.message.max.bytes", "8388608")
-        .set("queued.max.messages.kbytes", "65536")
         .set("fetch.queue.backoff.ms", "10")
         .create()?;
     let mut tpl = TopicPartitionList::new();
@@ -405,14 +401,6 @@ fn bare_consume_partition(bootstrap: &str, topic: &str, partition: u32) -> anyho
     Ok((started.elapsed(), std::hint::black_box(bytes)))
 }
 
-/// Sum (or max) of a metric's samples in an OpenMetrics text.
-fn samples<'a>(metrics: &'a str, name: &'a str) -> impl Iterator<Item = f64> + 'a {
-    metrics
-        .lines()
-        .filter(move |l| l.split(['{', ' ']).next() == Some(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-}
-
 async fn restore(n: usize, per_object: usize, partitions: u32) -> anyhow::Result<()> {
     let bootstrap = broker();
     let topics = TopicSet::unique("bench-restore");
@@ -430,7 +418,7 @@ async fn restore(n: usize, per_object: usize, partitions: u32) -> anyhow::Result
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let metrics = reqwest::get(format!("{}/metrics", writer.url)).await?.text().await?;
-    let records = samples(&metrics, "lightkeeper_changelog_applied_offset").sum::<f64>() as usize;
+    let records = metric_samples(&metrics, "lightkeeper_changelog_applied_offset").sum::<f64>() as usize;
     drop(writer);
     eprintln!("changelog written: {records} records");
 
@@ -443,8 +431,8 @@ async fn restore(n: usize, per_object: usize, partitions: u32) -> anyhow::Result
     let fresh = NodeProcess::start(&tmp.path().join("fresh"), &["--kafka", &bootstrap], &topics.env())?;
     fresh.wait_ready(Duration::from_secs(300)).await?;
     let metrics = reqwest::get(format!("{}/metrics", fresh.url)).await?.text().await?;
-    let restored = samples(&metrics, "lightkeeper_changelog_applied_total").sum::<f64>();
-    let restore_secs = samples(&metrics, "lightkeeper_restore_seconds").fold(0.0, f64::max);
+    let restored = metric_samples(&metrics, "lightkeeper_changelog_applied_total").sum::<f64>();
+    let restore_secs = metric_samples(&metrics, "lightkeeper_restore_seconds").fold(0.0, f64::max);
     drop(fresh);
     let (bare2, _) = bare_changelog(&bootstrap, &topics.changelog, partitions).await?;
     let bare = bare1.min(bare2);

@@ -1,0 +1,88 @@
+//! Load for multi-node tests: the real external producer (Python confluent-kafka) as a child
+//! process, and a reader that behaves like a client behind a load balancer.
+
+use crate::{broker, eventually, lsst_schemas, workspace};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Starts `tests/py/produce.py` on `files`, at most `rate` packets per second if given.
+pub fn producer(topic: &str, files: &[PathBuf], rate: Option<u32>) -> Child {
+    let mut cmd = Command::new("python3");
+    cmd.arg(workspace().join("tests/py/produce.py")).args([
+        broker(),
+        topic.to_owned(),
+        lsst_schemas().display().to_string(),
+    ]);
+    if let Some(r) = rate {
+        cmd.args(["--rate", &r.to_string()]);
+    }
+    cmd.args(files).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("python3 produce.py")
+}
+
+/// Waits for a producer started by [`producer`]; panics if it did not deliver everything.
+pub async fn finish(child: Child) {
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output()).await.unwrap().unwrap();
+    assert!(out.status.success(), "producer failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Input records materialized, summed over the partitions the node at `url` reports.
+pub async fn input_next(url: &str) -> u64 {
+    match lightkeeper_clients::Client::new(url) {
+        Ok(c) => crate::consumed(&c).await.unwrap_or(0),
+        Err(_) => 0,
+    }
+}
+
+/// Waits until the node at `url` reports `total` input records materialized.
+pub async fn wait_input(url: &str, total: u64, timeout: Duration) {
+    eventually(timeout, &format!("{url} to materialize {total} input records"), || async {
+        (input_next(url).await == total).then_some(())
+    })
+    .await
+    .unwrap();
+}
+
+/// What a [`balanced_reader`] saw.
+#[derive(Debug, Default)]
+pub struct Reads {
+    pub ok: u64,
+    /// Key and final status (`None`: no node answered) of every read that failed.
+    pub failed: Vec<(String, Option<u16>)>,
+    /// Attempts passed to another node (connection refused, or 503).
+    pub retried: u64,
+}
+
+/// Reads the objects `keys` in turn until `stop`, sending each read to the nodes in turn and
+/// trying the next node when one refuses connections or answers 503 — as a client behind a
+/// load balancer would. A read fails only if no node answers it with something other than 503,
+/// or the answer is not 200.
+pub fn balanced_reader(urls: Vec<String>, keys: Vec<String>, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<Reads> {
+    tokio::spawn(async move {
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+        let mut reads = Reads::default();
+        let mut i = 0usize;
+        while !stop.load(Ordering::Relaxed) {
+            let key = &keys[i % keys.len()];
+            let mut answer = None;
+            for attempt in 0..urls.len() {
+                let url = format!("{}/v1/objects/{key}", urls[(i + attempt) % urls.len()]);
+                match http.get(&url).send().await {
+                    Ok(r) if r.status() != 503 => {
+                        answer = Some(r.status().as_u16());
+                        break;
+                    }
+                    _ => reads.retried += 1,
+                }
+            }
+            match answer {
+                Some(200) => reads.ok += 1,
+                other => reads.failed.push((key.clone(), other)),
+            }
+            i += 1;
+        }
+        reads
+    })
+}
