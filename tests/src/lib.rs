@@ -188,10 +188,12 @@ impl NodeProcess {
         std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
     }
 
-    /// Sends a signal (`STOP`, `CONT`, …) to the process.
-    pub fn signal(&self, sig: &str) {
-        let status = Command::new("kill").args([&format!("-{sig}"), &self.child.id().to_string()]).status();
-        assert!(status.is_ok_and(|s| s.success()), "kill -{sig} failed");
+    /// Sends a signal (`libc::SIGSTOP`, `libc::SIGCONT`, …) to the process. Through libc, not
+    /// the `kill` program, which a minimal machine may not have.
+    pub fn signal(&self, sig: libc::c_int) {
+        // SAFETY: kill(2) with the pid of a child this struct owns and has not reaped.
+        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
+        assert_eq!(rc, 0, "kill({sig}) failed: {}", std::io::Error::last_os_error());
     }
 
     pub fn kill(&mut self) {
@@ -201,8 +203,7 @@ impl NodeProcess {
 
     /// SIGTERM and wait for a clean exit.
     pub fn terminate(&mut self) -> anyhow::Result<std::process::ExitStatus> {
-        let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status()?;
+        self.signal(libc::SIGTERM);
         Ok(self.child.wait()?)
     }
 }

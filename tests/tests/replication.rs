@@ -286,7 +286,7 @@ async fn a_paused_deposed_master_changes_no_replica_and_cold_restore_matches() {
     })
     .await
     .unwrap();
-    a.signal("STOP");
+    a.signal(libc::SIGSTOP);
     for p in 0..2 {
         let r = promote(&b.url, p).await.unwrap();
         assert!(r["drain_error"].is_string(), "a paused master cannot answer the drain: {r}");
@@ -326,7 +326,7 @@ async fn a_paused_deposed_master_changes_no_replica_and_cold_restore_matches() {
     .unwrap();
 
     // The zombie resumes: whatever it was doing, it must end as a standby of epoch 2.
-    a.signal("CONT");
+    a.signal(libc::SIGCONT);
     finish(backlog).await;
     wait_input(&b.url, w.total()).await;
     let ps = wait_role(&a.url, "standby", "b").await;
