@@ -45,9 +45,21 @@ pub struct Cluster {
     /// Every node, this one included: node id → base URL the other nodes reach it at. Empty
     /// means a single node that masters every partition.
     pub peers: BTreeMap<String, String>,
-    /// Replicas of listed partitions, the first being the initial master. A partition not
-    /// listed is hosted by every peer, the first by id being its initial master.
+    /// Replicas of listed partitions, the first being the initial (and preferred) master. A
+    /// partition not listed is placed by `replication_factor`.
     pub assignment: Vec<Assignment>,
+    /// Replicas of each partition not listed in `assignment`: partition `p` is hosted by the
+    /// `replication_factor` peers that follow position `p mod n` in id order (wrapping), the
+    /// first of them being its preferred master — so masters spread evenly over the nodes.
+    /// Absent: every peer hosts every partition, the first by id being the preferred master.
+    pub replication_factor: Option<usize>,
+    /// A standby is given mastership (by failover, a drain or a rebalance) only while it is at
+    /// most this many changelog records behind the end it has seen: promoting a replica far
+    /// behind would make its partition unavailable while it catches up.
+    pub max_promotion_lag: u64,
+    /// Move each partition's mastership back to its preferred replica once that node is alive,
+    /// ready and caught up (after a restart or a failover), so masters stay spread.
+    pub rebalance: bool,
     /// Bearer token for `/v1/admin/*` (promotion, drain) and the calls nodes make to each other
     /// for a handover. Required when peers are configured; admin calls are refused without one.
     pub admin_token: Option<String>,
@@ -66,7 +78,15 @@ pub struct Assignment {
 
 impl Default for Cluster {
     fn default() -> Self {
-        Cluster { peers: BTreeMap::new(), assignment: Vec::new(), admin_token: None, route_deadline_ms: 5_000 }
+        Cluster {
+            peers: BTreeMap::new(),
+            assignment: Vec::new(),
+            replication_factor: None,
+            max_promotion_lag: 10_000,
+            rebalance: true,
+            admin_token: None,
+            route_deadline_ms: 5_000,
+        }
     }
 }
 
@@ -75,11 +95,18 @@ impl Cluster {
         self.peers.is_empty()
     }
 
-    /// The configured replicas of `partition`, initial master first (empty for a single node).
+    /// The configured replicas of `partition`, preferred master first (empty for a single node).
     pub fn replicas(&self, partition: u32) -> Vec<String> {
-        match self.assignment.iter().find(|a| a.partition == partition) {
-            Some(a) => a.replicas.clone(),
-            None => self.peers.keys().cloned().collect(),
+        if let Some(a) = self.assignment.iter().find(|a| a.partition == partition) {
+            return a.replicas.clone();
+        }
+        let ids: Vec<&String> = self.peers.keys().collect();
+        match self.replication_factor {
+            Some(rf) if !ids.is_empty() => {
+                let first = partition as usize % ids.len();
+                (0..rf.min(ids.len())).map(|i| ids[(first + i) % ids.len()].clone()).collect()
+            }
+            _ => ids.into_iter().cloned().collect(),
         }
     }
 }
@@ -319,6 +346,12 @@ impl Config {
         if c.admin_token.as_deref().is_none_or(|t| t.trim().is_empty()) {
             return invalid("cluster.admin_token", "is required when cluster.peers is set".into());
         }
+        if c.replication_factor.is_some_and(|rf| rf == 0 || rf > c.peers.len()) {
+            return invalid(
+                "cluster.replication_factor",
+                format!("must be between 1 and the number of peers ({})", c.peers.len()),
+            );
+        }
         let mut seen = std::collections::HashSet::new();
         for a in &c.assignment {
             if !seen.insert(a.partition) {
@@ -371,6 +404,13 @@ mod tests {
         c.validate().unwrap();
         assert_eq!(c.cluster.replicas(0), vec!["a", "b"]);
         assert_eq!(c.cluster.replicas(1), vec!["b", "a"]);
+        c.cluster.replication_factor = Some(1);
+        assert_eq!(c.cluster.replicas(0), vec!["a"]);
+        assert_eq!(c.cluster.replicas(3), vec!["b"], "masters spread: partition 3 starts at peer 3 mod 2");
+        assert_eq!(c.cluster.replicas(1), vec!["b", "a"], "an explicit assignment wins");
+        c.cluster.replication_factor = Some(3);
+        assert!(c.validate().unwrap_err().to_string().contains("cluster.replication_factor"));
+        c.cluster.replication_factor = None;
         c.cluster.assignment[0].replicas.push("z".into());
         assert!(c.validate().unwrap_err().to_string().contains("\"z\" is not in cluster.peers"));
         c.cluster.assignment.clear();

@@ -70,14 +70,14 @@ fn choose(state: &AppState, partition: u32, opts: ReadOptions, attempt: usize) -
     }
     let master = match local {
         Some(r) => r.status.master(),
-        // Not hosted here: try the configured replicas in turn; any of them forwards to the
-        // master it knows (one hop) or serves it.
+        // Not hosted here: the master in the coordinator's table, then the configured replicas
+        // in turn; a replica that is not the master forwards to the one it knows (one hop).
         None => {
-            let replicas = state.cluster.replicas(partition);
-            if replicas.is_empty() {
+            let nodes = hosting_nodes(state, partition);
+            if nodes.is_empty() {
                 return Target::Wait(format!("partition {partition} has no replicas"));
             }
-            replicas[attempt % replicas.len()].clone()
+            nodes[attempt % nodes.len()].clone()
         }
     };
     if master.is_empty() {
@@ -90,6 +90,22 @@ fn choose(state: &AppState, partition: u32, opts: ReadOptions, attempt: usize) -
         Some(url) => Target::Remote { url: url.clone() },
         None => Target::Wait(format!("master {master:?} of partition {partition} is not a configured peer")),
     }
+}
+
+/// The other nodes that host `partition`, the likeliest master first: the one the coordinator's
+/// replicated table names, then the configured replicas.
+pub fn hosting_nodes(state: &AppState, partition: u32) -> Vec<String> {
+    let mut names = Vec::new();
+    if let Some(master) = state.coordinator.get().and_then(|c| c.master_of(partition)) {
+        names.push(master);
+    }
+    for r in state.cluster.replicas(partition) {
+        if !names.contains(&r) {
+            names.push(r);
+        }
+    }
+    names.retain(|n| *n != state.node_id);
+    names
 }
 
 /// Serves a read of `key`: `serve_local` renders it from the local store; `path_and_query` is

@@ -22,6 +22,10 @@ pub struct Cluster {
     pub nodes: BTreeMap<String, String>,
     pub partitions: u32,
     pub batch_size: usize,
+    /// `cluster.replication_factor` (absent: every node hosts every partition).
+    pub replication_factor: Option<usize>,
+    /// Extra `[cluster]` lines (e.g. `rebalance = false`).
+    pub cluster_extra: String,
     root: PathBuf,
 }
 
@@ -33,6 +37,8 @@ impl Cluster {
             nodes: ids.iter().map(|id| ((*id).to_owned(), format!("127.0.0.1:{}", free_port()))).collect(),
             partitions,
             batch_size: 64,
+            replication_factor: None,
+            cluster_extra: String::new(),
             root: root.to_owned(),
         }
     }
@@ -54,7 +60,9 @@ impl Cluster {
         let text = format!(
             "node_id = \"{id}\"\nbatch_size = {batch}\n\n[kafka]\nbootstrap = \"{bootstrap}\"\n\n[topics]\n\
              input = \"{input}\"\nchangelog = \"{changelog}\"\ndead_letter = \"{dlq}\"\npartitions = {partitions}\n\n\
-             [cluster]\nadmin_token = \"{TOKEN}\"\n\n[cluster.peers]\n{peers}",
+             [cluster]\nadmin_token = \"{TOKEN}\"\n{rf}{extra}\n[cluster.peers]\n{peers}",
+            rf = self.replication_factor.map(|n| format!("replication_factor = {n}\n")).unwrap_or_default(),
+            extra = self.cluster_extra,
             batch = self.batch_size,
             bootstrap = crate::broker(),
             input = t.input,

@@ -86,3 +86,53 @@ pub fn balanced_reader(urls: Vec<String>, keys: Vec<String>, stop: Arc<AtomicBoo
         reads
     })
 }
+
+/// Input records materialized by the cluster: per partition, the furthest any of the nodes at
+/// `urls` reports (a partition's replicas are on some of them only), summed.
+pub async fn cluster_input_next(urls: &[String]) -> u64 {
+    let mut furthest: std::collections::BTreeMap<u64, u64> = std::collections::BTreeMap::new();
+    for u in urls {
+        for p in crate::cluster::partitions(u).await.unwrap_or_default() {
+            if let (Some(id), Some(next)) = (p["partition"].as_u64(), p["input_next"].as_u64()) {
+                let f = furthest.entry(id).or_default();
+                *f = (*f).max(next);
+            }
+        }
+    }
+    furthest.values().sum()
+}
+
+/// Waits until the cluster at `urls` has materialized `total` input records.
+pub async fn wait_cluster_input(urls: &[String], total: u64, timeout: Duration) {
+    eventually(timeout, &format!("the cluster to materialize {total} input records"), || async {
+        (cluster_input_next(urls).await == total).then_some(())
+    })
+    .await
+    .unwrap();
+}
+
+/// Every version a subscription delivers, per object (snapshots of absent objects, version 0,
+/// left out), until each of `objects` objects has reached version `last` or 20 s pass without
+/// a message. Panics on anything but a snapshot or an update (an error, say).
+pub fn watch_versions(
+    mut sub: lightkeeper_clients::Subscription,
+    objects: usize,
+    last: u64,
+) -> tokio::task::JoinHandle<std::collections::BTreeMap<String, Vec<u64>>> {
+    tokio::spawn(async move {
+        let mut seen: std::collections::BTreeMap<String, Vec<u64>> = std::collections::BTreeMap::new();
+        while let Ok(Some(m)) = sub.next(Duration::from_secs(20)).await {
+            let key = m["key"].as_str().unwrap_or_default().to_owned();
+            let v = m["version"].as_u64().unwrap_or(u64::MAX);
+            match m["type"].as_str() {
+                Some("snapshot") if v == 0 => {}
+                Some("snapshot") | Some("update") => seen.entry(key).or_default().push(v),
+                other => panic!("unexpected message {other:?}: {m}"),
+            }
+            if seen.len() == objects && seen.values().all(|vs| vs.last() == Some(&last)) {
+                break;
+            }
+        }
+        seen
+    })
+}

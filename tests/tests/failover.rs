@@ -1,11 +1,17 @@
-//! Automatic failover (issue 4): three nodes under continuous writes and reads; the master of
-//! every partition is SIGKILLed and nobody calls promote — the coordinator's leader notices and
-//! promotes the most caught-up standbys. The reader, which tries the next node when one is
-//! down, sees no failed request; the final state equals the independent fastavro reference.
+//! Automatic failover (issue 4): three nodes, three partitions with two replicas each, under
+//! continuous writes, reads and a live WebSocket subscriber. A master is SIGKILLed and nobody
+//! calls promote — the coordinator's leader notices and promotes the most caught-up standby.
+//! The reader, which tries the next node when one is down, sees no failed request; the
+//! subscriber, on a node that does not host the failed partition (so its updates are relayed
+//! from the master, then from the new master), sees every version once; the final state equals
+//! the independent fastavro reference.
 
 use lightkeeper_clients::Client;
+use lightkeeper_storage::partitioner::partition_for;
 use lightkeeper_tests::cluster::{partitions, Cluster};
-use lightkeeper_tests::load::{balanced_reader, finish, input_next, producer, wait_input};
+use lightkeeper_tests::load::{
+    balanced_reader, cluster_input_next, finish, producer, wait_cluster_input, watch_versions,
+};
 use lightkeeper_tests::*;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,7 +23,9 @@ const WAIT: Duration = Duration::from_secs(120);
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_killed_master_is_replaced_automatically_with_no_failed_read() {
     let tmp = tempfile::tempdir().unwrap();
-    let c = Cluster::new("failover-auto", &["a", "b", "c"], 2, tmp.path());
+    let mut c = Cluster::new("failover-auto", &["a", "b", "c"], 3, tmp.path());
+    // Partition p on the two nodes from position p: 0 → [a, b], 1 → [b, c], 2 → [c, a].
+    c.replication_factor = Some(2);
     let data = shared_data().join("ztf/alerts");
     let mut real = avro_files(&data.join("fink-alert-simulator/datasim_20181129"));
     real.extend(avro_files(&data.join("pitt-google-broker/lightcurve_ZTF21abiuvdk")));
@@ -32,15 +40,24 @@ async fn a_killed_master_is_replaced_automatically_with_no_failed_read() {
     }
     let urls: Vec<String> = ["a", "b", "c"].iter().map(|id| c.url(id)).collect();
     finish(producer(&c.topics.input, &real, None)).await;
-    wait_input(&urls[0], real.len() as u64, WAIT).await;
+    wait_cluster_input(&urls, real.len() as u64, WAIT).await;
+
+    // A subscriber on c to 150 synthetic objects (4 alerts each) whose alerts come after the
+    // kill: those of partition 0 (not on c) are relayed from a, then from b.
+    let watched: Vec<String> = (50..200).map(|i| format!("ztf:{}", synth::object_id(i))).collect();
+    let relayed = watched.iter().filter(|k| partition_for(k.as_bytes(), 3) == 0).count();
+    assert!(relayed > 20, "enough watched objects live in partition 0 ({relayed})");
+    let refs: Vec<&str> = watched.iter().map(String::as_str).collect();
+    let sub = Client::new(&urls[2]).unwrap().subscribe("failover", &refs, None).await.unwrap();
+    let watcher = watch_versions(sub, watched.len(), 4);
 
     let produce = producer(&c.topics.input, &synthetic, Some(150));
     let stop = Arc::new(AtomicBool::new(false));
     let reader = balanced_reader(urls.clone(), keys.clone(), stop.clone());
 
-    // a is every partition's first master. Kill it once the stream is flowing.
+    // a masters partition 0. Kill it once the stream is flowing.
     eventually(WAIT, "the stream to be flowing", || async {
-        (input_next(&urls[1]).await > real.len() as u64 + 150).then_some(())
+        (cluster_input_next(&urls).await > real.len() as u64 + 150).then_some(())
     })
     .await
     .unwrap();
@@ -55,16 +72,15 @@ async fn a_killed_master_is_replaced_automatically_with_no_failed_read() {
                 }
             }
         }
-        (owners.len() == 2).then_some(owners)
+        (owners.len() == 3).then_some(owners)
     })
     .await
     .unwrap();
     eprintln!("masters {new_masters:?} {} ms after the SIGKILL", killed.elapsed().as_millis());
 
+    assert!(new_masters.contains(&(0, "b".to_owned())), "b, partition 0's standby, took over: {new_masters:?}");
     finish(produce).await;
-    for u in &urls[1..] {
-        wait_input(u, all.len() as u64, WAIT).await;
-    }
+    wait_cluster_input(&urls[1..], all.len() as u64, WAIT).await;
     stop.store(true, Ordering::Relaxed);
     let reads = reader.await.unwrap();
     eprintln!("{} reads, {} failed, {} retried on another node", reads.ok, reads.failed.len(), reads.retried);
@@ -72,5 +88,10 @@ async fn a_killed_master_is_replaced_automatically_with_no_failed_read() {
     assert!(reads.ok > 100, "the reader kept reading ({})", reads.ok);
     for u in &urls[1..] {
         reference::check(&Client::new(u).unwrap(), &reference, "").await.unwrap();
+    }
+    let seen = watcher.await.unwrap();
+    assert_eq!(seen.len(), watched.len(), "every watched object was delivered: {seen:?}");
+    for (key, versions) in &seen {
+        assert_eq!(versions, &vec![1, 2, 3, 4], "{key}: no gap, no duplicate across the failover");
     }
 }

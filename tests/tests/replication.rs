@@ -14,7 +14,7 @@ use lightkeeper_storage::model::Survey;
 use lightkeeper_storage::object::ObjectState;
 use lightkeeper_storage::partitioner::partition_for;
 use lightkeeper_tests::cluster::{metric, partitions, promote, Cluster};
-use lightkeeper_tests::load::{self, finish, input_next, producer};
+use lightkeeper_tests::load::{self, finish, input_next, producer, watch_versions};
 use lightkeeper_tests::*;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -103,23 +103,8 @@ async fn sigkill_the_master_promote_the_standby_nothing_lost() {
     // once, across the failover.
     let watched: Vec<String> = (50..200).map(|i| format!("ztf:{}", synth::object_id(i))).collect();
     let refs: Vec<&str> = watched.iter().map(String::as_str).collect();
-    let mut sub = Client::new(&b.url).unwrap().subscribe("failover", &refs, None).await.unwrap();
-    let watcher = tokio::spawn(async move {
-        let mut seen: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-        while let Ok(Some(m)) = sub.next(Duration::from_secs(20)).await {
-            let key = m["key"].as_str().unwrap_or_default().to_owned();
-            let v = m["version"].as_u64().unwrap_or(u64::MAX);
-            match m["type"].as_str() {
-                Some("snapshot") if v == 0 => {}
-                Some("snapshot") | Some("update") => seen.entry(key).or_default().push(v),
-                other => panic!("unexpected message {other:?}: {m}"),
-            }
-            if seen.len() == 150 && seen.values().all(|vs| vs.last() == Some(&4)) {
-                break;
-            }
-        }
-        seen
-    });
+    let sub = Client::new(&b.url).unwrap().subscribe("failover", &refs, None).await.unwrap();
+    let watcher = watch_versions(sub, 150, 4);
 
     // A continuous external producer: every packet, ~5 s at 280/s.
     let files: Vec<PathBuf> = w.real.iter().chain(&w.synthetic).cloned().collect();

@@ -115,6 +115,11 @@ impl Coordinator {
         self.machine.state()
     }
 
+    /// The master of `partition` as the replicated table names it.
+    pub fn master_of(&self, partition: u32) -> Option<String> {
+        self.machine.master_of(partition)
+    }
+
     pub fn view(&self) -> CoordinatorView {
         let m = self.raft.metrics().borrow().clone();
         let membership = m.membership_config.membership();

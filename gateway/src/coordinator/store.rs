@@ -242,6 +242,11 @@ impl StateMachine {
         self.machine.read().state.clone()
     }
 
+    /// The master of `partition` in the replicated table, without copying the whole state.
+    pub fn master_of(&self, partition: u32) -> Option<String> {
+        self.machine.read().state.partitions.get(&partition).map(|p| p.master.clone())
+    }
+
     async fn persist(&self) -> StorageResult<()> {
         let (db, m) = (self.db.clone(), self.machine.read().clone());
         blocking(move || put_json(&db, MACHINE, &m)).await

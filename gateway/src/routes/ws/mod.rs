@@ -9,18 +9,24 @@
 //!   history no longer reaches back that far;
 //! - a client whose queue is full is too slow: it gets an error message and a close with code
 //!   4008 — never a silent drop.
+//!
+//! Objects of partitions this node does not host are subscribed through a [`relay`] to a node
+//! that does; it follows the partition to its new master across a failover or handover.
+
+mod relay;
 
 use crate::error::ApiError;
 use crate::state::AppState;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::response::Response;
 use futures::{SinkExt, StreamExt};
 use lightkeeper_storage::model::validate_key;
 use lightkeeper_storage::state::HistoryEntry;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
@@ -31,8 +37,10 @@ pub const CLOSE_SLOW_CONSUMER: u16 = 4008;
 const CLOSE_GOING_AWAY: u16 = 1001;
 const MAX_MESSAGE_BYTES: usize = 64 << 10;
 
-pub async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
-    ws.max_message_size(MAX_MESSAGE_BYTES).on_upgrade(move |socket| session(socket, state))
+pub async fn upgrade(State(state): State<AppState>, headers: HeaderMap, ws: WebSocketUpgrade) -> Response {
+    // A relay's connection from another node: serve what is hosted here, never relay again.
+    let forwarded = headers.contains_key(crate::routing::FORWARDED);
+    ws.max_message_size(MAX_MESSAGE_BYTES).on_upgrade(move |socket| session(socket, state, forwarded))
 }
 
 #[derive(Debug, Deserialize)]
@@ -80,7 +88,72 @@ fn error_msg(sub: Option<&str>, e: &ApiError) -> Value {
     json!({ "type": "error", "sub": sub, "error": e.body() })
 }
 
-async fn session(socket: WebSocket, state: AppState) {
+/// How one (subscription, object) pair is served.
+enum Stream {
+    /// By a forwarder task reading this node's replica.
+    Local(JoinHandle<()>),
+    /// By the relay of this partition.
+    Relayed(u32),
+}
+
+/// A connection's subscriptions: (sub, key) → how it is served, and the relays by partition.
+#[derive(Default)]
+struct Subscriptions {
+    streams: HashMap<(String, String), Stream>,
+    relays: HashMap<u32, relay::Relay>,
+}
+
+impl Subscriptions {
+    /// Ends one stream (its relay, if any, is told by the caller).
+    async fn end(&mut self, state: &AppState, k: &(String, String)) {
+        if let Some(s) = self.streams.remove(k) {
+            if let Stream::Local(h) = s {
+                h.abort();
+                let _ = h.await;
+                state.hub.release(&k.1);
+            }
+            state.metrics.ws_subscriptions.dec();
+        }
+    }
+
+    async fn unsubscribe(&mut self, state: &AppState, sub: &str) {
+        let ended: Vec<(String, String)> = self.streams.keys().filter(|(s, _)| s == sub).cloned().collect();
+        let mut partitions = std::collections::BTreeSet::new();
+        for k in ended {
+            if let Some(Stream::Relayed(p)) = self.streams.get(&k) {
+                partitions.insert(*p);
+            }
+            self.end(state, &k).await;
+        }
+        for p in partitions {
+            if let Some(r) = self.relays.get(&p) {
+                let _ = r.tx.send(relay::Command::Unsubscribe { sub: sub.to_owned() }).await;
+            }
+        }
+    }
+
+    /// Drops local forwarders that have finished, so the map stays bounded by live streams.
+    fn reap(&mut self, state: &AppState) {
+        self.streams.retain(|(_, key), s| {
+            let done = matches!(s, Stream::Local(h) if h.is_finished());
+            if done {
+                state.hub.release(key);
+                state.metrics.ws_subscriptions.dec();
+            }
+            !done
+        });
+    }
+
+    async fn close(mut self, state: &AppState) {
+        let keys: Vec<(String, String)> = self.streams.keys().cloned().collect();
+        for k in keys {
+            self.end(state, &k).await;
+        }
+        self.relays.clear();
+    }
+}
+
+async fn session(socket: WebSocket, state: AppState, forwarded: bool) {
     state.metrics.ws_connections.inc();
     let (mut sink, mut stream) = socket.split();
     let (tx, mut rx) = mpsc::channel::<String>(state.limits.ws_send_queue);
@@ -118,8 +191,7 @@ async fn session(socket: WebSocket, state: AppState) {
         }
     });
 
-    // (sub, key) → forwarder task.
-    let mut forwarders: HashMap<(String, String), JoinHandle<()>> = HashMap::new();
+    let mut subs = Subscriptions::default();
     loop {
         let msg = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -142,54 +214,38 @@ async fn session(socket: WebSocket, state: AppState) {
             Err(e) => {
                 outbox.send(error_msg(None, &ApiError::bad_request("bad_message", format!("not a valid op: {e}"))));
             }
-            Ok(ClientOp::Unsubscribe { sub }) => {
-                let ended: Vec<(String, String)> = forwarders.keys().filter(|(s, _)| *s == sub).cloned().collect();
-                for k in ended {
-                    if let Some(h) = forwarders.remove(&k) {
-                        h.abort();
-                        let _ = h.await;
-                    }
-                    state.hub.release(&k.1);
-                    state.metrics.ws_subscriptions.dec();
-                }
-            }
+            Ok(ClientOp::Unsubscribe { sub }) => subs.unsubscribe(&state, &sub).await,
             Ok(ClientOp::Subscribe { sub, objects, filter, from_version }) => {
-                if let Err(e) = subscribe(&state, &outbox, &mut forwarders, &sub, objects, filter, from_version) {
+                let op = SubscribeOp { sub: &sub, objects, filter, from_version };
+                if let Err(e) = subscribe(&state, &outbox, &mut subs, op, forwarded).await {
                     outbox.send(error_msg(Some(&sub), &e));
                 }
             }
         }
-        // Reap finished forwarders so the map stays bounded by live subscriptions.
-        forwarders.retain(|(_, key), h| {
-            let done = h.is_finished();
-            if done {
-                state.hub.release(key);
-                state.metrics.ws_subscriptions.dec();
-            }
-            !done
-        });
+        subs.reap(&state);
     }
 
-    for ((_, key), h) in forwarders.drain() {
-        h.abort();
-        let _ = h.await;
-        state.hub.release(&key);
-        state.metrics.ws_subscriptions.dec();
-    }
+    subs.close(&state).await;
     drop(outbox);
     let _ = writer.await;
     state.metrics.ws_connections.dec();
 }
 
-fn subscribe(
-    state: &AppState,
-    outbox: &Outbox,
-    forwarders: &mut HashMap<(String, String), JoinHandle<()>>,
-    sub: &str,
+struct SubscribeOp<'a> {
+    sub: &'a str,
     objects: Option<Vec<String>>,
     filter: Option<Value>,
     from_version: Option<u64>,
+}
+
+async fn subscribe(
+    state: &AppState,
+    outbox: &Outbox,
+    subs: &mut Subscriptions,
+    op: SubscribeOp<'_>,
+    forwarded: bool,
 ) -> Result<(), ApiError> {
+    let SubscribeOp { sub, objects, filter, from_version } = op;
     if sub.is_empty() || sub.len() > 128 {
         return Err(ApiError::bad_request("bad_message", "sub must be 1–128 characters"));
     }
@@ -202,23 +258,24 @@ fn subscribe(
     let objects = objects
         .filter(|o| !o.is_empty())
         .ok_or_else(|| ApiError::bad_request("bad_message", "subscribe needs a non-empty \"objects\" list"))?;
+    let mut relayed: BTreeMap<u32, Vec<String>> = BTreeMap::new();
     for key in &objects {
         validate_key(key).map_err(|m| ApiError::bad_request("invalid_key", m))?;
         // Every replica (master or standby) publishes the changes it applies, so any node that
-        // hosts the partition can serve its subscriptions; others would never see an update.
+        // hosts the partition serves its subscriptions; for the others a relay does.
         let p = lightkeeper_storage::partitioner::partition_for(key.as_bytes(), state.partition_count);
         if !state.replicas.contains_key(&p) {
-            return Err(ApiError::bad_request(
-                "partition_not_hosted",
-                format!(
-                    "{key} is in partition {p}, which this node does not host; subscribe on one of {:?}",
-                    state.cluster.replicas(p)
-                ),
-            ));
+            if forwarded || state.cluster.is_single_node() {
+                return Err(ApiError::bad_request(
+                    "partition_not_hosted",
+                    format!("{key} is in partition {p}, which node {} does not host", state.node_id),
+                ));
+            }
+            relayed.entry(p).or_default().push(key.clone());
         }
     }
-    let new = objects.iter().filter(|k| !forwarders.contains_key(&(sub.to_owned(), (*k).clone()))).count();
-    if forwarders.len() + new > state.limits.max_subscriptions_per_connection {
+    let new = objects.iter().filter(|k| !subs.streams.contains_key(&(sub.to_owned(), (*k).clone()))).count();
+    if subs.streams.len() + new > state.limits.max_subscriptions_per_connection {
         return Err(ApiError::bad_request(
             "too_many_subscriptions",
             format!(
@@ -229,14 +286,32 @@ fn subscribe(
     }
     for key in objects {
         // Re-subscribing replaces the stream (a client resuming after a gap).
-        if let Some(old) = forwarders.remove(&(sub.to_owned(), key.clone())) {
-            old.abort();
-        } else {
-            state.metrics.ws_subscriptions.inc();
+        let k = (sub.to_owned(), key.clone());
+        match subs.streams.remove(&k) {
+            Some(Stream::Local(old)) => {
+                old.abort();
+                state.hub.release(&key);
+            }
+            Some(Stream::Relayed(_)) => {}
+            None => {
+                state.metrics.ws_subscriptions.inc();
+            }
+        }
+        let p = lightkeeper_storage::partitioner::partition_for(key.as_bytes(), state.partition_count);
+        if relayed.contains_key(&p) {
+            subs.streams.insert(k, Stream::Relayed(p));
+            continue;
         }
         let rx = state.hub.subscribe(&key);
-        let task = tokio::spawn(forward(state.clone(), outbox.clone(), sub.to_owned(), key.clone(), from_version, rx));
-        forwarders.insert((sub.to_owned(), key), task);
+        let task = tokio::spawn(forward(state.clone(), outbox.clone(), sub.to_owned(), key, from_version, rx));
+        subs.streams.insert(k, Stream::Local(task));
+    }
+    for (p, keys) in relayed {
+        let relay = subs.relays.entry(p).or_insert_with(|| relay::Relay::start(state.clone(), outbox.clone(), p));
+        let cmd = relay::Command::Subscribe { sub: sub.to_owned(), keys, from_version };
+        if relay.tx.send(cmd).await.is_err() {
+            return Err(ApiError::internal("the subscription relay has stopped"));
+        }
     }
     Ok(())
 }
@@ -280,7 +355,13 @@ async fn catch_up(
         return Ok(last);
     }
     if current < last {
-        // The client claims a version this replica never reached: start it over.
+        let p = lightkeeper_storage::partitioner::partition_for(key.as_bytes(), state.partition_count);
+        if state.replicas.get(&p).is_some_and(|r| !r.status.is_serving_master()) {
+            // A standby (or a master still catching up) behind a version the client got from
+            // the old master: the stream will bring this replica past it; send nothing until then.
+            return Ok(last);
+        }
+        // The master itself never reached that version: the client's claim is wrong; start over.
         return snapshot(state, outbox, sub, key).await;
     }
     let history = tokio::task::spawn_blocking(move || store.history_after(&k, last, current)).await??;

@@ -1,0 +1,322 @@
+//! Subscriptions to partitions this node does not host, relayed from a node that does.
+//!
+//! Only a replica of a partition sees its updates, so a subscription to an object whose
+//! partition lives elsewhere is carried by a *relay*: one task per (client connection,
+//! partition) holding one internal WebSocket to a node hosting the partition — its master when
+//! the coordinator's table names one, else the configured replicas in turn. The relay speaks the
+//! public protocol upstream (marked `x-lightkeeper-forwarded`, so the upstream serves it itself
+//! and never relays again) and passes the upstream's messages to the client unchanged.
+//!
+//! It remembers the last version it delivered of every object. When the upstream goes away — its
+//! node was killed, drained or restarted — the relay connects to the partition's next master (or
+//! another replica) and resubscribes each object `from_version` = that last version, so the
+//! client sees neither a gap nor a duplicate, and no error, across a failover. Anything at or
+//! below the last delivered version is dropped; an update that skips versions makes the relay
+//! ask again from the last one. Only when no replica has answered for the route deadline does
+//! the client get an `unavailable` error (and the relay keeps trying).
+
+use super::{error_msg, Outbox};
+use crate::error::ApiError;
+use crate::routing::FORWARDED;
+use crate::state::AppState;
+use futures::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::Message;
+
+/// Commands queued per relay before the client's session waits.
+const COMMANDS: usize = 64;
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+const BACKOFF_START: Duration = Duration::from_millis(10);
+const BACKOFF_MAX: Duration = Duration::from_millis(250);
+
+pub(super) enum Command {
+    Subscribe { sub: String, keys: Vec<String>, from_version: Option<u64> },
+    Unsubscribe { sub: String },
+}
+
+/// The session's handle on one relay; dropping it ends the relay.
+pub(super) struct Relay {
+    pub tx: mpsc::Sender<Command>,
+    task: JoinHandle<()>,
+}
+
+impl Relay {
+    pub fn start(state: AppState, outbox: Outbox, partition: u32) -> Relay {
+        let (tx, rx) = mpsc::channel(COMMANDS);
+        let task = tokio::spawn(run(state, outbox, partition, rx));
+        Relay { tx, task }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// (sub, key) → the last version delivered to the client (`None`: nothing yet, a snapshot is due).
+type Streams = BTreeMap<(String, String), Option<u64>>;
+
+fn apply(streams: &mut Streams, cmd: &Command) {
+    match cmd {
+        Command::Subscribe { sub, keys, from_version } => {
+            for k in keys {
+                streams.insert((sub.clone(), k.clone()), *from_version);
+            }
+        }
+        Command::Unsubscribe { sub } => streams.retain(|(s, _), _| s != sub),
+    }
+}
+
+fn subscribe_op(sub: &str, key: &str, last: Option<u64>) -> String {
+    let mut op = json!({ "op": "subscribe", "sub": sub, "objects": [key] });
+    if let Some(v) = last {
+        op["from_version"] = json!(v);
+    }
+    op.to_string()
+}
+
+/// Base URLs of the nodes to try for `partition`, the likeliest master first.
+fn upstreams(state: &AppState, partition: u32) -> Vec<String> {
+    crate::routing::hosting_nodes(state, partition)
+        .into_iter()
+        .filter_map(|n| state.cluster.peers.get(&n).cloned())
+        .collect()
+}
+
+/// Why a connection to an upstream ended.
+enum Ended {
+    /// The client is gone or too slow: the relay ends.
+    Client,
+    /// The upstream went away or cannot serve the partition: try the next one.
+    Upstream(String),
+}
+
+async fn run(state: AppState, outbox: Outbox, partition: u32, mut rx: mpsc::Receiver<Command>) {
+    let mut streams = Streams::new();
+    let mut attempt = 0usize;
+    let mut backoff = BACKOFF_START;
+    let mut down_since: Option<Instant> = None;
+    let deadline = Duration::from_millis(state.cluster.route_deadline_ms);
+    loop {
+        if streams.is_empty() {
+            match rx.recv().await {
+                Some(cmd) => apply(&mut streams, &cmd),
+                None => return,
+            }
+            continue;
+        }
+        let candidates = upstreams(&state, partition);
+        let why = match candidates.get(attempt % candidates.len().max(1)) {
+            None => format!("partition {partition} has no replica among the configured peers"),
+            Some(base) => match connect(base).await {
+                Err(e) => e,
+                Ok(ws) => {
+                    tracing::debug!(partition, upstream = %base, "relaying subscriptions");
+                    match pump(&outbox, ws, &mut streams, &mut rx).await {
+                        Ended::Client => return,
+                        Ended::Upstream(why) => {
+                            // Start over from the best candidate: the table may name a new master.
+                            attempt = 0;
+                            backoff = BACKOFF_START;
+                            down_since = Some(Instant::now());
+                            tracing::debug!(partition, upstream = %base, reason = %why, "relay upstream lost");
+                            continue;
+                        }
+                    }
+                }
+            },
+        };
+        attempt += 1;
+        let since = *down_since.get_or_insert_with(Instant::now);
+        if since.elapsed() >= deadline {
+            let e = ApiError::Unavailable(format!(
+                "no replica of partition {partition} has accepted the subscription for {} ms ({why}); still trying",
+                deadline.as_millis()
+            ));
+            tracing::warn!(partition, reason = %why, "relayed subscription has no upstream");
+            if !outbox.send(error_msg(None, &e)) {
+                return;
+            }
+            down_since = Some(Instant::now());
+        }
+        // Wait before the next attempt, still taking the client's commands.
+        let pause = tokio::time::sleep(backoff);
+        tokio::pin!(pause);
+        loop {
+            tokio::select! {
+                () = &mut pause => break,
+                () = outbox.slow.cancelled() => return,
+                cmd = rx.recv() => match cmd {
+                    Some(cmd) => apply(&mut streams, &cmd),
+                    None => return,
+                },
+            }
+        }
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+type Upstream = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn connect(base: &str) -> Result<Upstream, String> {
+    let url = format!("{}/v1/ws", base.replacen("http", "ws", 1));
+    let mut req = url.as_str().into_client_request().map_err(|e| format!("{url}: {e}"))?;
+    req.headers_mut().insert(FORWARDED, HeaderValue::from_static("relay"));
+    match tokio::time::timeout(CONNECT_TIMEOUT, tokio_tungstenite::connect_async(req)).await {
+        Ok(Ok((ws, _))) => Ok(ws),
+        Ok(Err(e)) => Err(format!("connecting to {url}: {e}")),
+        Err(_) => Err(format!("connecting to {url}: timed out")),
+    }
+}
+
+/// Carries the subscriptions over one upstream connection until it or the client ends.
+async fn pump(outbox: &Outbox, mut ws: Upstream, streams: &mut Streams, rx: &mut mpsc::Receiver<Command>) -> Ended {
+    for ((sub, key), last) in streams.iter() {
+        if ws.send(Message::text(subscribe_op(sub, key, *last))).await.is_err() {
+            return Ended::Upstream("the upstream closed while resubscribing".into());
+        }
+    }
+    loop {
+        let msg = tokio::select! {
+            () = outbox.slow.cancelled() => return Ended::Client,
+            cmd = rx.recv() => {
+                let Some(cmd) = cmd else { return Ended::Client };
+                apply(streams, &cmd);
+                let op = match &cmd {
+                    Command::Subscribe { sub, keys, from_version } => {
+                        json!({ "op": "subscribe", "sub": sub, "objects": keys, "from_version": from_version })
+                    }
+                    Command::Unsubscribe { sub } => json!({ "op": "unsubscribe", "sub": sub }),
+                };
+                if ws.send(Message::text(op.to_string())).await.is_err() {
+                    return Ended::Upstream("the upstream closed".into());
+                }
+                continue;
+            }
+            msg = ws.next() => msg,
+        };
+        let text = match msg {
+            Some(Ok(Message::Text(t))) => t,
+            Some(Ok(Message::Close(f))) => return Ended::Upstream(format!("the upstream closed ({f:?})")),
+            None | Some(Err(_)) => return Ended::Upstream("the upstream connection broke".into()),
+            Some(Ok(_)) => continue,
+        };
+        let Ok(msg) = serde_json::from_str::<Value>(text.as_str()) else {
+            return Ended::Upstream("the upstream sent a frame that is not JSON".into());
+        };
+        match deliver(outbox, streams, msg) {
+            Delivery::Sent | Delivery::Dropped => {}
+            Delivery::ClientGone => return Ended::Client,
+            Delivery::Resync(op) => {
+                if ws.send(Message::text(op)).await.is_err() {
+                    return Ended::Upstream("the upstream closed".into());
+                }
+            }
+            Delivery::NotHosted(why) => return Ended::Upstream(why),
+        }
+    }
+}
+
+enum Delivery {
+    Sent,
+    /// A duplicate, or a message for a subscription already ended.
+    Dropped,
+    ClientGone,
+    /// Versions were skipped: ask the upstream again from the last one delivered.
+    Resync(String),
+    NotHosted(String),
+}
+
+/// Passes one upstream message to the client, exactly once and in version order.
+fn deliver(outbox: &Outbox, streams: &mut Streams, msg: Value) -> Delivery {
+    let (Some(sub), kind) = (msg["sub"].as_str().map(str::to_owned), msg["type"].as_str()) else {
+        // An error about the connection as a whole: pass it on.
+        return if outbox.send(msg) { Delivery::Sent } else { Delivery::ClientGone };
+    };
+    if kind == Some("error") {
+        if msg["error"]["code"] == "partition_not_hosted" {
+            return Delivery::NotHosted(msg["error"]["message"].as_str().unwrap_or_default().to_owned());
+        }
+        return if outbox.send(msg) { Delivery::Sent } else { Delivery::ClientGone };
+    }
+    let (Some(key), Some(version)) = (msg["key"].as_str().map(str::to_owned), msg["version"].as_u64()) else {
+        return if outbox.send(msg) { Delivery::Sent } else { Delivery::ClientGone };
+    };
+    let Some(last) = streams.get_mut(&(sub.clone(), key.clone())) else { return Delivery::Dropped };
+    match (kind, *last) {
+        // A snapshot never takes the client back to a version older than it has.
+        (Some("snapshot"), Some(l)) if version <= l => return Delivery::Dropped,
+        (Some("snapshot"), _) => {}
+        (_, Some(l)) if version <= l => return Delivery::Dropped,
+        (_, Some(l)) if version > l + 1 => return Delivery::Resync(subscribe_op(&sub, &key, Some(l))),
+        _ => {}
+    }
+    *last = Some(version);
+    if outbox.send(msg) {
+        Delivery::Sent
+    } else {
+        Delivery::ClientGone
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio_util::sync::CancellationToken;
+
+    fn outbox() -> (Outbox, mpsc::Receiver<String>) {
+        let (tx, rx) = mpsc::channel(16);
+        (Outbox { tx, slow: CancellationToken::new() }, rx)
+    }
+
+    fn update(v: u64) -> Value {
+        json!({ "type": "update", "sub": "s", "key": "ztf:A", "version": v })
+    }
+
+    #[test]
+    fn each_version_is_delivered_once_in_order_across_upstreams() {
+        let (out, mut rx) = outbox();
+        let mut streams = Streams::new();
+        apply(&mut streams, &Command::Subscribe { sub: "s".into(), keys: vec!["ztf:A".into()], from_version: None });
+        let snap = json!({ "type": "snapshot", "sub": "s", "key": "ztf:A", "version": 3 });
+        assert!(matches!(deliver(&out, &mut streams, snap.clone()), Delivery::Sent));
+        assert!(matches!(deliver(&out, &mut streams, update(4)), Delivery::Sent));
+        // The old upstream dies; the new one replays 4 and a stale snapshot: both are dropped.
+        assert!(matches!(deliver(&out, &mut streams, update(4)), Delivery::Dropped));
+        assert!(matches!(deliver(&out, &mut streams, snap), Delivery::Dropped));
+        assert_eq!(subscribe_op("s", "ztf:A", streams[&("s".into(), "ztf:A".into())]), {
+            json!({"op": "subscribe", "sub": "s", "objects": ["ztf:A"], "from_version": 4}).to_string()
+        });
+        // A skipped version asks again from the last delivered one instead of passing the gap on.
+        match deliver(&out, &mut streams, update(7)) {
+            Delivery::Resync(op) => assert!(op.contains("\"from_version\":4"), "{op}"),
+            _ => panic!("a gap must resync"),
+        }
+        assert!(matches!(deliver(&out, &mut streams, update(5)), Delivery::Sent));
+        let sent: Vec<u64> = std::iter::from_fn(|| rx.try_recv().ok())
+            .map(|t| serde_json::from_str::<Value>(&t).unwrap()["version"].as_u64().unwrap())
+            .collect();
+        assert_eq!(sent, vec![3, 4, 5]);
+    }
+
+    #[test]
+    fn not_hosted_moves_on_and_other_errors_reach_the_client() {
+        let (out, mut rx) = outbox();
+        let mut streams = Streams::new();
+        let not_hosted =
+            json!({ "type": "error", "sub": "s", "error": { "code": "partition_not_hosted", "message": "m" } });
+        assert!(matches!(deliver(&out, &mut streams, not_hosted), Delivery::NotHosted(_)));
+        let other = json!({ "type": "error", "sub": "s", "error": { "code": "invalid_key", "message": "m" } });
+        assert!(matches!(deliver(&out, &mut streams, other), Delivery::Sent));
+        assert!(rx.try_recv().unwrap().contains("invalid_key"));
+        // An update for a subscription the client has ended is not delivered.
+        assert!(matches!(deliver(&out, &mut streams, update(1)), Delivery::Dropped));
+    }
+}
