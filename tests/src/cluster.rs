@@ -43,6 +43,12 @@ impl Cluster {
         }
     }
 
+    /// Turns off the coordinator's rebalancing, for tests that place masters by hand.
+    pub fn fixed_masters(mut self) -> Cluster {
+        self.cluster_extra.push_str("rebalance = false\n");
+        self
+    }
+
     pub fn url(&self, id: &str) -> String {
         format!("http://{}", self.nodes[id])
     }

@@ -90,7 +90,7 @@ async fn get(client: &reqwest::Client, url: &str) -> (u16, BTreeMap<String, Stri
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigkill_the_master_promote_the_standby_nothing_lost() {
     let tmp = tempfile::tempdir().unwrap();
-    let c = Cluster::new("failover", &["a", "b"], 2, tmp.path());
+    let c = Cluster::new("failover", &["a", "b"], 2, tmp.path()).fixed_masters();
     let w = Workload::new(&tmp.path().join("synthetic"), 1200);
     let mut a = c.start("a");
     let b = c.start("b");
@@ -186,7 +186,7 @@ async fn sigkill_the_master_promote_the_standby_nothing_lost() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn graceful_handover_there_and_back_under_load_fails_no_read() {
     let tmp = tempfile::tempdir().unwrap();
-    let c = Cluster::new("handover", &["a", "b"], 2, tmp.path());
+    let c = Cluster::new("handover", &["a", "b"], 2, tmp.path()).fixed_masters();
     let w = Workload::new(&tmp.path().join("synthetic"), 1200);
     let a = c.start("a");
     let b = c.start("b");
@@ -255,7 +255,7 @@ async fn graceful_handover_there_and_back_under_load_fails_no_read() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_paused_deposed_master_changes_no_replica_and_cold_restore_matches() {
     let tmp = tempfile::tempdir().unwrap();
-    let c = Cluster::new("zombie", &["a", "b", "c"], 2, tmp.path());
+    let c = Cluster::new("zombie", &["a", "b", "c"], 2, tmp.path()).fixed_masters();
     let w = Workload::new(&tmp.path().join("synthetic"), 1500);
     let a = c.start("a");
     let b = c.start("b");

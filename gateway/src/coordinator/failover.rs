@@ -1,14 +1,27 @@
-//! Automatic failover, run by the coordinator's leader.
+//! Failure detection, automatic failover and rebalancing.
 //!
-//! Every [`POLL`] the leader asks every node for its `/v1/cluster` view (with a short timeout):
-//! that is both the liveness probe and the source of each replica's role and lag. A node is
-//! dead when its connection is refused twice in a row (the process is gone: the kernel answers
-//! for it at once) or when it has not answered for [`SILENCE`] (a hung or paused process). For
-//! every partition whose last seen master is dead, the leader picks the live, ready standby
-//! with the least changelog lag (at most [`MAX_LAG`]) and calls its
-//! `POST /v1/admin/partitions/{p}/promote`, which runs the slice-2 protocol: drain the old master
-//! if it answers, else read the changelog to its end and start a new epoch that fences it.
-//! A leader change loses nothing: the next leader rebuilds this view from its own polls.
+//! **Detection runs on every member**, not only the leader: every [`POLL`] each node asks every
+//! node for its `/v1/cluster` view (with a short timeout). That is both the liveness probe and the
+//! source of each replica's role, readiness and lag. A node is dead when its connection is
+//! refused (nothing listens on its port: the process is gone, and the kernel says so at once;
+//! an overloaded listener drops connections rather than refusing them) or when it has not
+//! answered for [`SILENCE`] (a hung or paused process). Because followers keep this view
+//! warm, a member that becomes leader — typically because the old leader died with the master
+//! — can act on its first tick instead of re-learning the cluster.
+//!
+//! **The leader acts**:
+//! - *Liveness*: it records each node's death and return in the replicated table.
+//! - *Failover*: for every partition whose master is dead, it promotes the live, ready standby
+//!   with the least changelog lag, if that lag is within `cluster.max_promotion_lag`, by calling
+//!   its `POST /v1/admin/partitions/{p}/promote` — the slice-2 protocol: drain the old master if
+//!   it answers, else read the changelog to its end and start a new epoch that fences it.
+//! - *Rebalance*: a partition mastered away from its preferred replica (the first configured)
+//!   is handed back by a graceful handover once that node has been up for [`REJOIN_HOLD`], is not
+//!   draining, and its replica is ready and within the promotion bound. One at a time, and only
+//!   while no failover is pending.
+//!
+//! A leader change loses nothing: the new leader has its own view, and the partition table
+//! (replicated) tells it the master that died with the old leader.
 
 use super::Coordinator;
 use serde_json::Value;
@@ -21,19 +34,39 @@ use tokio_util::sync::CancellationToken;
 const POLL: Duration = Duration::from_millis(100);
 const PROBE_TIMEOUT: Duration = Duration::from_millis(300);
 const SILENCE: Duration = Duration::from_millis(1_000);
-const MAX_LAG: u64 = 100_000;
+/// How long a returning node must stay up before masters are moved back to it.
+const REJOIN_HOLD: Duration = Duration::from_secs(3);
+/// Time limit of one promotion call (it may have to catch up a standby).
+const PROMOTE_TIMEOUT: Duration = Duration::from_secs(30);
 
-#[derive(Default)]
+/// One replica as its node reported it.
+#[derive(Debug, Clone, PartialEq)]
+struct Replica {
+    role: String,
+    ready: bool,
+    lag: u64,
+}
+
+#[derive(Debug, Default)]
 struct NodeHealth {
     last_ok: Option<Instant>,
     refused_in_a_row: u32,
-    /// Partition → (role, ready, changelog lag) from the last answer.
-    partitions: BTreeMap<u32, (String, bool, u64)>,
+    /// Since when the node has answered without a death in between.
+    up_since: Option<Instant>,
+    draining: bool,
+    partitions: BTreeMap<u32, Replica>,
 }
 
 impl NodeHealth {
-    fn dead(&self, since_leading: Instant) -> bool {
-        self.refused_in_a_row >= 2 || self.last_ok.unwrap_or(since_leading).elapsed() > SILENCE
+    fn dead(&self, watching_since: Instant, now: Instant) -> bool {
+        self.refused_in_a_row >= 1 || now.duration_since(self.last_ok.unwrap_or(watching_since)) > SILENCE
+    }
+
+    fn standby_within(&self, partition: u32, max_lag: u64) -> Option<u64> {
+        match self.partitions.get(&partition) {
+            Some(r) if r.role == "standby" && r.ready && r.lag <= max_lag => Some(r.lag),
+            _ => None,
+        }
     }
 }
 
@@ -54,37 +87,124 @@ async fn probe(client: &reqwest::Client, url: &str) -> Probe {
     }
 }
 
+/// What this member knows of the cluster from its own probes.
+struct View {
+    since: Instant,
+    nodes: BTreeMap<String, NodeHealth>,
+    /// Partition → (epoch, master): the newest epoch any replica reports, with the master that
+    /// started it (replicas learn it from the changelog's epoch markers, so a master that died
+    /// before anyone probed it as master is still known).
+    masters: BTreeMap<u32, (u64, String)>,
+}
+
+impl View {
+    fn new() -> View {
+        View { since: Instant::now(), nodes: BTreeMap::new(), masters: BTreeMap::new() }
+    }
+
+    fn record(&mut self, name: &str, result: Probe, now: Instant) {
+        let h = self.nodes.entry(name.to_owned()).or_default();
+        match result {
+            Probe::Ok(v) => {
+                if h.up_since.is_none() || h.dead(self.since, now) {
+                    h.up_since = Some(now);
+                }
+                h.last_ok = Some(now);
+                h.refused_in_a_row = 0;
+                h.draining = v["draining"] == true;
+                h.partitions.clear();
+                for p in v["partitions"].as_array().into_iter().flatten() {
+                    let (Some(id), Some(role)) = (p["partition"].as_u64(), p["role"].as_str()) else { continue };
+                    let ready = p["ready"] == true;
+                    let lag = p["changelog_lag"].as_u64().unwrap_or(u64::MAX);
+                    h.partitions.insert(id as u32, Replica { role: role.to_owned(), ready, lag });
+                    if let (Some(epoch), Some(master)) = (p["epoch"].as_u64(), p["master"].as_str()) {
+                        if !master.is_empty() {
+                            let m = self.masters.entry(id as u32).or_default();
+                            if epoch > m.0 {
+                                *m = (epoch, master.to_owned());
+                            }
+                        }
+                    }
+                }
+            }
+            Probe::Refused => {
+                h.refused_in_a_row += 1;
+                if h.dead(self.since, now) {
+                    h.up_since = None;
+                }
+            }
+            Probe::Silent => {
+                if h.dead(self.since, now) {
+                    h.up_since = None;
+                }
+            }
+        }
+    }
+
+    /// Learns of a newer (epoch, master) of `partition` from elsewhere (the replicated table).
+    fn learn(&mut self, partition: u32, epoch: u64, master: &str) {
+        let m = self.masters.entry(partition).or_default();
+        if epoch > m.0 && !master.is_empty() {
+            *m = (epoch, master.to_owned());
+        }
+    }
+
+    fn dead(&self, node: &str, now: Instant) -> bool {
+        self.nodes.get(node).is_some_and(|h| h.dead(self.since, now))
+    }
+
+    /// The standby to promote when `partition`'s master is dead: live, ready, least lag within
+    /// `max_lag`, preferring nodes that are not draining.
+    fn failover_target(&self, partition: u32, master: &str, max_lag: u64, now: Instant) -> Option<(u64, String)> {
+        self.nodes
+            .iter()
+            .filter(|(n, h)| *n != master && !h.dead(self.since, now))
+            .filter_map(|(n, h)| Some((h.draining, h.standby_within(partition, max_lag)?, n.clone())))
+            .min()
+            .map(|(_, lag, n)| (lag, n))
+    }
+
+    /// Whether `partition`, mastered by a live `master`, should move back to `preferred`.
+    fn should_rebalance(&self, partition: u32, master: &str, preferred: &str, max_lag: u64, now: Instant) -> bool {
+        if master == preferred || self.dead(master, now) {
+            return false;
+        }
+        let Some(h) = self.nodes.get(preferred) else { return false };
+        !h.dead(self.since, now)
+            && !h.draining
+            && h.up_since.is_some_and(|t| now.duration_since(t) >= REJOIN_HOLD)
+            && h.standby_within(partition, max_lag).is_some()
+    }
+}
+
 pub(super) async fn watch(c: Arc<Coordinator>, stop: CancellationToken) {
-    let mut health: BTreeMap<String, NodeHealth> = BTreeMap::new();
-    // Partition → node last seen as its master.
-    let mut masters: BTreeMap<u32, String> = BTreeMap::new();
+    let mut view = View::new();
     let mut in_flight: BTreeSet<u32> = BTreeSet::new();
     let mut promotions: JoinSet<(u32, String, Result<(), String>)> = JoinSet::new();
-    let mut leading_since: Option<Instant> = None;
+    let mut leading = false;
+    let mut liveness: Option<tokio::task::JoinHandle<()>> = None;
+    let mut metrics = c.raft.metrics();
+    let mut tick = tokio::time::interval(POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        // Tick, or at once when this member's Raft role changes: a new leader acts on its first
+        // tick, which matters when the old leader died with a master.
         tokio::select! {
-            () = stop.cancelled() => return,
-            () = tokio::time::sleep(POLL) => {}
-        }
-        if !c.is_leader() {
-            leading_since = None;
-            health.clear();
-            masters.clear();
-            continue;
-        }
-        let since = *leading_since.get_or_insert_with(|| {
-            tracing::info!("coordinator leader: watching nodes for failover");
-            Instant::now()
-        });
-        while let Some(done) = promotions.try_join_next() {
-            if let Ok((p, to, result)) = done {
-                in_flight.remove(&p);
-                match result {
-                    Ok(()) => {
-                        tracing::info!(partition = p, to = %to, "failover: promoted");
-                        masters.insert(p, to);
-                    }
-                    Err(e) => tracing::warn!(partition = p, to = %to, error = %e, "failover: promotion failed"),
+            () = stop.cancelled() => {
+                if let Some(l) = liveness.take() {
+                    l.abort();
+                }
+                return;
+            }
+            _ = tick.tick() => {}
+            changed = metrics.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let became_leader = metrics.borrow_and_update().state == openraft::ServerState::Leader && !leading;
+                if !became_leader {
+                    continue;
                 }
             }
         }
@@ -95,67 +215,176 @@ pub(super) async fn watch(c: Arc<Coordinator>, stop: CancellationToken) {
             probes.spawn(async move { (name, probe(&client, &url).await) });
         }
         while let Some(Ok((name, result))) = probes.join_next().await {
-            let h = health.entry(name.clone()).or_default();
-            match result {
-                Probe::Ok(v) => {
-                    h.last_ok = Some(Instant::now());
-                    h.refused_in_a_row = 0;
-                    h.partitions.clear();
-                    for p in v["partitions"].as_array().into_iter().flatten() {
-                        let (Some(id), Some(role)) = (p["partition"].as_u64(), p["role"].as_str()) else { continue };
-                        let lag = p["changelog_lag"].as_u64().unwrap_or(u64::MAX);
-                        h.partitions.insert(id as u32, (role.to_owned(), p["ready"] == true, lag));
-                        if role == "master" && p["ready"] == true {
-                            masters.insert(id as u32, name.clone());
-                        }
-                    }
+            view.record(&name, result, Instant::now());
+        }
+        if !c.is_leader() {
+            leading = false;
+            continue;
+        }
+        if !leading {
+            tracing::info!("coordinator leader: watching nodes for failover");
+            leading = true;
+        }
+        let now = Instant::now();
+        while let Some(done) = promotions.try_join_next() {
+            if let Ok((p, to, result)) = done {
+                in_flight.remove(&p);
+                match result {
+                    Ok(()) => tracing::info!(partition = p, to = %to, "promoted"),
+                    Err(e) => tracing::warn!(partition = p, to = %to, error = %e, "promotion failed"),
                 }
-                Probe::Refused => h.refused_in_a_row += 1,
-                Probe::Silent => {}
             }
         }
-        // A partition's master is whoever the replicated table names (it survives a change of
-        // leader, so a new leader knows the master that died with the old one), or, newer, a
-        // live node answering as master.
-        for (p, info) in c.state().partitions {
-            masters.entry(p).or_insert(info.master);
+        let state = c.state();
+        // Recorded in the background: a Raft write must not delay a failover.
+        if liveness.as_ref().is_none_or(|l| l.is_finished()) {
+            let changes = liveness_changes(&view, &state, now);
+            if !changes.is_empty() {
+                liveness = Some(tokio::spawn(record_liveness(c.clone(), changes)));
+            }
         }
-        tracing::debug!(?masters, dead = ?health.iter().filter(|(_, h)| h.dead(since)).map(|(n, _)| n).collect::<Vec<_>>(), "failover watch");
-        // Promote for every partition whose master is dead.
-        for (&p, master) in &masters {
-            if in_flight.contains(&p) || !health.get(master).is_some_and(|h| h.dead(since)) {
+        for (p, info) in &state.partitions {
+            view.learn(*p, info.epoch, &info.master);
+        }
+        let max_lag = c.cluster.max_promotion_lag;
+        let mut failing_over = false;
+        for (&p, (_, master)) in &view.masters {
+            if !view.dead(master, now) {
                 continue;
             }
-            let candidate = health
-                .iter()
-                .filter(|(n, h)| *n != master && !h.dead(since))
-                .filter_map(|(n, h)| match h.partitions.get(&p) {
-                    Some((role, true, lag)) if role == "standby" && *lag <= MAX_LAG => Some((*lag, n.clone())),
-                    _ => None,
-                })
-                .min();
-            let Some((lag, to)) = candidate else {
-                tracing::warn!(partition = p, master = %master, "failover: master is down and no caught-up standby is alive");
+            failing_over = true;
+            if in_flight.contains(&p) {
+                continue;
+            }
+            let Some((lag, to)) = view.failover_target(p, master, max_lag, now) else {
+                tracing::warn!(partition = p, master = %master, max_lag, "failover: master is down and no standby is alive, ready and within the promotion bound");
                 continue;
             };
             tracing::warn!(partition = p, master = %master, to = %to, lag, "failover: master is down; promoting a standby");
             in_flight.insert(p);
-            let (client, token) = (c.client.clone(), c.token.clone());
-            let url = c.peers[&to].clone();
-            promotions.spawn(async move {
-                let r = client
-                    .post(format!("{url}/v1/admin/partitions/{p}/promote"))
-                    .bearer_auth(token)
-                    .timeout(Duration::from_secs(30))
-                    .send()
-                    .await;
-                let result = match r {
-                    Ok(r) if r.status().is_success() => Ok(()),
-                    Ok(r) => Err(format!("{}: {}", r.status(), r.text().await.unwrap_or_default())),
-                    Err(e) => Err(e.to_string()),
-                };
-                (p, to, result)
-            });
+            promotions.spawn(promote(c.clone(), p, to));
         }
+        if failing_over || !in_flight.is_empty() || !c.cluster.rebalance || c.peers.len() < 2 {
+            continue;
+        }
+        for (&p, (_, master)) in &view.masters {
+            let Some(preferred) = c.cluster.replicas(p).into_iter().next() else { continue };
+            if view.should_rebalance(p, master, &preferred, max_lag, now) {
+                tracing::info!(partition = p, from = %master, to = %preferred, "rebalance: moving the master back to its preferred replica");
+                in_flight.insert(p);
+                promotions.spawn(promote(c.clone(), p, preferred));
+                break;
+            }
+        }
+    }
+}
+
+/// The nodes whose liveness differs from the replicated table: (name, alive now).
+fn liveness_changes(view: &View, state: &super::types::ClusterState, now: Instant) -> Vec<(String, bool)> {
+    state
+        .nodes
+        .iter()
+        .filter_map(|(name, info)| {
+            let alive = !view.nodes.get(name)?.dead(view.since, now);
+            (info.alive != alive).then(|| (name.clone(), alive))
+        })
+        .collect()
+}
+
+async fn record_liveness(c: Arc<Coordinator>, changes: Vec<(String, bool)>) {
+    for (name, alive) in changes {
+        if alive {
+            tracing::info!(node = %name, "node is alive again");
+        } else {
+            tracing::warn!(node = %name, "node is down");
+        }
+        if let Err(e) = c.write(super::types::Request::SetLiveness { name: name.clone(), alive }).await {
+            tracing::debug!(node = %name, error = %e, "could not record liveness yet");
+        }
+    }
+}
+
+async fn promote(c: Arc<Coordinator>, p: u32, to: String) -> (u32, String, Result<(), String>) {
+    let Some(url) = c.peers.get(&to).cloned() else {
+        return (p, to, Err("not a configured peer".into()));
+    };
+    let r = c
+        .client
+        .post(format!("{url}/v1/admin/partitions/{p}/promote"))
+        .bearer_auth(&c.token)
+        .timeout(PROMOTE_TIMEOUT)
+        .send()
+        .await;
+    let result = match r {
+        Ok(r) if r.status().is_success() => Ok(()),
+        Ok(r) => Err(format!("{}: {}", r.status(), r.text().await.unwrap_or_default())),
+        Err(e) => Err(e.to_string()),
+    };
+    (p, to, result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A node's answer; every replica reports epoch 1 under master "a" unless it is the master.
+    fn answer(partitions: &[(u32, &str, bool, u64)], draining: bool) -> Probe {
+        let ps: Vec<Value> = partitions
+            .iter()
+            .map(|(p, role, ready, lag)| {
+                json!({"partition": p, "role": role, "ready": ready, "changelog_lag": lag, "epoch": 1, "master": "a"})
+            })
+            .collect();
+        Probe::Ok(json!({ "partitions": ps, "draining": draining }))
+    }
+
+    #[test]
+    fn a_refused_master_fails_over_to_the_least_lagging_standby_within_the_bound() {
+        let mut v = View::new();
+        let t = Instant::now();
+        v.record("a", answer(&[(0, "master", true, 0)], false), t);
+        v.record("b", answer(&[(0, "standby", true, 7)], false), t);
+        v.record("c", answer(&[(0, "standby", true, 3)], false), t);
+        assert_eq!(v.masters[&0], (1, "a".to_owned()));
+        // A newer epoch learned from the replicated table wins; an older one does not.
+        v.learn(0, 0, "b");
+        assert_eq!(v.masters[&0].1, "a");
+        assert!(!v.dead("a", t));
+        v.record("a", Probe::Refused, t);
+        assert!(v.dead("a", t), "a refused connection: nothing listens");
+        assert_eq!(v.failover_target(0, "a", 100, t), Some((3, "c".into())));
+        assert_eq!(v.failover_target(0, "a", 5, t), Some((3, "c".into())));
+        assert_eq!(v.failover_target(0, "a", 2, t), None, "nobody within the promotion bound");
+        // A draining node is the last resort.
+        v.record("c", answer(&[(0, "standby", true, 3)], true), t);
+        assert_eq!(v.failover_target(0, "a", 100, t), Some((7, "b".into())));
+    }
+
+    #[test]
+    fn silence_is_death_and_a_return_restarts_the_rejoin_hold() {
+        let mut v = View::new();
+        let t0 = Instant::now();
+        v.record("a", answer(&[(0, "standby", true, 0)], false), t0);
+        v.record("b", answer(&[(0, "master", true, 0)], false), t0);
+        let t1 = t0 + SILENCE + Duration::from_millis(1);
+        v.record("a", Probe::Silent, t1);
+        assert!(v.dead("a", t1), "a paused process is dead after the silence limit");
+        let t2 = t1 + Duration::from_millis(100);
+        v.record("a", answer(&[(0, "standby", true, 0)], false), t2);
+        assert!(!v.dead("a", t2));
+        assert!(!v.should_rebalance(0, "b", "a", 10, t2), "just back: wait");
+        let mut t = t2;
+        while t < t2 + REJOIN_HOLD {
+            t += POLL;
+            v.record("a", answer(&[(0, "standby", true, 0)], false), t);
+            v.record("b", answer(&[(0, "master", true, 0)], false), t);
+        }
+        assert!(v.should_rebalance(0, "b", "a", 10, t2 + REJOIN_HOLD));
+        // Not onto a lagging or draining node, and never away from a dead master (failover's job).
+        v.record("a", answer(&[(0, "standby", true, 50)], false), t2 + REJOIN_HOLD);
+        assert!(!v.should_rebalance(0, "b", "a", 10, t2 + REJOIN_HOLD));
+        v.record("a", answer(&[(0, "standby", true, 0)], true), t2 + REJOIN_HOLD);
+        assert!(!v.should_rebalance(0, "b", "a", 10, t2 + REJOIN_HOLD));
     }
 }

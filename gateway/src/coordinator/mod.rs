@@ -31,6 +31,8 @@ use types::{ClusterState, NodeId, Raft, Request, Response};
 
 /// Voters at most; further peers join as learners.
 const MAX_VOTERS: usize = 5;
+/// Election timeout range in ms (the heartbeat is a third of the minimum).
+const ELECTION: (u64, u64) = (120, 200);
 
 pub struct Coordinator {
     pub raft: Raft,
@@ -39,6 +41,8 @@ pub struct Coordinator {
     /// Node name → Raft id (position among the sorted peers, from 1).
     ids: BTreeMap<String, NodeId>,
     peers: BTreeMap<String, String>,
+    /// The cluster section of the configuration: replica placement, promotion bound, rebalance.
+    cluster: crate::config::Cluster,
     client: reqwest::Client,
     token: String,
 }
@@ -81,10 +85,12 @@ impl Coordinator {
         let raft_config = openraft::Config {
             cluster_name: "lightkeeper".into(),
             // Failover of the coordinator itself sits inside the failover of a partition whose
-            // master dies with the Raft leader: with 400–800 ms elections it took ~1.4 s.
-            heartbeat_interval: 50,
-            election_timeout_min: 250,
-            election_timeout_max: 500,
+            // master dies with the Raft leader: with 400–800 ms elections it took ~1.4 s, with
+            // 250–500 ms ~1.0 s. A follower grants no vote until `election_timeout_max` after
+            // the last heartbeat (openraft's leader lease), so that bounds an election from below.
+            heartbeat_interval: ELECTION.0 / 3,
+            election_timeout_min: ELECTION.0,
+            election_timeout_max: ELECTION.1,
             ..Default::default()
         }
         .validate()?;
@@ -92,7 +98,8 @@ impl Coordinator {
         let token = config.cluster.admin_token.clone().unwrap_or_default();
         let network = network::Network { client: client.clone(), token: token.clone() };
         let raft = Raft::new(id, Arc::new(raft_config), network, store::LogStore::new(db), machine.clone()).await?;
-        let c = Arc::new(Coordinator { raft, machine, id, ids, peers, client, token });
+        let cluster = config.cluster.clone();
+        let c = Arc::new(Coordinator { raft, machine, id, ids, peers, cluster, client, token });
         if id == 1 && !c.raft.is_initialized().await? {
             let voters: BTreeMap<NodeId, BasicNode> =
                 c.peers.iter().take(MAX_VOTERS).map(|(n, url)| (c.ids[n], BasicNode { addr: url.clone() })).collect();
@@ -211,7 +218,8 @@ impl Coordinator {
             for (partition, epoch) in mastered() {
                 let known = state.partitions.get(&partition);
                 if known.is_none_or(|k| k.epoch < epoch) {
-                    let req = Request::SetPartition { partition, master: name.clone(), epoch };
+                    let standbys = self.cluster.replicas(partition).into_iter().filter(|r| *r != name).collect();
+                    let req = Request::SetPartition { partition, master: name.clone(), epoch, standbys };
                     if let Err(e) = self.write(req).await {
                         tracing::debug!(partition, error = %e, "could not record the partition's master yet");
                     }

@@ -202,10 +202,6 @@ pub struct NodeDrainReport {
     pub elapsed_ms: u64,
 }
 
-/// Most changelog records a standby may lag to be chosen for a handover (the promotion then
-/// catches up the rest before taking input).
-const MAX_HANDOVER_LAG: u64 = 100_000;
-
 #[utoipa::path(post, path = "/v1/admin/nodes/{id}/drain", params(("id" = String, Path)),
     responses((status = 200, body = NodeDrainReport), (status = 401), (status = 404, description = "no such node"),
         (status = 409, description = "some masters could not be handed over; the report says which")))]
@@ -280,7 +276,7 @@ pub async fn drain_node(
 }
 
 /// The reachable, ready standby of `partition` with the least changelog lag (within
-/// [`MAX_HANDOVER_LAG`]).
+/// `cluster.max_promotion_lag`; the promotion then catches up the rest before taking input).
 async fn choose_standby(state: &AppState, partition: u32) -> Result<String, String> {
     let mut best: Option<(u64, String)> = None;
     let mut seen = Vec::new();
@@ -307,7 +303,7 @@ async fn choose_standby(state: &AppState, partition: u32) -> Result<String, Stri
             Some(e) if e["role"] == "standby" && e["ready"] == true => {
                 let lag = e["changelog_lag"].as_u64().unwrap_or(u64::MAX);
                 seen.push(format!("{node}: lag {lag}"));
-                if lag <= MAX_HANDOVER_LAG && best.as_ref().is_none_or(|(l, _)| lag < *l) {
+                if lag <= state.cluster.max_promotion_lag && best.as_ref().is_none_or(|(l, _)| lag < *l) {
                     best = Some((lag, node));
                 }
             }

@@ -80,6 +80,9 @@ pub struct ClusterView {
     pub nodes: std::collections::BTreeMap<String, String>,
     pub partitions: Vec<PartitionView>,
     pub watched_objects: usize,
+    /// Set by a node drain: the node is handing its masters off before a restart, and the
+    /// coordinator moves no master onto it.
+    pub draining: bool,
     /// The embedded coordinator (Raft) as this node sees it: its role, the leader, members, and
     /// the replicated node and partition tables.
     pub coordinator: Option<crate::coordinator::CoordinatorView>,
@@ -131,6 +134,7 @@ pub async fn cluster(State(state): State<AppState>) -> Json<ClusterView> {
         nodes: state.cluster.peers.clone(),
         partitions,
         watched_objects: state.hub.watched_objects(),
+        draining: state.draining.load(Ordering::Acquire),
         coordinator: state.coordinator.get().map(|c| c.view()),
     })
 }

@@ -503,7 +503,7 @@ async fn handover(handovers: usize) -> anyhow::Result<()> {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
     let tmp = tempfile::tempdir()?;
-    let cluster = Cluster::new("bench-handover", &["a", "b"], 1, tmp.path());
+    let cluster = Cluster::new("bench-handover", &["a", "b"], 1, tmp.path()).fixed_masters();
     let kafka = KafkaConfig::new(&broker());
     let mut a = cluster.start("a");
     let mut b = cluster.start("b");
@@ -615,9 +615,11 @@ async fn handover(handovers: usize) -> anyhow::Result<()> {
 
 async fn failover(kills: usize) -> anyhow::Result<()> {
     use lightkeeper_tests::cluster::{partitions, Cluster};
-    let tmp = tempfile::tempdir()?;
+    // Kept when the run fails or BENCH_KEEP is set, for the nodes' logs (`<id>.stderr.log`).
+    let tmp = tempfile::tempdir()?.keep();
+    eprintln!("failover bench: node data and logs in {}", tmp.display());
     let ids = ["a", "b", "c"];
-    let cluster = Cluster::new("bench-failover", &ids, 1, tmp.path());
+    let cluster = Cluster::new("bench-failover", &ids, 1, &tmp).fixed_masters();
     let kafka = KafkaConfig::new(&broker());
     let mut nodes: Vec<NodeProcess> = ids.iter().map(|id| cluster.start(id)).collect();
     for n in &nodes {
@@ -641,20 +643,42 @@ async fn failover(kills: usize) -> anyhow::Result<()> {
     }
     let mut times = Vec::new();
     for k in 0..kills {
-        // The current master.
+        // Even kills take the Raft leader down with the master (an election comes first), odd
+        // ones a master that is not the leader: place the master by a handover if needed.
+        let view = |id: &str| {
+            let url = cluster.url(id);
+            async move { reqwest::get(format!("{url}/v1/cluster")).await?.json::<serde_json::Value>().await }
+        };
+        // The leader as the member with the newest term sees it (a node just restarted may not
+        // know it yet).
+        let mut raft_leader = (0, String::new());
+        for id in ids {
+            let c = view(id).await?;
+            let term = c["coordinator"]["term"].as_u64().unwrap_or(0);
+            if let Some(l) = c["coordinator"]["leader"].as_str().filter(|_| term >= raft_leader.0) {
+                raft_leader = (term, l.to_owned());
+            }
+        }
+        let raft_leader = raft_leader.1;
         let mut master = None;
         for (i, id) in ids.iter().enumerate() {
             if partitions(&cluster.url(id)).await.is_ok_and(|ps| ps[0]["role"] == "master") {
                 master = Some(i);
             }
         }
-        let m = master.ok_or_else(|| anyhow::anyhow!("kill {k}: no master"))?;
-        let leader =
-            reqwest::get(format!("{}/v1/cluster", cluster.url(ids[m]))).await?.json::<serde_json::Value>().await?
-                ["coordinator"]["leader"]
-                .as_str()
-                .unwrap_or_default()
-                == ids[m];
+        let current = master.ok_or_else(|| anyhow::anyhow!("kill {k}: no master"))?;
+        let want_leader = k % 2 == 0;
+        let m = if (ids[current] == raft_leader) == want_leader {
+            current
+        } else {
+            let target = ids
+                .iter()
+                .position(|id| (*id == raft_leader) == want_leader)
+                .ok_or_else(|| anyhow::anyhow!("kill {k}: no node to place the master on"))?;
+            lightkeeper_tests::cluster::promote(&cluster.url(ids[target]), 0).await?;
+            target
+        };
+        let leader = view(ids[m]).await?["coordinator"]["leader"].as_str().unwrap_or_default() == ids[m];
         nodes[m].kill();
         let killed = Instant::now();
         // First successful read answered by another master, through the surviving nodes.
@@ -697,6 +721,10 @@ async fn failover(kills: usize) -> anyhow::Result<()> {
     };
     if let Err(e) = tokio::task::spawn_blocking(cleanup).await? {
         eprintln!("could not delete the benchmark topics: {e}");
+    }
+    drop(nodes);
+    if std::env::var_os("BENCH_KEEP").is_none() {
+        let _ = std::fs::remove_dir_all(&tmp);
     }
     let pct = |v: &mut Vec<f64>, q: f64| {
         v.sort_by(f64::total_cmp);
