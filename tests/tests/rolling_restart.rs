@@ -3,11 +3,13 @@
 //! masters to caught-up standbys and turns its `/readyz` to 503), stopped with SIGTERM,
 //! restarted, and rejoins as a standby — while a producer writes and a client reads. The client
 //! sends each read to the nodes in turn and tries the next node when one is down, as a client
-//! behind a load balancer would; no read may fail.
+//! behind a load balancer would; no read may fail. Partitions are spread (two replicas each),
+//! and once the restarts are over the coordinator has moved every master back to its preferred
+//! replica.
 
 use lightkeeper_clients::Client;
 use lightkeeper_tests::cluster::{partitions, Cluster, TOKEN};
-use lightkeeper_tests::load::{balanced_reader, finish, producer, wait_input};
+use lightkeeper_tests::load::{balanced_reader, finish, producer, wait_cluster_input};
 use lightkeeper_tests::*;
 use serde_json::Value;
 use std::path::PathBuf;
@@ -20,7 +22,9 @@ const WAIT: Duration = Duration::from_secs(120);
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rolling_restart_of_three_nodes_under_load_fails_no_request() {
     let tmp = tempfile::tempdir().unwrap();
-    let c = Cluster::new("rolling", &["a", "b", "c"], 2, tmp.path());
+    let mut c = Cluster::new("rolling", &["a", "b", "c"], 3, tmp.path());
+    // Partition p on the two nodes from position p: 0 → [a, b], 1 → [b, c], 2 → [c, a].
+    c.replication_factor = Some(2);
     let data = shared_data().join("ztf/alerts");
     let mut real = avro_files(&data.join("fink-alert-simulator/datasim_20181129"));
     real.extend(avro_files(&data.join("pitt-google-broker/lightcurve_ZTF21abiuvdk")));
@@ -33,12 +37,12 @@ async fn rolling_restart_of_three_nodes_under_load_fails_no_request() {
     for n in &nodes {
         n.wait_ready(WAIT).await.unwrap();
     }
+    let urls: Vec<String> = ["a", "b", "c"].iter().map(|id| c.url(id)).collect();
     finish(producer(&c.topics.input, &real, None)).await;
-    wait_input(&nodes[0].url, real.len() as u64, WAIT).await;
+    wait_cluster_input(&urls, real.len() as u64, WAIT).await;
 
     let produce = producer(&c.topics.input, &synthetic, Some(90));
     let stop = Arc::new(AtomicBool::new(false));
-    let urls: Vec<String> = ["a", "b", "c"].iter().map(|id| c.url(id)).collect();
     let reader = balanced_reader(urls.clone(), keys.clone(), stop.clone());
 
     let http = reqwest::Client::new();
@@ -55,25 +59,39 @@ async fn rolling_restart_of_three_nodes_under_load_fails_no_request() {
         let ready = http.get(format!("{}/readyz", urls[i])).send().await.unwrap();
         assert_eq!(ready.status(), 503, "a drained node is not ready for traffic");
         let ps = partitions(&urls[i]).await.unwrap();
-        assert!(ps.iter().all(|p| p["role"] == "standby"), "{id} masters nothing after its drain: {ps:?}");
+        assert!(ps.iter().all(|p| p["role"] != "master"), "{id} masters nothing after its drain: {ps:?}");
 
         let status = nodes[i].terminate().unwrap();
         assert!(status.success(), "{id} stops cleanly: {status:?}");
         nodes[i] = c.start(id);
         nodes[i].wait_ready(WAIT).await.unwrap();
-        eventually(WAIT, &format!("{id} back as a caught-up standby"), || async {
+        let ps = partitions(&urls[i]).await.unwrap();
+        let hosted: Vec<&Value> = ps.iter().filter(|p| p["role"] != "not_hosted").collect();
+        assert!(hosted.iter().all(|p| p["role"] == "standby"), "{id} rejoins as a standby: {ps:?}");
+        eventually(WAIT, &format!("{id} caught up"), || async {
             let ps = partitions(&urls[i]).await.ok()?;
-            ps.iter().all(|p| p["role"] == "standby" && p["master"] != *id && p["changelog_lag"] == 0).then_some(())
+            ps.iter().filter(|p| p["role"] != "not_hosted").all(|p| p["changelog_lag"] == 0).then_some(())
         })
         .await
         .unwrap();
     }
+    // The coordinator hands each partition back to its preferred replica (by a handover).
+    let preferred = [(0, "a"), (1, "b"), (2, "c")];
+    eventually(WAIT, "every master back on its preferred replica", || async {
+        for (p, node) in preferred {
+            let ps = partitions(&c.url(node)).await.ok()?;
+            let mine = ps.iter().find(|e| e["partition"] == p)?;
+            if mine["role"] != "master" || mine["ready"] != true {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await
+    .unwrap();
 
     finish(produce).await;
-    let total = all.len() as u64;
-    for url in &urls {
-        wait_input(url, total, WAIT).await;
-    }
+    wait_cluster_input(&urls, all.len() as u64, WAIT).await;
     stop.store(true, Ordering::Relaxed);
     let reads = reader.await.unwrap();
     eprintln!("{} reads, {} failed, {} retried on another node", reads.ok, reads.failed.len(), reads.retried);

@@ -167,7 +167,8 @@ impl View {
 
     /// Whether `partition`, mastered by a live `master`, should move back to `preferred`.
     fn should_rebalance(&self, partition: u32, master: &str, preferred: &str, max_lag: u64, now: Instant) -> bool {
-        if master == preferred || self.dead(master, now) {
+        // A dead master is failover's business, a draining one the drain's.
+        if master == preferred || self.dead(master, now) || self.nodes.get(master).is_some_and(|h| h.draining) {
             return false;
         }
         let Some(h) = self.nodes.get(preferred) else { return false };
