@@ -137,7 +137,7 @@ where
                 set(h, PARTITION, &partition.to_string());
                 return Ok(resp);
             }
-            Target::Remote { url } => match forward(state, &url, path_and_query).await {
+            Target::Remote { url } => match forward(state, &url, path_and_query, deadline).await {
                 Ok(resp) => return Ok(resp),
                 Err(e) => e,
             },
@@ -188,10 +188,20 @@ fn set(h: &mut HeaderMap, name: &'static str, value: &str) {
     }
 }
 
+/// Longest wait for one forwarded attempt while the route deadline has not passed: a master that
+/// hangs (a paused process) is replaced by failover after ~1 s of silence, and the next attempt
+/// then goes to the new master instead of waiting out the whole request timeout.
+const FORWARD_ATTEMPT: Duration = Duration::from_millis(1_500);
+
 /// One forwarded attempt. `Err` (a reason) when the answer is worth retrying elsewhere or later:
-/// no connection, or 503 (not master, or overloaded).
-async fn forward(state: &AppState, base: &str, path_and_query: &str) -> Result<Response, String> {
-    let timeout = Duration::from_millis(state.limits.request_timeout_ms);
+/// no connection, no answer in time, or 503 (not master, or overloaded).
+async fn forward(state: &AppState, base: &str, path_and_query: &str, deadline: Instant) -> Result<Response, String> {
+    // Within the route deadline an attempt is cut short to try again; the last one may use the
+    // request's whole time.
+    let timeout = match deadline.checked_duration_since(Instant::now()) {
+        Some(left) if !left.is_zero() => FORWARD_ATTEMPT.min(left).max(Duration::from_millis(50)),
+        _ => Duration::from_millis(state.limits.request_timeout_ms),
+    };
     let resp = state
         .peer_client
         .get(format!("{base}{path_and_query}"))

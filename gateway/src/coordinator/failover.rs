@@ -263,7 +263,7 @@ pub(super) async fn watch(c: Arc<Coordinator>, stop: CancellationToken) {
             };
             tracing::warn!(partition = p, master = %master, to = %to, lag, "failover: master is down; promoting a standby");
             in_flight.insert(p);
-            promotions.spawn(promote(c.clone(), p, to));
+            promotions.spawn(promote(c.clone(), p, to, true));
         }
         if failing_over || !in_flight.is_empty() || !c.cluster.rebalance || c.peers.len() < 2 {
             continue;
@@ -273,7 +273,7 @@ pub(super) async fn watch(c: Arc<Coordinator>, stop: CancellationToken) {
             if view.should_rebalance(p, master, &preferred, max_lag, now) {
                 tracing::info!(partition = p, from = %master, to = %preferred, "rebalance: moving the master back to its preferred replica");
                 in_flight.insert(p);
-                promotions.spawn(promote(c.clone(), p, preferred));
+                promotions.spawn(promote(c.clone(), p, preferred, false));
                 break;
             }
         }
@@ -305,13 +305,14 @@ async fn record_liveness(c: Arc<Coordinator>, changes: Vec<(String, bool)>) {
     }
 }
 
-async fn promote(c: Arc<Coordinator>, p: u32, to: String) -> (u32, String, Result<(), String>) {
+/// Promotes `to` for `p`; `master_down`: the old master is dead, so no drain is attempted.
+async fn promote(c: Arc<Coordinator>, p: u32, to: String, master_down: bool) -> (u32, String, Result<(), String>) {
     let Some(url) = c.peers.get(&to).cloned() else {
         return (p, to, Err("not a configured peer".into()));
     };
     let r = c
         .client
-        .post(format!("{url}/v1/admin/partitions/{p}/promote"))
+        .post(format!("{url}/v1/admin/partitions/{p}/promote?skip_drain={master_down}"))
         .bearer_auth(&c.token)
         .timeout(PROMOTE_TIMEOUT)
         .send()

@@ -19,12 +19,12 @@
 
 use crate::error::ApiError;
 use crate::state::AppState;
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::Json;
 use lightkeeper_partition::worker::{Command, Drained, Promoted, ReplicaHandle};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -102,22 +102,37 @@ pub struct PromoteReport {
     pub elapsed_ms: u64,
 }
 
-#[utoipa::path(post, path = "/v1/admin/partitions/{partition}/promote", params(("partition" = u32, Path)),
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromoteParams {
+    /// The caller knows the old master is down (the coordinator's failover): do not wait for a
+    /// drain that cannot answer — a paused process would hold it for the whole drain timeout;
+    /// the new epoch fences the old master anyway.
+    #[serde(default)]
+    pub skip_drain: bool,
+}
+
+#[utoipa::path(post, path = "/v1/admin/partitions/{partition}/promote",
+    params(("partition" = u32, Path), ("skip_drain" = Option<bool>, Query, description = "do not try to drain the old master (known to be down)")),
     responses((status = 200, body = PromoteReport), (status = 401), (status = 404, description = "partition not hosted here"),
         (status = 409, description = "the promotion was refused; the message says why")))]
 pub async fn promote(
     State(state): State<AppState>,
     partition: Result<Path<u32>, PathRejection>,
+    params: Result<Query<PromoteParams>, QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Json<PromoteReport>, ApiError> {
     authorize(&state, &headers)?;
     let Path(partition) = partition?;
+    let Query(params) = params?;
     let r = replica(&state, partition)?;
     let started = Instant::now();
     let master = r.status.master();
     let (mut drained, mut drain_error) = (None, None);
     let drain_started = Instant::now();
-    if !r.status.is_serving_master() && !master.is_empty() && master != state.node_id {
+    if params.skip_drain {
+        drain_error = Some("skipped: the caller reported the old master down".to_owned());
+    } else if !r.status.is_serving_master() && !master.is_empty() && master != state.node_id {
         match drain_remote(&state, &master, partition).await {
             Ok(d) => drained = Some(d),
             Err(e) => {
