@@ -81,6 +81,7 @@ async fn method_not_allowed(req: Request) -> Response {
 async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let route = req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
     let method = req.method().clone();
+    let forwarded = req.headers().contains_key(crate::routing::FORWARDED);
     let started = Instant::now();
     let resp = next.run(req).await;
     let status = resp.status();
@@ -91,8 +92,12 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
         .request_seconds
         .get_or_create(&vec![("route".to_owned(), route.clone())])
         .observe(started.elapsed().as_secs_f64());
-    // 503 from /readyz is an answer (restoring, or drained), not a failure.
-    if status.is_server_error() && route != "/readyz" {
+    // 503 from /readyz is an answer (restoring, or drained), not a failure; nor is a 503 to a
+    // forwarded read during a handover (`not_master`): the forwarding node retries elsewhere.
+    let answer_503 = status == axum::http::StatusCode::SERVICE_UNAVAILABLE && (route == "/readyz" || forwarded);
+    if answer_503 {
+        tracing::debug!(%method, route, forwarded, "answered 503");
+    } else if status.is_server_error() {
         tracing::error!(%method, route, status = status.as_u16(), "request failed");
     } else if status.is_client_error() {
         tracing::debug!(%method, route, status = status.as_u16(), "request rejected");
