@@ -42,9 +42,15 @@ export class LightkeeperError extends Error {
  * @param {{type: string, [field: string]: any}} event
  */
 
-/** One client holds one WebSocket, shared by all of its subscriptions. */
+/**
+ * One client holds one WebSocket, shared by all of its subscriptions. Given several nodes of a
+ * cluster, it sends each REST read to the next node when one cannot be reached or answers 503,
+ * and reconnects its WebSocket to the next node when the socket drops — resuming every object
+ * from the last version seen, so a node's death costs neither a gap nor a duplicate.
+ */
 export class LightkeeperClient {
-  #base;
+  #bases;
+  #node = 0;
   #WebSocket;
   #fetch;
   #random;
@@ -59,13 +65,15 @@ export class LightkeeperClient {
   #subs = new Map();
 
   /**
-   * @param {string} [baseUrl] where the gateway is, e.g. `http://localhost:8080`; the page's origin by default
+   * @param {string|string[]} [baseUrl] where the gateway is, e.g. `http://localhost:8080`, or every
+   *   node of a cluster (any node answers any request); the page's origin by default
    * @param {{WebSocketImpl?: typeof WebSocket, fetchImpl?: typeof fetch, random?: () => number}} [options]
    *   stand-ins for the WebSocket constructor, fetch and the jitter source (tests inject fakes)
    */
   constructor(baseUrl = globalThis.location?.origin, options = {}) {
-    if (!baseUrl) throw new TypeError('LightkeeperClient needs a base URL when not in a browser page');
-    this.#base = String(baseUrl).replace(/\/+$/, '');
+    const bases = [].concat(baseUrl ?? []).filter(Boolean).map((u) => String(u).replace(/\/+$/, ''));
+    if (bases.length === 0) throw new TypeError('LightkeeperClient needs a base URL when not in a browser page');
+    this.#bases = bases;
     this.#WebSocket = options.WebSocketImpl ?? globalThis.WebSocket;
     this.#fetch = options.fetchImpl ?? ((...args) => globalThis.fetch(...args));
     this.#random = options.random ?? Math.random;
@@ -156,12 +164,26 @@ export class LightkeeperClient {
     this.#subs.clear();
   }
 
+  /** The node currently used. */
+  get #base() { return this.#bases[this.#node]; }
+
+  /** Moves to the next node (after a failure on the current one). */
+  #nextNode() { this.#node = (this.#node + 1) % this.#bases.length; }
+
   async #get(path) {
     let res;
-    try {
-      res = await this.#fetch(this.#base + path, { headers: { accept: 'application/json' } });
-    } catch (e) {
-      throw new LightkeeperError('network_error', `could not reach ${this.#base}: ${e.message}`, 0);
+    for (let tried = 1; ; tried++) {
+      const base = this.#base;
+      try {
+        res = await this.#fetch(base + path, { headers: { accept: 'application/json' } });
+        // 503: this node is draining, restoring or cannot reach the master; another may serve.
+        if (res.status !== 503 || tried >= this.#bases.length) break;
+      } catch (e) {
+        if (tried >= this.#bases.length) {
+          throw new LightkeeperError('network_error', `could not reach ${this.#bases.join(', ')}: ${e.message}`, 0);
+        }
+      }
+      this.#nextNode();
     }
     const text = await res.text();
     let body = null;
@@ -195,6 +217,7 @@ export class LightkeeperClient {
     ws.onclose = () => {
       if (ws !== this.#ws) return;
       this.#ws = null;
+      this.#nextNode(); // the node may be gone: try the next one (the same one if it is alone)
       if (!this.#closed) this.#scheduleReconnect();
     };
   }

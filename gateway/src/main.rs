@@ -123,10 +123,18 @@ async fn run(command: Command) -> anyhow::Result<bool> {
                 schemas: schemas.map(|dir| SchemasOverride { dir }),
             };
             let config = Config::load(config.as_deref(), &overrides)?;
-            let listener = tokio::net::TcpListener::bind(config.listen)
-                .await
-                .map_err(|e| anyhow::anyhow!("binding {}: {e}", config.listen))?;
+            // Fail fast when the address is taken, but listen only once the node is built: a
+            // connection made while it opens its stores (~1 s) would wait in the backlog rather
+            // than be refused, and a client behind a load balancer would stall instead of trying
+            // another node.
+            drop(
+                std::net::TcpListener::bind(config.listen)
+                    .map_err(|e| anyhow::anyhow!("binding {}: {e}", config.listen))?,
+            );
+            let listen = config.listen;
             let node = tokio::task::spawn_blocking(move || node::Node::start(&config)).await??;
+            let listener =
+                tokio::net::TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("binding {listen}: {e}"))?;
             node.serve(listener, node::stop_on_signals()).await?;
             Ok(true)
         }

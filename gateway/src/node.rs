@@ -211,41 +211,59 @@ impl Node {
             }
             info!(%addr, replicas = ready_state.replicas.len(), "node ready");
         });
-        // The coordinator starts with the server (its peers reach it through this listener).
-        let coordinator = crate::coordinator::Coordinator::start(&self.config).await?;
-        let _ = state.coordinator.set(coordinator.clone());
-        let replicas = state.replicas.clone();
-        let coordinator_task = tokio::spawn(coordinator.clone().run(
-            state.node_id.clone(),
-            self.config.cluster.peers.get(&state.node_id).cloned().unwrap_or_else(|| format!("http://{addr}")),
-            move || {
-                replicas
-                    .iter()
-                    .filter(|(_, r)| r.status.is_serving_master())
-                    .map(|(p, r)| (*p, r.status.epoch.load(Ordering::Relaxed)))
-                    .collect()
-            },
-            stop.clone(),
-        ));
+        // Serve first: the listener is already bound, so a connection made before `serve` runs
+        // would wait in the backlog — clients of a restarting node stalled ~1.3 s while the
+        // coordinator opened. Raft RPCs answer 503 until the coordinator is set.
         let shutdown = state.shutdown.clone();
-        let drain_stop = stop.clone();
-        let server = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
-            stop.cancelled().await;
+        let server_stop = stop.child_token();
+        let graceful = server_stop.clone();
+        let server = axum::serve(listener, router(state.clone())).with_graceful_shutdown(async move {
+            graceful.cancelled().await;
             shutdown.cancel();
         });
         let mut server = tokio::spawn(async move { server.await });
+        let mut start_error = None;
+        let (coordinator, coordinator_task) = match crate::coordinator::Coordinator::start(&self.config).await {
+            Ok(coordinator) => {
+                let _ = state.coordinator.set(coordinator.clone());
+                let replicas = state.replicas.clone();
+                let task = tokio::spawn(coordinator.clone().run(
+                    state.node_id.clone(),
+                    self.config.cluster.peers.get(&state.node_id).cloned().unwrap_or_else(|| format!("http://{addr}")),
+                    move || {
+                        replicas
+                            .iter()
+                            .filter(|(_, r)| r.status.is_serving_master())
+                            .map(|(p, r)| (*p, r.status.epoch.load(Ordering::Relaxed)))
+                            .collect()
+                    },
+                    stop.clone(),
+                ));
+                (Some(coordinator), Some(task))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the coordinator could not start; stopping");
+                server_stop.cancel();
+                start_error = Some(e);
+                (None, None)
+            }
+        };
         let result = tokio::select! {
             r = &mut server => r?,
-            () = async { drain_stop.cancelled().await; tokio::time::sleep(DRAIN).await } => {
+            () = async { server_stop.cancelled().await; tokio::time::sleep(DRAIN).await } => {
                 tracing::warn!(drain_secs = DRAIN.as_secs(), "connections still open after the drain time; closing them");
                 server.abort();
                 Ok(())
             }
         };
         ready_task.abort();
-        coordinator_task.abort();
-        if let Err(e) = coordinator.raft.shutdown().await {
-            tracing::warn!(error = %e, "coordinator shutdown");
+        if let Some(t) = coordinator_task {
+            t.abort();
+        }
+        if let Some(c) = &coordinator {
+            if let Err(e) = c.raft.shutdown().await {
+                tracing::warn!(error = %e, "coordinator shutdown");
+            }
         }
         self.workers_cancel.cancel();
         let workers = self.workers;
@@ -262,6 +280,9 @@ impl Node {
         })
         .await?;
         info!("node stopped");
+        if let Some(e) = start_error {
+            return Err(e.context("the coordinator could not start"));
+        }
         result.map_err(Into::into)
     }
 }

@@ -169,3 +169,46 @@ test('REST success returns the parsed body', async () => {
   assert.deepEqual(await client.getLightcurve(KEY), body);
 });
 
+
+test('with several nodes, a dropped socket reconnects to the next node and resumes there', (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  FakeWebSocket.instances = [];
+  const client = new LightkeeperClient(['http://a.example:8080', 'http://b.example:8080/'], { WebSocketImpl: FakeWebSocket, random: () => 1 });
+  const events = [];
+  const sub = client.subscribe([KEY], (e) => events.push(e));
+  const ws = FakeWebSocket.latest();
+  assert.equal(ws.url, 'ws://a.example:8080/v1/ws');
+  ws.open();
+  ws.push(snapshot(4));
+  ws.push(update(5));
+  ws.drop(); // node a dies
+  t.mock.timers.tick(250);
+  const ws2 = FakeWebSocket.latest();
+  assert.equal(ws2.url, 'ws://b.example:8080/v1/ws');
+  ws2.open();
+  assert.deepEqual(ws2.sent, [{ op: 'subscribe', sub, objects: [KEY], from_version: 5 }]);
+  ws2.push(update(5)); // already delivered by a
+  ws2.push(update(6));
+  assert.deepEqual(events.filter((e) => e.type !== 'status').map((e) => e.version), [4, 5, 6]);
+  client.close();
+});
+
+test('with several nodes, a REST read goes to the next node when one is unreachable or answers 503', async () => {
+  const calls = [];
+  const body = { key: KEY, version: 3 };
+  const fetchImpl = async (url) => {
+    calls.push(url);
+    if (url.startsWith('http://a.')) throw new TypeError('connection refused');
+    if (url.startsWith('http://b.')) return new Response(JSON.stringify({ error: { code: 'unavailable', message: 'draining' } }), { status: 503 });
+    return new Response(JSON.stringify(body));
+  };
+  const client = new LightkeeperClient(['http://a.example', 'http://b.example', 'http://c.example'], { fetchImpl });
+  assert.deepEqual(await client.getObject(KEY), body);
+  assert.deepEqual(calls.map((u) => new URL(u).host), ['a.example', 'b.example', 'c.example']);
+  // The node that answered is kept for the next request.
+  await client.getObject(KEY);
+  assert.equal(new URL(calls.at(-1)).host, 'c.example');
+  // When every node fails, the error says so.
+  const down = new LightkeeperClient(['http://a.example', 'http://a2.example'], { fetchImpl: async () => { throw new TypeError('refused'); } });
+  await assert.rejects(down.getObject(KEY), (e) => e.code === 'network_error' && e.message.includes('a2.example'));
+});

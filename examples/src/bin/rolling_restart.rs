@@ -77,13 +77,44 @@ struct Counts {
     ok: AtomicU64,
     failed: AtomicU64,
     retried: AtomicU64,
+    /// The longest a request took, retries included (µs): what a client saw of unavailability.
+    slowest_us: AtomicU64,
+    /// Requests that took over 100 ms.
+    slow: AtomicU64,
+}
+
+impl Counts {
+    fn record(&self, ok: bool, took: Duration) {
+        let c = if ok { &self.ok } else { &self.failed };
+        c.fetch_add(1, Ordering::Relaxed);
+        self.slowest_us.fetch_max(took.as_micros() as u64, Ordering::Relaxed);
+        if took > Duration::from_millis(100) {
+            self.slow.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Sends one request to the nodes in turn (from `start`) until one answers something other
 /// than 503; true if that answer is 2xx.
 async fn send(counts: &Counts, urls: &[String], start: usize, make: impl Fn(&str) -> reqwest::RequestBuilder) -> bool {
     for attempt in 0..urls.len() {
-        match make(&urls[(start + attempt) % urls.len()]).send().await {
+        let url = &urls[(start + attempt) % urls.len()];
+        let t = Instant::now();
+        let result = make(url).send().await;
+        if t.elapsed() > Duration::from_millis(250) {
+            // Worth a look in the nodes' logs: say when, where and how it ended.
+            let outcome = match &result {
+                Ok(r) => r.status().to_string(),
+                Err(e) => e.to_string(),
+            };
+            let at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            eprintln!(
+                "slow attempt: {url} took {} ms ({outcome}), ended at unix {:.3}",
+                t.elapsed().as_millis(),
+                at.as_secs_f64()
+            );
+        }
+        match result {
             Ok(r) if r.status() == 503 => {}
             Ok(r) => {
                 let ok = r.status().is_success();
@@ -114,9 +145,9 @@ async fn main() -> anyhow::Result<()> {
             let mut i = r;
             while !stop.load(Ordering::Relaxed) {
                 let key = &keys[i % keys.len()];
+                let t = Instant::now();
                 let ok = send(&counts, &urls, i, |u| http.get(format!("{u}/v1/objects/{key}"))).await;
-                let c = if ok { &counts.ok } else { &counts.failed };
-                c.fetch_add(1, Ordering::Relaxed);
+                counts.record(ok, t.elapsed());
                 i += 1;
             }
         }));
@@ -133,14 +164,14 @@ async fn main() -> anyhow::Result<()> {
                 }
                 tick.tick().await;
                 let Ok(bytes) = tokio::fs::read(f).await else { continue };
+                let t = Instant::now();
                 let ok = send(&counts, &urls, i, |u| {
                     http.post(format!("{u}/v1/alerts"))
                         .header("content-type", "application/octet-stream")
                         .body(bytes.clone())
                 })
                 .await;
-                let c = if ok { &counts.ok } else { &counts.failed };
-                c.fetch_add(1, Ordering::Relaxed);
+                counts.record(ok, t.elapsed());
             }
         }));
     }
@@ -178,10 +209,15 @@ async fn main() -> anyhow::Result<()> {
     let (ro, rf) = (reads.ok.load(Ordering::Relaxed), reads.failed.load(Ordering::Relaxed));
     let (wo, wf) = (writes.ok.load(Ordering::Relaxed), writes.failed.load(Ordering::Relaxed));
     let retried = reads.retried.load(Ordering::Relaxed) + writes.retried.load(Ordering::Relaxed);
+    let slowest = |c: &Counts| c.slowest_us.load(Ordering::Relaxed) as f64 / 1e3;
     println!(
-        "rolling restart of {} nodes in {:.1} s: reads {ro} ok / {rf} failed, writes {wo} ok / {wf} failed, {retried} attempts retried on another node",
+        "rolling restart of {} nodes in {:.1} s: reads {ro} ok / {rf} failed, writes {wo} ok / {wf} failed, {retried} attempts retried on another node; slowest read {:.1} ms ({} over 100 ms), slowest write {:.1} ms ({} over 100 ms)",
         args.nodes.len(),
-        started.elapsed().as_secs_f64()
+        started.elapsed().as_secs_f64(),
+        slowest(&reads),
+        reads.slow.load(Ordering::Relaxed),
+        slowest(&writes),
+        writes.slow.load(Ordering::Relaxed),
     );
     if rf + wf > 0 {
         bail!("{} requests failed", rf + wf);

@@ -34,11 +34,23 @@ const MAX_VOTERS: usize = 5;
 /// Election timeout range in ms (the heartbeat is a third of the minimum).
 const ELECTION: (u64, u64) = (120, 200);
 
+/// A node's Raft id, derived from its name alone (Kafka's murmur2 as unsigned, plus one), so adding
+/// or removing a peer never renumbers the others: ids are persisted in the Raft membership.
+pub fn raft_id(name: &str) -> NodeId {
+    u64::from(lightkeeper_storage::partitioner::murmur2(name.as_bytes()) as u32) + 1
+}
+
+fn sorted(names: impl Iterator<Item = String>) -> Vec<String> {
+    let mut v: Vec<String> = names.collect();
+    v.sort();
+    v
+}
+
 pub struct Coordinator {
     pub raft: Raft,
     machine: store::StateMachine,
     pub id: NodeId,
-    /// Node name → Raft id (position among the sorted peers, from 1).
+    /// Node name → Raft id ([`raft_id`]).
     ids: BTreeMap<String, NodeId>,
     peers: BTreeMap<String, String>,
     /// The cluster section of the configuration: replica placement, promotion bound, rebalance.
@@ -72,8 +84,14 @@ impl Coordinator {
         } else {
             config.cluster.peers.clone()
         };
-        let ids: BTreeMap<String, NodeId> = peers.keys().enumerate().map(|(i, n)| (n.clone(), i as u64 + 1)).collect();
+        let ids: BTreeMap<String, NodeId> = peers.keys().map(|n| (n.clone(), raft_id(n))).collect();
+        let distinct: BTreeSet<NodeId> = ids.values().copied().collect();
+        anyhow::ensure!(
+            distinct.len() == ids.len(),
+            "configuration field `cluster.peers`: two node ids hash to the same coordinator id; rename one"
+        );
         let id = ids[&config.node_id];
+        let first = peers.keys().next().cloned().unwrap_or_default();
         let dir = config.data_dir.join("raft");
         std::fs::create_dir_all(&dir).with_context(|| format!("{}", dir.display()))?;
         let (db, machine) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
@@ -100,7 +118,7 @@ impl Coordinator {
         let raft = Raft::new(id, Arc::new(raft_config), network, store::LogStore::new(db), machine.clone()).await?;
         let cluster = config.cluster.clone();
         let c = Arc::new(Coordinator { raft, machine, id, ids, peers, cluster, client, token });
-        if id == 1 && !c.raft.is_initialized().await? {
+        if config.node_id == first && !c.raft.is_initialized().await? {
             let voters: BTreeMap<NodeId, BasicNode> =
                 c.peers.iter().take(MAX_VOTERS).map(|(n, url)| (c.ids[n], BasicNode { addr: url.clone() })).collect();
             c.raft.initialize(voters).await.context("initializing the coordinator group")?;
@@ -142,8 +160,8 @@ impl Coordinator {
             .into(),
             leader: m.current_leader.map(|l| self.name_of(l)),
             term: m.current_term,
-            voters: membership.voter_ids().map(|i| self.name_of(i)).collect(),
-            learners: membership.learner_ids().map(|i| self.name_of(i)).collect(),
+            voters: sorted(membership.voter_ids().map(|i| self.name_of(i))),
+            learners: sorted(membership.learner_ids().map(|i| self.name_of(i))),
             last_applied: m.last_applied.map(|l| l.index),
             replicated: self.state(),
         }
