@@ -211,9 +211,9 @@ impl Node {
             }
             info!(%addr, replicas = ready_state.replicas.len(), "node ready");
         });
-        // Serve first: the listener is already bound, so a connection made before `serve` runs
-        // would wait in the backlog — clients of a restarting node stalled ~1.3 s while the
-        // coordinator opened. Raft RPCs answer 503 until the coordinator is set.
+        // Serve before the coordinator opens: the listener is bound, so a connection made before
+        // `serve` runs would wait in the backlog instead of being answered. Raft RPCs answer 503
+        // until the coordinator is set.
         let shutdown = state.shutdown.clone();
         let server_stop = stop.child_token();
         let graceful = server_stop.clone();
@@ -239,7 +239,17 @@ impl Node {
                     },
                     stop.clone(),
                 ));
-                (Some(coordinator), Some(task))
+                // Leave the Raft group as soon as the node is told to stop: its failure detector
+                // stops with it, so a leader lingering through the HTTP drain would leave the
+                // cluster without anyone to fail over (the others elect a new leader at once).
+                let (raft_stop, c) = (stop.clone(), coordinator.clone());
+                let leave = tokio::spawn(async move {
+                    raft_stop.cancelled().await;
+                    if let Err(e) = c.raft.shutdown().await {
+                        tracing::warn!(error = %e, "coordinator shutdown");
+                    }
+                });
+                (Some(leave), Some(task))
             }
             Err(e) => {
                 tracing::error!(error = %e, "the coordinator could not start; stopping");
@@ -249,7 +259,7 @@ impl Node {
             }
         };
         let result = tokio::select! {
-            r = &mut server => r?,
+            r = &mut server => r.unwrap_or_else(|e| Err(std::io::Error::other(format!("the HTTP server task failed: {e}")))),
             () = async { server_stop.cancelled().await; tokio::time::sleep(DRAIN).await } => {
                 tracing::warn!(drain_secs = DRAIN.as_secs(), "connections still open after the drain time; closing them");
                 server.abort();
@@ -260,10 +270,9 @@ impl Node {
         if let Some(t) = coordinator_task {
             t.abort();
         }
-        if let Some(c) = &coordinator {
-            if let Err(e) = c.raft.shutdown().await {
-                tracing::warn!(error = %e, "coordinator shutdown");
-            }
+        if let Some(leave) = coordinator {
+            stop.cancel(); // also when the server ended by itself
+            let _ = leave.await;
         }
         self.workers_cancel.cancel();
         let workers = self.workers;

@@ -125,6 +125,9 @@ where
     let partition = partition_for(key.as_bytes(), state.partition_count);
     let deadline = Instant::now() + Duration::from_millis(state.cluster.route_deadline_ms);
     let mut attempt = 0;
+    // The node whose forwarded attempt last ran out of time: asked again (no failover has moved
+    // the master meanwhile), it gets the request's whole time — it may just be slow.
+    let mut timed_out: Option<String> = None;
     loop {
         let why = match choose(state, partition, opts, attempt) {
             Target::Local { role, lag } => {
@@ -137,10 +140,17 @@ where
                 set(h, PARTITION, &partition.to_string());
                 return Ok(resp);
             }
-            Target::Remote { url } => match forward(state, &url, path_and_query, deadline).await {
-                Ok(resp) => return Ok(resp),
-                Err(e) => e,
-            },
+            Target::Remote { url } => {
+                let patient = timed_out.as_deref() == Some(url.as_str());
+                match forward(state, &url, path_and_query, deadline, patient).await {
+                    Ok(resp) => return Ok(resp),
+                    Err(Forward::TimedOut(e)) => {
+                        timed_out = Some(url);
+                        e
+                    }
+                    Err(Forward::Failed(e)) => e,
+                }
+            }
             Target::Wait(why) if opts.forwarded => {
                 let master = state.replicas.get(&partition).map(|r| r.status.master()).unwrap_or_default();
                 tracing::debug!(partition, reason = %why, "refusing a forwarded read");
@@ -188,19 +198,38 @@ fn set(h: &mut HeaderMap, name: &'static str, value: &str) {
     }
 }
 
-/// Longest wait for one forwarded attempt while the route deadline has not passed: a master that
-/// hangs (a paused process) is replaced by failover after ~1 s of silence, and the next attempt
-/// then goes to the new master instead of waiting out the whole request timeout.
+/// Longest wait for a forwarded attempt to a node not yet found slow: a master that hangs (a
+/// paused process) is replaced by failover after ~1 s of silence, and the next attempt then goes
+/// to the new master instead of waiting out the whole request timeout. Asked again, the same
+/// node gets the request's whole time.
 const FORWARD_ATTEMPT: Duration = Duration::from_millis(1_500);
 
-/// One forwarded attempt. `Err` (a reason) when the answer is worth retrying elsewhere or later:
-/// no connection, no answer in time, or 503 (not master, or overloaded).
-async fn forward(state: &AppState, base: &str, path_and_query: &str, deadline: Instant) -> Result<Response, String> {
-    // Within the route deadline an attempt is cut short to try again; the last one may use the
-    // request's whole time.
-    let timeout = match deadline.checked_duration_since(Instant::now()) {
-        Some(left) if !left.is_zero() => FORWARD_ATTEMPT.min(left).max(Duration::from_millis(50)),
-        _ => Duration::from_millis(state.limits.request_timeout_ms),
+/// Why a forwarded attempt is worth retrying, elsewhere or later.
+enum Forward {
+    /// No answer within the attempt's time.
+    TimedOut(String),
+    /// No connection, or 503 (not master, or overloaded).
+    Failed(String),
+}
+
+/// One forwarded attempt.
+async fn forward(
+    state: &AppState,
+    base: &str,
+    path_and_query: &str,
+    deadline: Instant,
+    patient: bool,
+) -> Result<Response, Forward> {
+    let whole = Duration::from_millis(state.limits.request_timeout_ms);
+    let left = deadline.checked_duration_since(Instant::now()).unwrap_or_default();
+    let timeout = if patient { whole } else { FORWARD_ATTEMPT.min(left).max(Duration::from_millis(50)) };
+    let failed = |e: reqwest::Error, what: &str| {
+        let why = format!("{what} {base}: {e}");
+        if e.is_timeout() {
+            Forward::TimedOut(why)
+        } else {
+            Forward::Failed(why)
+        }
     };
     let resp = state
         .peer_client
@@ -209,10 +238,10 @@ async fn forward(state: &AppState, base: &str, path_and_query: &str, deadline: I
         .timeout(timeout)
         .send()
         .await
-        .map_err(|e| format!("forwarding to {base}: {e}"))?;
+        .map_err(|e| failed(e, "forwarding to"))?;
     let status = resp.status();
     if status == reqwest::StatusCode::SERVICE_UNAVAILABLE {
-        return Err(format!("{base} answered 503"));
+        return Err(Forward::Failed(format!("{base} answered 503")));
     }
     let mut headers = HeaderMap::new();
     for name in PASSED_BACK {
@@ -222,7 +251,7 @@ async fn forward(state: &AppState, base: &str, path_and_query: &str, deadline: I
             }
         }
     }
-    let body = resp.bytes().await.map_err(|e| format!("reading the answer of {base}: {e}"))?;
+    let body = resp.bytes().await.map_err(|e| failed(e, "reading the answer of"))?;
     let status = axum::http::StatusCode::from_u16(status.as_u16()).unwrap_or(axum::http::StatusCode::BAD_GATEWAY);
     Ok((status, headers, body).into_response())
 }

@@ -25,7 +25,7 @@
 
 use super::Coordinator;
 use serde_json::Value;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
@@ -38,6 +38,11 @@ const SILENCE: Duration = Duration::from_millis(1_000);
 const REJOIN_HOLD: Duration = Duration::from_secs(3);
 /// Time limit of one promotion call (it may have to catch up a standby).
 const PROMOTE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a partition may have a live master that does not serve it (a handover in flight
+/// takes milliseconds) before a standby is promoted.
+const MASTERLESS_GRACE: Duration = Duration::from_secs(3);
+/// How often a failover that cannot proceed is logged again.
+const WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// One replica as its node reported it.
 #[derive(Debug, Clone, PartialEq)]
@@ -82,9 +87,24 @@ async fn probe(client: &reqwest::Client, url: &str) -> Probe {
             Ok(v) => Probe::Ok(v),
             Err(_) => Probe::Silent,
         },
-        Err(e) if e.is_connect() => Probe::Refused,
+        Err(e) if refused(&e) => Probe::Refused,
         Err(_) => Probe::Silent,
     }
+}
+
+/// Whether the connection was actively refused (not a timeout or a name lookup failure, which
+/// reqwest also reports as connect errors).
+fn refused(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(e);
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::ConnectionRefused {
+                return true;
+            }
+        }
+        source = err.source();
+    }
+    false
 }
 
 /// What this member knows of the cluster from its own probes.
@@ -165,6 +185,13 @@ impl View {
             .map(|(_, lag, n)| (lag, n))
     }
 
+    /// Whether some live node serves `partition` as its ready master.
+    fn has_serving_master(&self, partition: u32, now: Instant) -> bool {
+        self.nodes.values().any(|h| {
+            !h.dead(self.since, now) && h.partitions.get(&partition).is_some_and(|r| r.role == "master" && r.ready)
+        })
+    }
+
     /// Whether `partition`, mastered by a live `master`, should move back to `preferred`.
     fn should_rebalance(&self, partition: u32, master: &str, preferred: &str, max_lag: u64, now: Instant) -> bool {
         // A dead master is failover's business, a draining one the drain's.
@@ -181,9 +208,14 @@ impl View {
 
 pub(super) async fn watch(c: Arc<Coordinator>, stop: CancellationToken) {
     let mut view = View::new();
-    let mut in_flight: BTreeSet<u32> = BTreeSet::new();
+    // Partition → (node being promoted, its task): one promotion per partition at a time.
+    let mut in_flight: BTreeMap<u32, (String, tokio::task::AbortHandle)> = BTreeMap::new();
     let mut promotions: JoinSet<(u32, String, Result<(), String>)> = JoinSet::new();
     let mut leading = false;
+    // When each partition's "no standby to promote" was last logged.
+    let mut warned: BTreeMap<u32, Instant> = BTreeMap::new();
+    // Since when each partition has had a live master that does not serve it.
+    let mut masterless_since: BTreeMap<u32, Instant> = BTreeMap::new();
     let mut liveness: Option<tokio::task::JoinHandle<()>> = None;
     let mut metrics = c.raft.metrics();
     let mut tick = tokio::time::interval(POLL);
@@ -227,9 +259,21 @@ pub(super) async fn watch(c: Arc<Coordinator>, stop: CancellationToken) {
             leading = true;
         }
         let now = Instant::now();
+        // A promotion whose target died meanwhile would hold its partition for the call's
+        // whole timeout: give it up, so another standby can be chosen now.
+        in_flight.retain(|p, (to, task)| {
+            let keep = !view.dead(to, now);
+            if !keep {
+                tracing::warn!(partition = p, to = %to, "promotion target died; choosing another standby");
+                task.abort();
+            }
+            keep
+        });
         while let Some(done) = promotions.try_join_next() {
             if let Ok((p, to, result)) = done {
-                in_flight.remove(&p);
+                if in_flight.get(&p).is_some_and(|(t, _)| *t == to) {
+                    in_flight.remove(&p);
+                }
                 match result {
                     Ok(()) => tracing::info!(partition = p, to = %to, "promoted"),
                     Err(e) => tracing::warn!(partition = p, to = %to, error = %e, "promotion failed"),
@@ -250,20 +294,31 @@ pub(super) async fn watch(c: Arc<Coordinator>, stop: CancellationToken) {
         let max_lag = c.cluster.max_promotion_lag;
         let mut failing_over = false;
         for (&p, (_, master)) in &view.masters {
-            if !view.dead(master, now) {
+            // A master that is alive but serves nothing (a handover drained it and the promotion
+            // then failed) leaves the partition without a master as surely as a dead one.
+            let masterless = if view.dead(master, now) || view.has_serving_master(p, now) {
+                masterless_since.remove(&p);
+                false
+            } else {
+                now.duration_since(*masterless_since.entry(p).or_insert(now)) > MASTERLESS_GRACE
+            };
+            if !view.dead(master, now) && !masterless {
                 continue;
             }
             failing_over = true;
-            if in_flight.contains(&p) {
+            if in_flight.contains_key(&p) {
                 continue;
             }
             let Some((lag, to)) = view.failover_target(p, master, max_lag, now) else {
-                tracing::warn!(partition = p, master = %master, max_lag, "failover: master is down and no standby is alive, ready and within the promotion bound");
+                if warned.get(&p).is_none_or(|t| now.duration_since(*t) > WARN_EVERY) {
+                    warned.insert(p, now);
+                    tracing::warn!(partition = p, master = %master, max_lag, "failover: master is down and no standby is alive, ready and within the promotion bound");
+                }
                 continue;
             };
-            tracing::warn!(partition = p, master = %master, to = %to, lag, "failover: master is down; promoting a standby");
-            in_flight.insert(p);
-            promotions.spawn(promote(c.clone(), p, to, true));
+            tracing::warn!(partition = p, master = %master, master_dead = !masterless, to = %to, lag, "failover: no master serves the partition; promoting a standby");
+            let task = promotions.spawn(promote(c.clone(), p, to.clone(), !masterless));
+            in_flight.insert(p, (to, task));
         }
         if failing_over || !in_flight.is_empty() || !c.cluster.rebalance || c.peers.len() < 2 {
             continue;
@@ -272,8 +327,8 @@ pub(super) async fn watch(c: Arc<Coordinator>, stop: CancellationToken) {
             let Some(preferred) = c.cluster.replicas(p).into_iter().next() else { continue };
             if view.should_rebalance(p, master, &preferred, max_lag, now) {
                 tracing::info!(partition = p, from = %master, to = %preferred, "rebalance: moving the master back to its preferred replica");
-                in_flight.insert(p);
-                promotions.spawn(promote(c.clone(), p, preferred, false));
+                let task = promotions.spawn(promote(c.clone(), p, preferred.clone(), false));
+                in_flight.insert(p, (preferred, task));
                 break;
             }
         }
@@ -339,6 +394,19 @@ mod tests {
             })
             .collect();
         Probe::Ok(json!({ "partitions": ps, "draining": draining }))
+    }
+
+    #[tokio::test]
+    async fn a_closed_port_is_refused_and_a_silent_listener_is_not() {
+        let client = reqwest::Client::new();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let e = client.get(format!("http://127.0.0.1:{port}/")).send().await.unwrap_err();
+        assert!(refused(&e), "{e:?}");
+        // A listener that never answers (a paused process): a timeout, not a refusal.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/", silent.local_addr().unwrap());
+        let e = client.get(url).timeout(Duration::from_millis(100)).send().await.unwrap_err();
+        assert!(!refused(&e), "{e:?}");
     }
 
     #[test]

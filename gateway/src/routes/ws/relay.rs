@@ -34,6 +34,15 @@ const COMMANDS: usize = 64;
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 const BACKOFF_START: Duration = Duration::from_millis(10);
 const BACKOFF_MAX: Duration = Duration::from_millis(250);
+/// How often the relay pings its upstream; an upstream silent for [`UPSTREAM_SILENCE`] (a paused
+/// or cut-off node never closes its socket) is given up for the partition's next master.
+const PING_EVERY: Duration = Duration::from_millis(300);
+const UPSTREAM_SILENCE: Duration = Duration::from_millis(1_000);
+/// Longest wait to hand the upstream one frame.
+const SEND_TIMEOUT: Duration = Duration::from_secs(1);
+/// An upstream that stayed up this long was good: the next loss starts over from the best
+/// candidate with no back-off; one that dropped sooner moves on to the next with back-off.
+const GOOD_CONNECTION: Duration = Duration::from_secs(1);
 
 pub(super) enum Command {
     Subscribe { sub: String, keys: Vec<String>, from_version: Option<u64> },
@@ -119,16 +128,18 @@ async fn run(state: AppState, outbox: Outbox, partition: u32, mut rx: mpsc::Rece
                 Err(e) => e,
                 Ok(ws) => {
                     tracing::debug!(partition, upstream = %base, "relaying subscriptions");
+                    let connected = Instant::now();
                     match pump(&outbox, ws, &mut streams, &mut rx).await {
                         Ended::Client => return,
-                        Ended::Upstream(why) => {
+                        Ended::Upstream(why) if connected.elapsed() >= GOOD_CONNECTION => {
                             // Start over from the best candidate: the table may name a new master.
+                            tracing::debug!(partition, upstream = %base, reason = %why, "relay upstream lost");
                             attempt = 0;
                             backoff = BACKOFF_START;
-                            down_since = Some(Instant::now());
-                            tracing::debug!(partition, upstream = %base, reason = %why, "relay upstream lost");
+                            down_since = None;
                             continue;
                         }
+                        Ended::Upstream(why) => why,
                     }
                 }
             },
@@ -176,18 +187,50 @@ async fn connect(base: &str) -> Result<Upstream, String> {
     }
 }
 
+/// Sends one frame to the upstream, giving up after [`SEND_TIMEOUT`].
+async fn send_up(ws: &mut Upstream, msg: Message) -> Result<(), Ended> {
+    match tokio::time::timeout(SEND_TIMEOUT, ws.send(msg)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(Ended::Upstream(format!("sending to the upstream: {e}"))),
+        Err(_) => Err(Ended::Upstream("the upstream does not take frames".into())),
+    }
+}
+
 /// Carries the subscriptions over one upstream connection until it or the client ends.
 async fn pump(outbox: &Outbox, mut ws: Upstream, streams: &mut Streams, rx: &mut mpsc::Receiver<Command>) -> Ended {
-    for ((sub, key), last) in streams.iter() {
-        if ws.send(Message::text(subscribe_op(sub, key, *last))).await.is_err() {
-            return Ended::Upstream("the upstream closed while resubscribing".into());
+    match carry(outbox, &mut ws, streams, rx).await {
+        Ok(never) => match never {},
+        Err(ended) => {
+            let _ = tokio::time::timeout(Duration::from_millis(100), ws.close(None)).await;
+            ended
         }
     }
+}
+
+async fn carry(
+    outbox: &Outbox,
+    ws: &mut Upstream,
+    streams: &mut Streams,
+    rx: &mut mpsc::Receiver<Command>,
+) -> Result<std::convert::Infallible, Ended> {
+    for ((sub, key), last) in streams.iter() {
+        send_up(ws, Message::text(subscribe_op(sub, key, *last))).await?;
+    }
+    let mut heard = Instant::now();
+    let mut ping = tokio::time::interval(PING_EVERY);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let msg = tokio::select! {
-            () = outbox.slow.cancelled() => return Ended::Client,
+            () = outbox.slow.cancelled() => return Err(Ended::Client),
+            _ = ping.tick() => {
+                if heard.elapsed() > UPSTREAM_SILENCE {
+                    return Err(Ended::Upstream(format!("the upstream has been silent for {} ms", heard.elapsed().as_millis())));
+                }
+                send_up(ws, Message::Ping(Default::default())).await?;
+                continue;
+            }
             cmd = rx.recv() => {
-                let Some(cmd) = cmd else { return Ended::Client };
+                let Some(cmd) = cmd else { return Err(Ended::Client) };
                 apply(streams, &cmd);
                 let op = match &cmd {
                     Command::Subscribe { sub, keys, from_version } => {
@@ -195,31 +238,26 @@ async fn pump(outbox: &Outbox, mut ws: Upstream, streams: &mut Streams, rx: &mut
                     }
                     Command::Unsubscribe { sub } => json!({ "op": "unsubscribe", "sub": sub }),
                 };
-                if ws.send(Message::text(op.to_string())).await.is_err() {
-                    return Ended::Upstream("the upstream closed".into());
-                }
+                send_up(ws, Message::text(op.to_string())).await?;
                 continue;
             }
             msg = ws.next() => msg,
         };
+        heard = Instant::now();
         let text = match msg {
             Some(Ok(Message::Text(t))) => t,
-            Some(Ok(Message::Close(f))) => return Ended::Upstream(format!("the upstream closed ({f:?})")),
-            None | Some(Err(_)) => return Ended::Upstream("the upstream connection broke".into()),
-            Some(Ok(_)) => continue,
+            Some(Ok(Message::Close(f))) => return Err(Ended::Upstream(format!("the upstream closed ({f:?})"))),
+            None | Some(Err(_)) => return Err(Ended::Upstream("the upstream connection broke".into())),
+            Some(Ok(_)) => continue, // pong, ping (answered by the library)
         };
         let Ok(msg) = serde_json::from_str::<Value>(text.as_str()) else {
-            return Ended::Upstream("the upstream sent a frame that is not JSON".into());
+            return Err(Ended::Upstream("the upstream sent a frame that is not JSON".into()));
         };
         match deliver(outbox, streams, msg) {
             Delivery::Sent | Delivery::Dropped => {}
-            Delivery::ClientGone => return Ended::Client,
-            Delivery::Resync(op) => {
-                if ws.send(Message::text(op)).await.is_err() {
-                    return Ended::Upstream("the upstream closed".into());
-                }
-            }
-            Delivery::NotHosted(why) => return Ended::Upstream(why),
+            Delivery::ClientGone => return Err(Ended::Client),
+            Delivery::Resync(op) => send_up(ws, Message::text(op)).await?,
+            Delivery::NotHosted(why) => return Err(Ended::Upstream(why)),
         }
     }
 }
@@ -231,14 +269,17 @@ enum Delivery {
     ClientGone,
     /// Versions were skipped: ask the upstream again from the last one delivered.
     Resync(String),
+    /// The upstream cannot serve (the partition is not hosted there, or it reported a
+    /// connection-level error): move to another one.
     NotHosted(String),
 }
 
 /// Passes one upstream message to the client, exactly once and in version order.
 fn deliver(outbox: &Outbox, streams: &mut Streams, msg: Value) -> Delivery {
     let (Some(sub), kind) = (msg["sub"].as_str().map(str::to_owned), msg["type"].as_str()) else {
-        // An error about the connection as a whole: pass it on.
-        return if outbox.send(msg) { Delivery::Sent } else { Delivery::ClientGone };
+        // About the relay's connection as a whole (it was too slow, the node is shutting
+        // down…): not the client's business; the relay moves to another upstream.
+        return Delivery::NotHosted(format!("the upstream reported {}", msg["error"]["code"]));
     };
     if kind == Some("error") {
         if msg["error"]["code"] == "partition_not_hosted" {
@@ -251,6 +292,10 @@ fn deliver(outbox: &Outbox, streams: &mut Streams, msg: Value) -> Delivery {
     };
     let Some(last) = streams.get_mut(&(sub.clone(), key.clone())) else { return Delivery::Dropped };
     match (kind, *last) {
+        // A fresh subscription starts with its snapshot; anything before it is a leftover of a
+        // replaced stream.
+        (Some("snapshot"), None) => {}
+        (_, None) => return Delivery::Dropped,
         // A snapshot never takes the client back to a version older than it has.
         (Some("snapshot"), Some(l)) if version <= l => return Delivery::Dropped,
         (Some("snapshot"), _) => {}
@@ -318,5 +363,11 @@ mod tests {
         assert!(rx.try_recv().unwrap().contains("invalid_key"));
         // An update for a subscription the client has ended is not delivered.
         assert!(matches!(deliver(&out, &mut streams, update(1)), Delivery::Dropped));
+        // A connection-level error of the upstream is not passed on: the relay moves on.
+        let slow = json!({ "type": "error", "sub": null, "error": { "code": "slow_consumer", "message": "m" } });
+        assert!(matches!(deliver(&out, &mut streams, slow), Delivery::NotHosted(_)));
+        // Until its snapshot, a fresh subscription takes no update (a leftover of a replaced stream).
+        apply(&mut streams, &Command::Subscribe { sub: "s".into(), keys: vec!["ztf:A".into()], from_version: None });
+        assert!(matches!(deliver(&out, &mut streams, update(9)), Delivery::Dropped));
     }
 }
