@@ -32,7 +32,7 @@ use types::{ClusterState, NodeId, Raft, Request, Response};
 /// Voters at most; further peers join as learners.
 const MAX_VOTERS: usize = 5;
 /// Election timeout range in ms (the heartbeat is a third of the minimum).
-const ELECTION: (u64, u64) = (120, 200);
+pub(crate) const ELECTION: (u64, u64) = (120, 200);
 
 /// A node's Raft id, derived from its name alone (Kafka's murmur2 as unsigned, plus one), so adding
 /// or removing a peer never renumbers the others: ids are persisted in the Raft membership.

@@ -12,6 +12,7 @@ use openraft::raft::{
 use openraft::{BasicNode, RaftNetwork, RaftNetworkFactory};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::time::Duration;
 
 #[derive(Clone)]
 pub struct Network {
@@ -68,6 +69,14 @@ impl Connection {
 }
 
 impl RaftNetwork<TypeConfig> for Connection {
+    /// How long replication to an unreachable member pauses (openraft's default: 500 ms). A
+    /// restarting node is unreachable until it serves; with the default it then heard no
+    /// heartbeat for up to half a second, started an election, and took the leadership away just
+    /// when a failover might need it. Retrying every heartbeat costs one refused connection.
+    fn backoff(&self) -> openraft::network::Backoff {
+        openraft::network::Backoff::new(std::iter::repeat(Duration::from_millis(super::ELECTION.0 / 3)))
+    }
+
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
