@@ -41,6 +41,9 @@ const PROMOTE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a partition may have a live master that does not serve it (a handover in flight
 /// takes milliseconds) before a standby is promoted.
 const MASTERLESS_GRACE: Duration = Duration::from_secs(3);
+/// How long a partition may wait for its preferred master's first start, when that node is
+/// down, before a standby starts the partition's first epoch instead.
+const FIRST_MASTER_GRACE: Duration = Duration::from_secs(10);
 /// How often a failover that cannot proceed is logged again.
 const WARN_EVERY: Duration = Duration::from_secs(10);
 
@@ -216,6 +219,8 @@ pub(super) async fn watch(c: Arc<Coordinator>, stop: CancellationToken) {
     let mut warned: BTreeMap<u32, Instant> = BTreeMap::new();
     // Since when each partition has had a live master that does not serve it.
     let mut masterless_since: BTreeMap<u32, Instant> = BTreeMap::new();
+    // Since when each partition has had no master at all (nothing in the changelog yet).
+    let mut unmastered_since: BTreeMap<u32, Instant> = BTreeMap::new();
     let mut liveness: Option<tokio::task::JoinHandle<()>> = None;
     let mut metrics = c.raft.metrics();
     let mut tick = tokio::time::interval(POLL);
@@ -290,6 +295,22 @@ pub(super) async fn watch(c: Arc<Coordinator>, stop: CancellationToken) {
         }
         for (p, info) in &state.partitions {
             view.learn(*p, info.epoch, &info.master);
+        }
+        // First bring-up: a partition no replica has seen a master of, whose preferred master
+        // has not come up for a while, is given to a standby (by then it is not just slow).
+        let unmastered: std::collections::BTreeSet<u32> = view
+            .nodes
+            .values()
+            .flat_map(|h| h.partitions.keys().copied())
+            .filter(|p| !view.masters.contains_key(p))
+            .collect();
+        unmastered_since.retain(|p, _| unmastered.contains(p));
+        for p in unmastered {
+            let since = *unmastered_since.entry(p).or_insert(now);
+            let Some(preferred) = c.cluster.replicas(p).into_iter().next() else { continue };
+            if now.duration_since(since) > FIRST_MASTER_GRACE && view.dead(&preferred, now) {
+                view.masters.insert(p, (0, preferred));
+            }
         }
         let max_lag = c.cluster.max_promotion_lag;
         let mut failing_over = false;
