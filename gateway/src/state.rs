@@ -76,7 +76,8 @@ pub struct Inner {
     /// Set by a node drain (before a rolling restart): `/readyz` answers 503 so load balancers
     /// stop sending traffic here, and the node's masters have been handed to standbys.
     pub draining: std::sync::atomic::AtomicBool,
-    /// The embedded coordinator, set once it has started (just before the node serves).
+    /// The embedded coordinator, set once it has started (just after the node starts serving;
+    /// until then the Raft routes answer 503).
     pub coordinator: std::sync::OnceLock<Arc<crate::coordinator::Coordinator>>,
 }
 

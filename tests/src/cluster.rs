@@ -82,6 +82,20 @@ impl Cluster {
         path
     }
 
+    /// Every node's base URL, in id order.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.keys().map(|id| self.url(id)).collect()
+    }
+
+    /// Starts every node (in id order) and waits until each is ready.
+    pub async fn start_all(&self, timeout: Duration) -> Vec<NodeProcess> {
+        let nodes: Vec<NodeProcess> = self.nodes.keys().map(|id| self.start(id)).collect();
+        for n in &nodes {
+            n.wait_ready(timeout).await.unwrap_or_else(|e| panic!("{} ready: {e}", n.url));
+        }
+        nodes
+    }
+
     /// Starts node `id` on its address with its data directory (kept across restarts).
     pub fn start(&self, id: &str) -> NodeProcess {
         let config = self.config(id);

@@ -1,12 +1,44 @@
 //! Load for multi-node tests: the real external producer (Python confluent-kafka) as a child
 //! process, and a reader that behaves like a client behind a load balancer.
 
-use crate::{broker, eventually, lsst_schemas, workspace};
-use std::path::PathBuf;
+use crate::{avro_files, broker, eventually, lsst_schemas, reference, shared_data, synth, workspace};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// The shared ZTF packets (the simulator's night and ZTF21abiuvdk's light curve) plus
+/// `synthetic` re-issued ones written to `dir`, and their independent (fastavro) reference state.
+pub struct Workload {
+    pub real: Vec<PathBuf>,
+    pub synthetic: Vec<PathBuf>,
+    pub reference: BTreeMap<String, Value>,
+}
+
+impl Workload {
+    /// `per_object` synthetic alerts per object; `candid_base` keeps each test's candids apart.
+    pub fn new(dir: &Path, synthetic: usize, per_object: usize, candid_base: i64) -> Workload {
+        let data = shared_data().join("ztf/alerts");
+        let mut real = avro_files(&data.join("fink-alert-simulator/datasim_20181129"));
+        real.extend(avro_files(&data.join("pitt-google-broker/lightcurve_ZTF21abiuvdk")));
+        let synthetic = synth::write_alerts(dir, synthetic, per_object, 0, candid_base);
+        let all: Vec<PathBuf> = real.iter().chain(&synthetic).cloned().collect();
+        Workload { reference: reference::compute(&all), real, synthetic }
+    }
+
+    pub fn total(&self) -> u64 {
+        (self.real.len() + self.synthetic.len()) as u64
+    }
+
+    /// The real packets' objects (they exist once the real packets are in; synthetic objects
+    /// are `ztf:ZTF99…`).
+    pub fn real_keys(&self) -> Vec<String> {
+        self.reference.keys().filter(|k| !k.starts_with("ztf:ZTF99")).cloned().collect()
+    }
+}
 
 /// Starts `tests/py/produce.py` on `files`, at most `rate` packets per second if given.
 pub fn producer(topic: &str, files: &[PathBuf], rate: Option<u32>) -> Child {

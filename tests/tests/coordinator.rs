@@ -46,11 +46,8 @@ async fn three_nodes_elect_replicate_and_survive_the_leaders_death() {
     let tmp = tempfile::tempdir().unwrap();
     let c = Cluster::new("coordinator", &["a", "b", "c"], 2, tmp.path()).fixed_masters();
     let ids = ["a", "b", "c"];
-    let mut nodes: Vec<NodeProcess> = ids.iter().map(|id| c.start(id)).collect();
-    for n in &nodes {
-        n.wait_ready(WAIT).await.unwrap();
-    }
-    let urls: Vec<String> = ids.iter().map(|id| c.url(id)).collect();
+    let mut nodes = c.start_all(WAIT).await;
+    let urls = c.urls();
     let masters = |v: &Value, who: &str, epoch: u64| {
         (0..2).all(|p| {
             let e = &v["replicated"]["partitions"][p.to_string()];

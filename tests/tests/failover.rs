@@ -10,10 +10,9 @@ use lightkeeper_clients::Client;
 use lightkeeper_storage::partitioner::partition_for;
 use lightkeeper_tests::cluster::{partitions, Cluster};
 use lightkeeper_tests::load::{
-    balanced_reader, cluster_input_next, finish, producer, wait_cluster_input, watch_versions,
+    balanced_reader, cluster_input_next, finish, producer, wait_cluster_input, watch_versions, Workload,
 };
 use lightkeeper_tests::*;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,21 +30,11 @@ async fn a_killed_master_is_replaced_automatically_with_no_failed_read() {
     let mut c = Cluster::new("failover-auto", &["a", "b", "c"], 3, tmp.path());
     // Partition p on the two nodes from position p: 0 → [a, b], 1 → [b, c], 2 → [c, a].
     c.replication_factor = Some(2);
-    let data = shared_data().join("ztf/alerts");
-    let mut real = avro_files(&data.join("fink-alert-simulator/datasim_20181129"));
-    real.extend(avro_files(&data.join("pitt-google-broker/lightcurve_ZTF21abiuvdk")));
-    let synthetic = synth::write_alerts(&tmp.path().join("synthetic"), 1000, 4, 0, 9_000_000_000_000_000_000);
-    let all: Vec<PathBuf> = real.iter().chain(&synthetic).cloned().collect();
-    let reference = reference::compute(&all);
-    let keys: Vec<String> = reference.keys().filter(|k| !k.starts_with("ztf:ZTF99")).cloned().collect();
-
-    let mut nodes: Vec<NodeProcess> = ["a", "b", "c"].iter().map(|id| c.start(id)).collect();
-    for n in &nodes {
-        n.wait_ready(WAIT).await.unwrap();
-    }
-    let urls: Vec<String> = ["a", "b", "c"].iter().map(|id| c.url(id)).collect();
-    finish(producer(&c.topics.input, &real, None)).await;
-    wait_cluster_input(&urls, real.len() as u64, WAIT).await;
+    let w = Workload::new(&tmp.path().join("synthetic"), 1000, 4, 9_000_000_000_000_000_000);
+    let mut nodes = c.start_all(WAIT).await;
+    let urls = c.urls();
+    finish(producer(&c.topics.input, &w.real, None)).await;
+    wait_cluster_input(&urls, w.real.len() as u64, WAIT).await;
 
     // A subscriber on c to 150 synthetic objects (4 alerts each) whose alerts come after the
     // kill: those of partition 0 (not on c) are relayed from a, then from b.
@@ -56,13 +45,13 @@ async fn a_killed_master_is_replaced_automatically_with_no_failed_read() {
     let sub = Client::new(&urls[2]).unwrap().subscribe("failover", &refs, None).await.unwrap();
     let watcher = watch_versions(sub, watched.len(), 4);
 
-    let produce = producer(&c.topics.input, &synthetic, Some(150));
+    let produce = producer(&c.topics.input, &w.synthetic, Some(150));
     let stop = Arc::new(AtomicBool::new(false));
-    let reader = balanced_reader(urls.clone(), keys.clone(), stop.clone());
+    let reader = balanced_reader(urls.clone(), w.real_keys(), stop.clone());
 
     // a masters partition 0. Kill it once the stream is flowing.
     eventually(WAIT, "the stream to be flowing", || async {
-        (cluster_input_next(&urls).await > real.len() as u64 + 150).then_some(())
+        (cluster_input_next(&urls).await > w.real.len() as u64 + 150).then_some(())
     })
     .await
     .unwrap();
@@ -85,14 +74,14 @@ async fn a_killed_master_is_replaced_automatically_with_no_failed_read() {
 
     assert!(new_masters.contains(&(0, "b".to_owned())), "b, partition 0's standby, took over: {new_masters:?}");
     finish(produce).await;
-    wait_cluster_input(&urls[1..], all.len() as u64, WAIT).await;
+    wait_cluster_input(&urls[1..], w.total(), WAIT).await;
     stop.store(true, Ordering::Relaxed);
     let reads = reader.await.unwrap();
     eprintln!("{} reads, {} failed, {} retried on another node", reads.ok, reads.failed.len(), reads.retried);
     assert!(reads.failed.is_empty(), "failed reads during the failover: {:?}", reads.failed);
     assert!(reads.ok > 100, "the reader kept reading ({})", reads.ok);
     for u in &urls[1..] {
-        reference::check(&Client::new(u).unwrap(), &reference, "").await.unwrap();
+        reference::check(&Client::new(u).unwrap(), &w.reference, "").await.unwrap();
     }
     let seen = watcher.await.unwrap();
     assert_eq!(seen.len(), watched.len(), "every watched object was delivered: {seen:?}");
@@ -111,27 +100,18 @@ async fn a_paused_node_is_deposed_fenced_and_rejoins() {
     let tmp = tempfile::tempdir().unwrap();
     let mut c = Cluster::new("paused-node", &["a", "b", "c"], 3, tmp.path()).fixed_masters();
     c.replication_factor = Some(2);
-    let data = shared_data().join("ztf/alerts");
-    let real = avro_files(&data.join("fink-alert-simulator/datasim_20181129"));
-    let synthetic = synth::write_alerts(&tmp.path().join("synthetic"), 1200, 3, 0, 6_000_000_000_000_000_000);
-    let all: Vec<PathBuf> = real.iter().chain(&synthetic).cloned().collect();
-    let reference = reference::compute(&all);
-    let keys: Vec<String> = reference.keys().filter(|k| !k.starts_with("ztf:ZTF99")).cloned().collect();
+    let w = Workload::new(&tmp.path().join("synthetic"), 1200, 3, 6_000_000_000_000_000_000);
+    let nodes = c.start_all(WAIT).await;
+    let urls = c.urls();
+    finish(producer(&c.topics.input, &w.real, None)).await;
+    wait_cluster_input(&urls, w.real.len() as u64, WAIT).await;
 
-    let nodes: Vec<NodeProcess> = ["a", "b", "c"].iter().map(|id| c.start(id)).collect();
-    for n in &nodes {
-        n.wait_ready(WAIT).await.unwrap();
-    }
-    let urls: Vec<String> = ["a", "b", "c"].iter().map(|id| c.url(id)).collect();
-    finish(producer(&c.topics.input, &real, None)).await;
-    wait_cluster_input(&urls, real.len() as u64, WAIT).await;
-
-    let produce = producer(&c.topics.input, &synthetic, Some(150));
+    let produce = producer(&c.topics.input, &w.synthetic, Some(150));
     let stop = Arc::new(AtomicBool::new(false));
     // Reads through b and c only: a client's own connection to a paused node just hangs.
-    let reader = balanced_reader(urls[1..].to_vec(), keys.clone(), stop.clone());
+    let reader = balanced_reader(urls[1..].to_vec(), w.real_keys(), stop.clone());
     eventually(WAIT, "the stream to be flowing", || async {
-        (cluster_input_next(&urls).await > real.len() as u64 + 150).then_some(())
+        (cluster_input_next(&urls).await > w.real.len() as u64 + 150).then_some(())
     })
     .await
     .unwrap();
@@ -170,7 +150,7 @@ async fn a_paused_node_is_deposed_fenced_and_rejoins() {
     assert!(stepdowns >= 1.0, "the deposed master stepped down ({stepdowns})");
 
     finish(produce).await;
-    wait_cluster_input(&urls, all.len() as u64, WAIT).await;
+    wait_cluster_input(&urls, w.total(), WAIT).await;
     stop.store(true, Ordering::Relaxed);
     let reads = reader.await.unwrap();
     eprintln!("{} reads, {} failed, {} retried on another node", reads.ok, reads.failed.len(), reads.retried);
@@ -183,9 +163,9 @@ async fn a_paused_node_is_deposed_fenced_and_rejoins() {
     .await
     .unwrap();
     for u in &urls {
-        reference::check(&Client::new(u).unwrap(), &reference, "").await.unwrap();
+        reference::check(&Client::new(u).unwrap(), &w.reference, "").await.unwrap();
     }
-    reference::check(&Client::new(&urls[0]).unwrap(), &reference, "?max_lag=0").await.unwrap_or_else(|e| {
+    reference::check(&Client::new(&urls[0]).unwrap(), &w.reference, "?max_lag=0").await.unwrap_or_else(|e| {
         panic!("a's own replicas (standby reads) differ from the reference: {e}");
     });
     let fenced = lightkeeper_tests::cluster::metric(&urls[1], "lightkeeper_changelog_fenced_total").await.unwrap();

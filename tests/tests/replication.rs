@@ -14,43 +14,16 @@ use lightkeeper_storage::model::Survey;
 use lightkeeper_storage::object::ObjectState;
 use lightkeeper_storage::partitioner::partition_for;
 use lightkeeper_tests::cluster::{metric, partitions, promote, Cluster};
-use lightkeeper_tests::load::{self, finish, input_next, producer, watch_versions};
+use lightkeeper_tests::load::{self, finish, input_next, producer, watch_versions, Workload};
 use lightkeeper_tests::*;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(120);
-
-/// The shared ZTF packets plus `synthetic` re-issued ones, and their reference state.
-struct Workload {
-    real: Vec<PathBuf>,
-    synthetic: Vec<PathBuf>,
-    reference: BTreeMap<String, Value>,
-}
-
-impl Workload {
-    fn new(dir: &Path, synthetic: usize) -> Workload {
-        let data = shared_data().join("ztf/alerts");
-        let mut real = avro_files(&data.join("fink-alert-simulator/datasim_20181129"));
-        real.extend(avro_files(&data.join("pitt-google-broker/lightcurve_ZTF21abiuvdk")));
-        let synthetic = synth::write_alerts(dir, synthetic, 4, 0, 6_000_000_000_000_000_000);
-        let all: Vec<PathBuf> = real.iter().chain(&synthetic).cloned().collect();
-        Workload { reference: reference::compute(&all), real, synthetic }
-    }
-
-    fn total(&self) -> u64 {
-        (self.real.len() + self.synthetic.len()) as u64
-    }
-
-    /// Reference entries of the real packets' objects only (they exist after phase 1).
-    fn real_keys(&self) -> Vec<String> {
-        self.reference.keys().filter(|k| !k.starts_with("ztf:ZTF99")).cloned().collect()
-    }
-}
 
 async fn wait_input(url: &str, total: u64) {
     load::wait_input(url, total, WAIT).await
@@ -91,7 +64,7 @@ async fn get(client: &reqwest::Client, url: &str) -> (u16, BTreeMap<String, Stri
 async fn sigkill_the_master_promote_the_standby_nothing_lost() {
     let tmp = tempfile::tempdir().unwrap();
     let c = Cluster::new("failover", &["a", "b"], 2, tmp.path()).fixed_masters();
-    let w = Workload::new(&tmp.path().join("synthetic"), 1200);
+    let w = Workload::new(&tmp.path().join("synthetic"), 1200, 4, 6_000_000_000_000_000_000);
     let mut a = c.start("a");
     let b = c.start("b");
     a.wait_ready(WAIT).await.unwrap();
@@ -187,7 +160,7 @@ async fn sigkill_the_master_promote_the_standby_nothing_lost() {
 async fn graceful_handover_there_and_back_under_load_fails_no_read() {
     let tmp = tempfile::tempdir().unwrap();
     let c = Cluster::new("handover", &["a", "b"], 2, tmp.path()).fixed_masters();
-    let w = Workload::new(&tmp.path().join("synthetic"), 1200);
+    let w = Workload::new(&tmp.path().join("synthetic"), 1200, 4, 6_000_000_000_000_000_000);
     let a = c.start("a");
     let b = c.start("b");
     a.wait_ready(WAIT).await.unwrap();
@@ -256,7 +229,7 @@ async fn graceful_handover_there_and_back_under_load_fails_no_read() {
 async fn a_paused_deposed_master_changes_no_replica_and_cold_restore_matches() {
     let tmp = tempfile::tempdir().unwrap();
     let c = Cluster::new("zombie", &["a", "b", "c"], 2, tmp.path()).fixed_masters();
-    let w = Workload::new(&tmp.path().join("synthetic"), 1500);
+    let w = Workload::new(&tmp.path().join("synthetic"), 1500, 4, 6_000_000_000_000_000_000);
     let a = c.start("a");
     let b = c.start("b");
     a.wait_ready(WAIT).await.unwrap();

@@ -9,10 +9,9 @@
 
 use lightkeeper_clients::Client;
 use lightkeeper_tests::cluster::{partitions, Cluster, TOKEN};
-use lightkeeper_tests::load::{balanced_reader, finish, producer, wait_cluster_input};
+use lightkeeper_tests::load::{balanced_reader, finish, producer, wait_cluster_input, Workload};
 use lightkeeper_tests::*;
 use serde_json::Value;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,25 +24,15 @@ async fn rolling_restart_of_three_nodes_under_load_fails_no_request() {
     let mut c = Cluster::new("rolling", &["a", "b", "c"], 3, tmp.path());
     // Partition p on the two nodes from position p: 0 → [a, b], 1 → [b, c], 2 → [c, a].
     c.replication_factor = Some(2);
-    let data = shared_data().join("ztf/alerts");
-    let mut real = avro_files(&data.join("fink-alert-simulator/datasim_20181129"));
-    real.extend(avro_files(&data.join("pitt-google-broker/lightcurve_ZTF21abiuvdk")));
-    let synthetic = synth::write_alerts(&tmp.path().join("synthetic"), 1000, 4, 0, 8_000_000_000_000_000_000);
-    let all: Vec<PathBuf> = real.iter().chain(&synthetic).cloned().collect();
-    let reference = reference::compute(&all);
-    let keys: Vec<String> = reference.keys().filter(|k| !k.starts_with("ztf:ZTF99")).cloned().collect();
+    let w = Workload::new(&tmp.path().join("synthetic"), 1000, 4, 8_000_000_000_000_000_000);
+    let mut nodes = c.start_all(WAIT).await;
+    let urls = c.urls();
+    finish(producer(&c.topics.input, &w.real, None)).await;
+    wait_cluster_input(&urls, w.real.len() as u64, WAIT).await;
 
-    let mut nodes: Vec<NodeProcess> = ["a", "b", "c"].iter().map(|id| c.start(id)).collect();
-    for n in &nodes {
-        n.wait_ready(WAIT).await.unwrap();
-    }
-    let urls: Vec<String> = ["a", "b", "c"].iter().map(|id| c.url(id)).collect();
-    finish(producer(&c.topics.input, &real, None)).await;
-    wait_cluster_input(&urls, real.len() as u64, WAIT).await;
-
-    let produce = producer(&c.topics.input, &synthetic, Some(90));
+    let produce = producer(&c.topics.input, &w.synthetic, Some(90));
     let stop = Arc::new(AtomicBool::new(false));
-    let reader = balanced_reader(urls.clone(), keys.clone(), stop.clone());
+    let reader = balanced_reader(urls.clone(), w.real_keys(), stop.clone());
 
     let http = reqwest::Client::new();
     for (i, id) in ["a", "b", "c"].iter().enumerate() {
@@ -91,13 +80,13 @@ async fn rolling_restart_of_three_nodes_under_load_fails_no_request() {
     .unwrap();
 
     finish(produce).await;
-    wait_cluster_input(&urls, all.len() as u64, WAIT).await;
+    wait_cluster_input(&urls, w.total(), WAIT).await;
     stop.store(true, Ordering::Relaxed);
     let reads = reader.await.unwrap();
     eprintln!("{} reads, {} failed, {} retried on another node", reads.ok, reads.failed.len(), reads.retried);
     assert!(reads.failed.is_empty(), "failed reads during the rolling restart: {:?}", reads.failed);
     assert!(reads.ok > 100, "the reader kept reading ({})", reads.ok);
     for url in &urls {
-        reference::check(&Client::new(url).unwrap(), &reference, "").await.unwrap();
+        reference::check(&Client::new(url).unwrap(), &w.reference, "").await.unwrap();
     }
 }

@@ -58,7 +58,8 @@ struct Replica {
 #[derive(Debug, Default)]
 struct NodeHealth {
     last_ok: Option<Instant>,
-    refused_in_a_row: u32,
+    /// The last probe's connection was refused.
+    refused: bool,
     /// Since when the node has answered without a death in between.
     up_since: Option<Instant>,
     draining: bool,
@@ -67,7 +68,7 @@ struct NodeHealth {
 
 impl NodeHealth {
     fn dead(&self, watching_since: Instant, now: Instant) -> bool {
-        self.refused_in_a_row >= 1 || now.duration_since(self.last_ok.unwrap_or(watching_since)) > SILENCE
+        self.refused || now.duration_since(self.last_ok.unwrap_or(watching_since)) > SILENCE
     }
 
     fn standby_within(&self, partition: u32, max_lag: u64) -> Option<u64> {
@@ -133,31 +134,25 @@ impl View {
                     h.up_since = Some(now);
                 }
                 h.last_ok = Some(now);
-                h.refused_in_a_row = 0;
+                h.refused = false;
                 h.draining = v["draining"] == true;
                 h.partitions.clear();
+                let mut masters = Vec::new();
                 for p in v["partitions"].as_array().into_iter().flatten() {
                     let (Some(id), Some(role)) = (p["partition"].as_u64(), p["role"].as_str()) else { continue };
                     let ready = p["ready"] == true;
                     let lag = p["changelog_lag"].as_u64().unwrap_or(u64::MAX);
                     h.partitions.insert(id as u32, Replica { role: role.to_owned(), ready, lag });
                     if let (Some(epoch), Some(master)) = (p["epoch"].as_u64(), p["master"].as_str()) {
-                        if !master.is_empty() {
-                            let m = self.masters.entry(id as u32).or_default();
-                            if epoch > m.0 {
-                                *m = (epoch, master.to_owned());
-                            }
-                        }
+                        masters.push((id as u32, epoch, master));
                     }
                 }
-            }
-            Probe::Refused => {
-                h.refused_in_a_row += 1;
-                if h.dead(self.since, now) {
-                    h.up_since = None;
+                for (p, epoch, master) in masters {
+                    self.learn(p, epoch, master);
                 }
             }
-            Probe::Silent => {
+            Probe::Refused | Probe::Silent => {
+                h.refused = matches!(result, Probe::Refused);
                 if h.dead(self.since, now) {
                     h.up_since = None;
                 }
@@ -165,12 +160,13 @@ impl View {
         }
     }
 
-    /// Learns of a newer (epoch, master) of `partition` from elsewhere (the replicated table).
+    /// Learns of an (epoch, master) of `partition`, from a replica or the replicated table; the
+    /// newest epoch wins.
     fn learn(&mut self, partition: u32, epoch: u64, master: &str) {
-        let m = self.masters.entry(partition).or_default();
-        if epoch > m.0 && !master.is_empty() {
-            *m = (epoch, master.to_owned());
+        if master.is_empty() || self.masters.get(&partition).is_some_and(|(e, _)| *e >= epoch) {
+            return;
         }
+        self.masters.insert(partition, (epoch, master.to_owned()));
     }
 
     fn dead(&self, node: &str, now: Instant) -> bool {
@@ -333,7 +329,7 @@ pub(super) async fn watch(c: Arc<Coordinator>, stop: CancellationToken) {
             let Some((lag, to)) = view.failover_target(p, master, max_lag, now) else {
                 if warned.get(&p).is_none_or(|t| now.duration_since(*t) > WARN_EVERY) {
                     warned.insert(p, now);
-                    tracing::warn!(partition = p, master = %master, max_lag, "failover: master is down and no standby is alive, ready and within the promotion bound");
+                    tracing::warn!(partition = p, master = %master, max_lag, "failover: no master serves the partition and no standby is alive, ready and within the promotion bound");
                 }
                 continue;
             };

@@ -1,7 +1,7 @@
-//! The coordinator: an openraft group embedded in every node (issue 4, first part).
+//! The coordinator: an openraft group embedded in every node.
 //!
-//! It replicates a small state machine — the nodes with their addresses, and the table
-//! partition → master, epoch — through Raft, with its log, vote and state persisted in
+//! It replicates a small state machine — the nodes with their addresses and liveness, and the
+//! table partition → master, standbys, epoch — through Raft, with its log, vote and state persisted in
 //! `data_dir/raft` (`store.rs`) and its RPCs carried by the nodes' own HTTP servers
 //! (`network.rs`). One node alone is a valid cluster (the embedded default initializes itself).
 //! In a configured cluster the first peer by id initializes the group with up to five voters;
@@ -9,10 +9,11 @@
 //!
 //! What it does: membership, leader election and failover of the coordinator itself, node
 //! registration, a partition table that mirrors the changelog (each node records the
-//! partitions it masters, by epoch), and automatic failover (`failover.rs`): the leader watches
-//! every node and, when a partition's master stops answering, promotes its most caught-up
-//! standby by the slice-2 protocol. The changelog's epoch markers remain the authority over who
-//! may write.
+//! partitions it masters, by epoch), and failure detection, automatic failover and rebalancing
+//! (`failover.rs`): every member watches every node; the leader, when a partition's master stops
+//! answering, promotes its most caught-up standby by the slice-2 protocol, and hands masters back
+//! to their preferred replicas. The changelog's epoch markers remain the authority over who may
+//! write.
 
 mod failover;
 mod network;

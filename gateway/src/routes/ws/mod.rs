@@ -258,23 +258,22 @@ async fn subscribe(
     let objects = objects
         .filter(|o| !o.is_empty())
         .ok_or_else(|| ApiError::bad_request("bad_message", "subscribe needs a non-empty \"objects\" list"))?;
-    let mut relayed: BTreeMap<u32, Vec<String>> = BTreeMap::new();
-    for key in &objects {
-        validate_key(key).map_err(|m| ApiError::bad_request("invalid_key", m))?;
-        // Every replica (master or standby) publishes the changes it applies, so any node that
-        // hosts the partition serves its subscriptions; for the others a relay does.
+    // Every replica (master or standby) publishes the changes it applies, so any node that
+    // hosts the partition serves its subscriptions; for the others a relay does.
+    let mut placed = Vec::with_capacity(objects.len());
+    for key in objects {
+        validate_key(&key).map_err(|m| ApiError::bad_request("invalid_key", m))?;
         let p = lightkeeper_storage::partitioner::partition_for(key.as_bytes(), state.partition_count);
-        if !state.replicas.contains_key(&p) {
-            if forwarded || state.cluster.is_single_node() {
-                return Err(ApiError::bad_request(
-                    "partition_not_hosted",
-                    format!("{key} is in partition {p}, which node {} does not host", state.node_id),
-                ));
-            }
-            relayed.entry(p).or_default().push(key.clone());
+        let hosted = state.replicas.contains_key(&p);
+        if !hosted && (forwarded || state.cluster.is_single_node()) {
+            return Err(ApiError::bad_request(
+                "partition_not_hosted",
+                format!("{key} is in partition {p}, which node {} does not host", state.node_id),
+            ));
         }
+        placed.push((key, p, hosted));
     }
-    let new = objects.iter().filter(|k| !subs.streams.contains_key(&(sub.to_owned(), (*k).clone()))).count();
+    let new = placed.iter().filter(|(k, ..)| !subs.streams.contains_key(&(sub.to_owned(), k.clone()))).count();
     if subs.streams.len() + new > state.limits.max_subscriptions_per_connection {
         return Err(ApiError::bad_request(
             "too_many_subscriptions",
@@ -284,7 +283,8 @@ async fn subscribe(
             ),
         ));
     }
-    for key in objects {
+    let mut relayed: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+    for (key, p, hosted) in placed {
         // Re-subscribing replaces the stream (a client resuming after a gap).
         let k = (sub.to_owned(), key.clone());
         match subs.streams.remove(&k) {
@@ -297,9 +297,9 @@ async fn subscribe(
                 state.metrics.ws_subscriptions.inc();
             }
         }
-        let p = lightkeeper_storage::partitioner::partition_for(key.as_bytes(), state.partition_count);
-        if relayed.contains_key(&p) {
+        if !hosted {
             subs.streams.insert(k, Stream::Relayed(p));
+            relayed.entry(p).or_default().push(key);
             continue;
         }
         let rx = state.hub.subscribe(&key);
