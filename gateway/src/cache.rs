@@ -104,6 +104,17 @@ impl ResponseCache {
         }
     }
 
+    /// Drops every rendering (a partition stopped or started being hosted here: renderings of
+    /// its objects could outlive the updates this node no longer sees).
+    pub fn clear(&self) {
+        for g in self.generations.iter() {
+            g.fetch_add(1, Ordering::AcqRel);
+        }
+        let mut inner = self.inner.lock();
+        inner.lru.clear();
+        inner.bytes = 0;
+    }
+
     pub fn bytes(&self) -> usize {
         self.inner.lock().bytes
     }

@@ -34,17 +34,24 @@ pub struct Config {
     pub batch_size: usize,
 }
 
-/// Static cluster membership and partition assignment (slice 3 moves this into openraft).
+/// Cluster membership and the initial partition assignment.
 ///
-/// Configuration only seeds the first master of each partition: once a master has started an
-/// epoch, the changelog says who is master, so a restarted node whose standby was promoted
-/// comes back as a standby.
+/// Configuration only seeds the cluster: the peers listed here form the coordinator group when it
+/// is first created, and their replication-factor placement is the first partition table. From
+/// then on the coordinator's replicated table says who hosts what (it changes as nodes join and
+/// leave), and the changelog's epoch markers say who is master — a restarted node whose standby
+/// was promoted comes back as a standby. A node *not* listed in `peers` joins the running
+/// cluster through them and is given its share of replicas.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Cluster {
-    /// Every node, this one included: node id → base URL the other nodes reach it at. Empty
-    /// means a single node that masters every partition.
+    /// The cluster's founding nodes: node id → base URL the other nodes reach it at. Empty
+    /// means a single node that masters every partition. A node listed here may create the
+    /// coordinator group; a node not listed joins an existing one through these.
     pub peers: BTreeMap<String, String>,
+    /// The base URL other nodes reach this node at. Default: its `peers` entry, else
+    /// `http://<listen>`. Needed by a joining node that listens on an unspecified address.
+    pub advertise_url: Option<String>,
     /// Replicas of listed partitions, the first being the initial (and preferred) master. A
     /// partition not listed is placed by `replication_factor`.
     pub assignment: Vec<Assignment>,
@@ -80,6 +87,7 @@ impl Default for Cluster {
     fn default() -> Self {
         Cluster {
             peers: BTreeMap::new(),
+            advertise_url: None,
             assignment: Vec::new(),
             replication_factor: None,
             max_promotion_lag: 10_000,
@@ -95,7 +103,17 @@ impl Cluster {
         self.peers.is_empty()
     }
 
-    /// The configured replicas of `partition`, preferred master first (empty for a single node).
+    /// This node's base URL for the other nodes (see `advertise_url`); `listen` is the bound
+    /// address.
+    pub fn own_url(&self, node_id: &str, listen: SocketAddr) -> String {
+        self.advertise_url
+            .clone()
+            .or_else(|| self.peers.get(node_id).cloned())
+            .unwrap_or_else(|| format!("http://{listen}"))
+    }
+
+    /// The configured replicas of `partition`, preferred master first (empty for a single node):
+    /// the seed of the coordinator's partition table.
     pub fn replicas(&self, partition: u32) -> Vec<String> {
         if let Some(a) = self.assignment.iter().find(|a| a.partition == partition) {
             return a.replicas.clone();
@@ -335,13 +353,25 @@ impl Config {
         if self.kafka.is_none() {
             return invalid("cluster.peers", "a cluster needs a Kafka broker (the embedded log is one node's)".into());
         }
-        if !c.peers.contains_key(&self.node_id) {
-            return invalid("cluster.peers", format!("must include this node ({:?})", self.node_id));
-        }
+        let is_url = |u: &str| u.starts_with("http://") || u.starts_with("https://");
         for (id, url) in &c.peers {
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
+            if !is_url(url) {
                 return invalid("cluster.peers", format!("{id}: {url:?} is not an http(s) URL"));
             }
+        }
+        match &c.advertise_url {
+            Some(u) if !is_url(u) => return invalid("cluster.advertise_url", format!("{u:?} is not an http(s) URL")),
+            None if !c.peers.contains_key(&self.node_id) && self.listen.ip().is_unspecified() => {
+                return invalid(
+                    "cluster.advertise_url",
+                    format!(
+                        "is required: node {:?} is not in cluster.peers (it joins through them) and listens on {}, \
+                         which other nodes cannot dial",
+                        self.node_id, self.listen
+                    ),
+                );
+            }
+            _ => {}
         }
         if c.admin_token.as_deref().is_none_or(|t| t.trim().is_empty()) {
             return invalid("cluster.admin_token", "is required when cluster.peers is set".into());
@@ -417,8 +447,17 @@ mod tests {
         c.cluster.admin_token = None;
         assert!(c.validate().unwrap_err().to_string().contains("cluster.admin_token"));
         c.cluster.admin_token = Some("t".into());
+        // A node not among the peers joins through them; it must be reachable.
         c.node_id = "c".into();
-        assert!(c.validate().unwrap_err().to_string().contains("must include this node"));
+        c.validate().unwrap();
+        assert_eq!(c.cluster.own_url("c", c.listen), "http://127.0.0.1:8080");
+        assert_eq!(c.cluster.own_url("a", c.listen), "http://127.0.0.1:1");
+        c.listen = "0.0.0.0:8080".parse().unwrap();
+        assert!(c.validate().unwrap_err().to_string().contains("cluster.advertise_url"));
+        c.cluster.advertise_url = Some("http://10.0.0.3:8080".into());
+        c.validate().unwrap();
+        c.cluster.advertise_url = Some("10.0.0.3:8080".into());
+        assert!(c.validate().unwrap_err().to_string().contains("is not an http(s) URL"));
     }
 
     #[test]

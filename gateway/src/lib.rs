@@ -20,6 +20,7 @@ pub mod config;
 pub mod coordinator;
 pub mod error;
 pub mod node;
+pub mod replicas;
 pub mod routes;
 pub mod routing;
 pub mod state;

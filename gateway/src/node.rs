@@ -10,13 +10,12 @@ use crate::state::{AppState, GatewayMetrics, Inner};
 use anyhow::{bail, Context};
 use lightkeeper_partition::hub::Hub;
 use lightkeeper_partition::metrics::PartitionMetrics;
-use lightkeeper_partition::worker::{self, StartRole, WorkerDeps};
+use lightkeeper_partition::worker::{StartRole, WorkerDeps};
 use lightkeeper_storage::codec::Decoder;
 use lightkeeper_storage::log::{EmbeddedLog, KafkaTopic, Topic};
 use lightkeeper_storage::registry::{ConfluentRegistry, EmbeddedRegistry, SchemaRegistry};
 use lightkeeper_storage::state::{RocksStore, StateStore, StoreOptions};
 use prometheus_client::registry::Registry;
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -29,8 +28,6 @@ pub struct Node {
     pub state: AppState,
     config: Config,
     pub mode: &'static str,
-    workers_cancel: CancellationToken,
-    workers: Vec<std::thread::JoinHandle<()>>,
 }
 
 /// Bounded drain time for open connections at shutdown.
@@ -149,24 +146,16 @@ impl Node {
                 config.topics.input
             );
         }
-        let workers_cancel = CancellationToken::new();
-        let mut replicas = BTreeMap::new();
-        let mut workers = Vec::new();
-        for p in 0..partition_count {
-            let configured = cluster.replicas(p);
-            if !cluster.is_single_node() && !configured.contains(&config.node_id) {
-                continue;
+        // A single node hosts and masters every partition. A cluster node hosts what the
+        // coordinator's table places on it (`replicas::follow_placement`, once serving).
+        let replicas = crate::replicas::Replicas::new(deps);
+        if cluster.is_single_node() {
+            for p in 0..partition_count {
+                replicas.host(p, StartRole { single_node: true, ..StartRole::default() }, false)?;
             }
-            let start = StartRole {
-                single_node: cluster.is_single_node(),
-                configured_master: configured.first() == Some(&config.node_id),
-                replicas: configured,
-            };
-            let (handle, thread) = worker::spawn(deps.clone(), p, start, workers_cancel.child_token())?;
-            replicas.insert(p, handle);
-            workers.push(thread);
+            replicas.mark_placed();
+            info!(partitions = partition_count, "partition replicas started");
         }
-        info!(hosted = ?replicas.keys().collect::<Vec<_>>(), partitions = partition_count, "partition replicas started");
         let peer_client = reqwest::Client::builder()
             .connect_timeout(Duration::from_millis(500))
             .pool_max_idle_per_host(64)
@@ -190,7 +179,7 @@ impl Node {
             draining: std::sync::atomic::AtomicBool::new(false),
             coordinator: std::sync::OnceLock::new(),
         }));
-        Ok(Node { state, mode, workers_cancel, workers, config: config.clone() })
+        Ok(Node { state, mode, config: config.clone() })
     }
 
     /// Serves HTTP on `listener` until `stop` fires, then shuts down in order.
@@ -203,13 +192,16 @@ impl Node {
         let ready_state = state.clone();
         let ready_stop = stop.clone();
         let ready_task = tokio::spawn(async move {
-            while !ready_state.replicas.values().all(|r| r.status.ready.load(Ordering::Acquire)) {
+            loop {
+                if let Ok(hosted) = ready_state.replicas.ready() {
+                    info!(%addr, replicas = hosted, "node ready");
+                    return;
+                }
                 tokio::select! {
                     () = ready_stop.cancelled() => return,
                     () = tokio::time::sleep(Duration::from_millis(20)) => {}
                 }
             }
-            info!(%addr, replicas = ready_state.replicas.len(), "node ready");
         });
         // Serve before the coordinator opens: the listener is bound, so a connection made before
         // `serve` runs would wait in the backlog instead of being answered. Raft RPCs answer 503
@@ -223,15 +215,18 @@ impl Node {
         });
         let mut server = tokio::spawn(async move { server.await });
         let mut start_error = None;
-        let (coordinator, coordinator_task) = match crate::coordinator::Coordinator::start(&self.config).await {
+        let started = crate::coordinator::Coordinator::start(&self.config, state.partition_count).await;
+        let (coordinator, coordinator_task, follower) = match started {
             Ok(coordinator) => {
                 let _ = state.coordinator.set(coordinator.clone());
-                let replicas = state.replicas.clone();
+                let mastered = state.clone();
                 let task = tokio::spawn(coordinator.clone().run(
                     state.node_id.clone(),
-                    self.config.cluster.peers.get(&state.node_id).cloned().unwrap_or_else(|| format!("http://{addr}")),
+                    self.config.cluster.own_url(&state.node_id, addr),
                     move || {
-                        replicas
+                        mastered
+                            .replicas
+                            .snapshot()
                             .iter()
                             .filter(|(_, r)| r.status.is_serving_master())
                             .map(|(p, r)| (*p, r.status.epoch.load(Ordering::Relaxed)))
@@ -239,6 +234,9 @@ impl Node {
                     },
                     stop.clone(),
                 ));
+                let follower = (!self.config.cluster.is_single_node()).then(|| {
+                    tokio::spawn(crate::replicas::follow_placement(state.clone(), coordinator.clone(), stop.clone()))
+                });
                 // Leave the Raft group as soon as the node is told to stop: its failure detector
                 // stops with it, so a leader lingering through the HTTP drain would leave the
                 // cluster without anyone to fail over (the others elect a new leader at once).
@@ -249,13 +247,13 @@ impl Node {
                         tracing::warn!(error = %e, "coordinator shutdown");
                     }
                 });
-                (Some(leave), Some(task))
+                (Some(leave), Some(task), follower)
             }
             Err(e) => {
                 tracing::error!(error = %e, "the coordinator could not start; stopping");
                 server_stop.cancel();
                 start_error = Some(e);
-                (None, None)
+                (None, None, None)
             }
         };
         let result = tokio::select! {
@@ -267,20 +265,18 @@ impl Node {
             }
         };
         ready_task.abort();
-        if let Some(t) = coordinator_task {
+        for t in [coordinator_task, follower].into_iter().flatten() {
             t.abort();
+            let _ = t.await; // a follower may be joining a replica's thread: let it finish
         }
         if let Some(leave) = coordinator {
             stop.cancel(); // also when the server ended by itself
             let _ = leave.await;
         }
-        self.workers_cancel.cancel();
-        let workers = self.workers;
-        let store = self.state.store.clone();
+        let state = self.state.clone();
         tokio::task::spawn_blocking(move || {
-            for w in workers {
-                let _ = w.join();
-            }
+            state.replicas.stop_all();
+            let store = &state.store;
             // The store runs without a WAL: flush, so the next start reads only the changelog
             // written after this point.
             if let Err(e) = store.flush() {

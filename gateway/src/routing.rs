@@ -53,8 +53,8 @@ enum Target {
 }
 
 fn choose(state: &AppState, partition: u32, opts: ReadOptions, attempt: usize) -> Target {
-    let local = state.replicas.get(&partition);
-    if let Some(r) = local {
+    let local = state.replicas.get(partition);
+    if let Some(r) = &local {
         let s = &r.status;
         if s.is_serving_master() {
             return Target::Local { role: Role::Master, lag: 0 };
@@ -86,20 +86,20 @@ fn choose(state: &AppState, partition: u32, opts: ReadOptions, attempt: usize) -
     if master == state.node_id {
         return Target::Wait(format!("partition {partition} is handing over from this node"));
     }
-    match state.cluster.peers.get(&master) {
-        Some(url) => Target::Remote { url: url.clone() },
-        None => Target::Wait(format!("master {master:?} of partition {partition} is not a configured peer")),
+    match state.peer_url(&master) {
+        Some(url) => Target::Remote { url },
+        None => Target::Wait(format!("master {master:?} of partition {partition} is not a known node")),
     }
 }
 
 /// The other nodes that host `partition`, the likeliest master first: the one the coordinator's
-/// replicated table names, then the configured replicas.
+/// replicated table names, then the partition's other replicas.
 pub fn hosting_nodes(state: &AppState, partition: u32) -> Vec<String> {
     let mut names = Vec::new();
     if let Some(master) = state.coordinator.get().and_then(|c| c.master_of(partition)) {
         names.push(master);
     }
-    for r in state.cluster.replicas(partition) {
+    for r in state.placement(partition) {
         if !names.contains(&r) {
             names.push(r);
         }
@@ -152,7 +152,7 @@ where
                 }
             }
             Target::Wait(why) if opts.forwarded => {
-                let master = state.replicas.get(&partition).map(|r| r.status.master()).unwrap_or_default();
+                let master = state.replicas.get(partition).map(|r| r.status.master()).unwrap_or_default();
                 tracing::debug!(partition, reason = %why, "refusing a forwarded read");
                 return Err(ApiError::NotMaster { partition, master });
             }

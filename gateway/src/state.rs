@@ -3,7 +3,6 @@
 use crate::config::Limits;
 use lightkeeper_partition::hub::Hub;
 use lightkeeper_partition::metrics::Labels;
-use lightkeeper_partition::worker::ReplicaHandle;
 use lightkeeper_storage::codec::Decoder;
 use lightkeeper_storage::log::Topic;
 use lightkeeper_storage::state::StateStore;
@@ -63,8 +62,8 @@ pub struct Inner {
     pub input: Arc<dyn Topic>,
     /// Partitions of the input topic (routing hashes keys over this many).
     pub partition_count: u32,
-    /// The replicas this node hosts, by partition.
-    pub replicas: BTreeMap<u32, ReplicaHandle>,
+    /// The replicas this node hosts, by partition (changes as placement moves replicas).
+    pub replicas: crate::replicas::Replicas,
     pub cluster: crate::config::Cluster,
     /// Node-to-node HTTP: forwarded reads and handover calls.
     pub peer_client: reqwest::Client,
@@ -79,6 +78,30 @@ pub struct Inner {
     /// The embedded coordinator, set once it has started (just after the node starts serving;
     /// until then the Raft routes answer 503).
     pub coordinator: std::sync::OnceLock<Arc<crate::coordinator::Coordinator>>,
+}
+
+impl Inner {
+    /// The base URL of node `name`: as registered in the coordinator's table, else as configured.
+    pub fn peer_url(&self, name: &str) -> Option<String> {
+        self.coordinator.get().and_then(|c| c.url_of(name)).or_else(|| self.cluster.peers.get(name).cloned())
+    }
+
+    /// The nodes hosting `partition`, preferred master first: the coordinator's placement, else
+    /// the configured one.
+    pub fn placement(&self, partition: u32) -> Vec<String> {
+        match self.coordinator.get() {
+            Some(c) => c.replicas_of(partition),
+            None => self.cluster.replicas(partition),
+        }
+    }
+
+    /// Every node known: node id → base URL.
+    pub fn known_nodes(&self) -> BTreeMap<String, String> {
+        match self.coordinator.get() {
+            Some(c) => c.nodes(),
+            None => self.cluster.peers.clone(),
+        }
+    }
 }
 
 #[derive(Clone)]

@@ -67,6 +67,12 @@ impl Hub {
         }
     }
 
+    /// Closes the channels of the keys `doomed` selects (a partition this node stops hosting):
+    /// their receivers get every update already sent, then `RecvError::Closed`.
+    pub fn close(&self, doomed: impl Fn(&str) -> bool) {
+        self.channels.lock().retain(|key, _| !doomed(key));
+    }
+
     /// Number of objects with at least one live subscription channel.
     pub fn watched_objects(&self) -> usize {
         self.channels.lock().len()

@@ -15,17 +15,22 @@
 //!   with the least changelog lag, if that lag is within `cluster.max_promotion_lag`, by calling
 //!   its `POST /v1/admin/partitions/{p}/promote` — the slice-2 protocol: drain the old master if
 //!   it answers, else read the changelog to its end and start a new epoch that fences it.
-//! - *Rebalance*: a partition mastered away from its preferred replica (the first configured)
+//! - *Placement* (`placement.rs`): it seeds the partition table from configuration, and while
+//!   no failover is pending moves replicas toward a balanced placement over the members, one
+//!   partition and one step (add, hand over, remove) at a time.
+//! - *Rebalance*: a partition mastered away from its preferred replica (the first in the table)
 //!   is handed back by a graceful handover once that node has been up for [`REJOIN_HOLD`], is not
 //!   draining, and its replica is ready and within the promotion bound. One at a time, and only
-//!   while no failover is pending.
+//!   while no failover or replica move is pending.
 //!
 //! A leader change loses nothing: the new leader has its own view, and the partition table
 //! (replicated) tells it the master that died with the old leader.
 
+use super::placement::{self, Step};
+use super::types::{ClusterState, Request};
 use super::Coordinator;
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
@@ -76,6 +81,11 @@ impl NodeHealth {
             Some(r) if r.role == "standby" && r.ready && r.lag <= max_lag => Some(r.lag),
             _ => None,
         }
+    }
+
+    /// The node's replica of `partition` is ready: a master, or a standby within `max_lag`.
+    fn replica_within(&self, partition: u32, max_lag: u64) -> bool {
+        self.partitions.get(&partition).is_some_and(|r| r.ready && (r.role == "master" || r.lag <= max_lag))
     }
 }
 
@@ -218,6 +228,8 @@ pub(super) async fn watch(c: Arc<Coordinator>, stop: CancellationToken) {
     // Since when each partition has had no master at all (nothing in the changelog yet).
     let mut unmastered_since: BTreeMap<u32, Instant> = BTreeMap::new();
     let mut liveness: Option<tokio::task::JoinHandle<()>> = None;
+    // The placement write in flight (one at a time).
+    let mut placing: Option<tokio::task::JoinHandle<()>> = None;
     let mut metrics = c.raft.metrics();
     let mut tick = tokio::time::interval(POLL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -226,8 +238,8 @@ pub(super) async fn watch(c: Arc<Coordinator>, stop: CancellationToken) {
         // tick, which matters when the old leader died with a master.
         tokio::select! {
             () = stop.cancelled() => {
-                if let Some(l) = liveness.take() {
-                    l.abort();
+                for t in [liveness.take(), placing.take()].into_iter().flatten() {
+                    t.abort();
                 }
                 return;
             }
@@ -244,7 +256,7 @@ pub(super) async fn watch(c: Arc<Coordinator>, stop: CancellationToken) {
         }
         // Probe every node at once.
         let mut probes = JoinSet::new();
-        for (name, url) in c.peers.clone() {
+        for (name, url) in c.nodes() {
             let client = c.client.clone();
             probes.spawn(async move { (name, probe(&client, &url).await) });
         }
@@ -292,6 +304,17 @@ pub(super) async fn watch(c: Arc<Coordinator>, stop: CancellationToken) {
         for (p, info) in &state.partitions {
             view.learn(*p, info.epoch, &info.master);
         }
+        let placing_idle = placing.as_ref().is_none_or(|t| t.is_finished());
+        // First bring-up: the table is seeded with the configured placement.
+        let unplaced: Vec<(u32, Vec<String>)> = (0..c.partitions)
+            .filter(|p| state.partitions.get(p).is_none_or(|i| i.replicas.is_empty()))
+            .map(|p| (p, c.cluster.replicas(p)))
+            .filter(|(_, r)| !r.is_empty())
+            .collect();
+        if !unplaced.is_empty() && placing_idle {
+            tracing::info!(partitions = unplaced.len(), "placement: seeding the partition table from configuration");
+            placing = Some(tokio::spawn(write_placement(c.clone(), unplaced)));
+        }
         // First bring-up: a partition no replica has seen a master of, whose preferred master
         // has not come up for a while, is given to a standby (by then it is not just slow).
         let unmastered: std::collections::BTreeSet<u32> = view
@@ -303,7 +326,7 @@ pub(super) async fn watch(c: Arc<Coordinator>, stop: CancellationToken) {
         unmastered_since.retain(|p, _| unmastered.contains(p));
         for p in unmastered {
             let since = *unmastered_since.entry(p).or_insert(now);
-            let Some(preferred) = c.cluster.replicas(p).into_iter().next() else { continue };
+            let Some(preferred) = c.replicas_of(p).into_iter().next() else { continue };
             if now.duration_since(since) > FIRST_MASTER_GRACE && view.dead(&preferred, now) {
                 view.masters.insert(p, (0, preferred));
             }
@@ -337,11 +360,31 @@ pub(super) async fn watch(c: Arc<Coordinator>, stop: CancellationToken) {
             let task = promotions.spawn(promote(c.clone(), p, to.clone(), !masterless));
             in_flight.insert(p, (to, task));
         }
-        if failing_over || !in_flight.is_empty() || !c.cluster.rebalance || c.peers.len() < 2 {
+        if failing_over || !in_flight.is_empty() {
+            continue;
+        }
+        if let Some((p, step)) = placement_step(&c, &view, &state, now) {
+            match step {
+                Step::Write(replicas) if placing_idle => {
+                    let from = state.partitions.get(&p).map(|i| i.replicas.clone()).unwrap_or_default();
+                    tracing::info!(partition = p, ?from, to = ?replicas, "placement: moving replicas");
+                    placing = Some(tokio::spawn(write_placement(c.clone(), vec![(p, replicas)])));
+                }
+                Step::Handover(to) => {
+                    tracing::info!(partition = p, to = %to, "placement: handing mastership off a replica being removed");
+                    let task = promotions.spawn(promote(c.clone(), p, to.clone(), false));
+                    in_flight.insert(p, (to, task));
+                }
+                _ => {}
+            }
+            // Masters return to their preferred replicas once the replicas are in place.
+            continue;
+        }
+        if !c.cluster.rebalance || c.nodes().len() < 2 {
             continue;
         }
         for (&p, (_, master)) in &view.masters {
-            let Some(preferred) = c.cluster.replicas(p).into_iter().next() else { continue };
+            let Some(preferred) = c.replicas_of(p).into_iter().next() else { continue };
             if view.should_rebalance(p, master, &preferred, max_lag, now) {
                 tracing::info!(partition = p, from = %master, to = %preferred, "rebalance: moving the master back to its preferred replica");
                 let task = promotions.spawn(promote(c.clone(), p, preferred.clone(), false));
@@ -352,8 +395,42 @@ pub(super) async fn watch(c: Arc<Coordinator>, stop: CancellationToken) {
     }
 }
 
+/// The next placement step of the first partition not placed as targeted (see `placement.rs`).
+fn placement_step(c: &Coordinator, view: &View, state: &ClusterState, now: Instant) -> Option<(u32, Step)> {
+    let current = state.placement();
+    if (current.len() as u32) < c.partitions {
+        return None; // not seeded yet
+    }
+    let members = c.members(state);
+    let seen_alive = |n: &str| view.nodes.get(n).is_some_and(|h| h.up_since.is_some() && !h.dead(view.since, now));
+    let alive: BTreeSet<String> = members.iter().filter(|n| seen_alive(n)).cloned().collect();
+    let pinned: BTreeSet<u32> = c.cluster.assignment.iter().map(|a| a.partition).collect();
+    let max_lag = c.cluster.max_promotion_lag;
+    let target = placement::target(&current, &members, &alive, c.partitions, c.cluster.replication_factor, &pinned);
+    target.iter().find_map(|(p, t)| {
+        let step = placement::next_step(
+            &current[p],
+            t,
+            view.masters.get(p).map(|(_, m)| m.as_str()),
+            |n| view.nodes.get(n).is_some_and(|h| h.replica_within(*p, max_lag)),
+            |n| !seen_alive(n),
+        );
+        (step != Step::Done).then_some((*p, step))
+    })
+}
+
+/// Records partitions' replicas in the table.
+async fn write_placement(c: Arc<Coordinator>, placements: Vec<(u32, Vec<String>)>) {
+    for (partition, replicas) in placements {
+        if let Err(e) = c.write(Request::SetReplicas { partition, replicas }).await {
+            tracing::warn!(partition, error = %e, "placement: could not record the replicas");
+            return;
+        }
+    }
+}
+
 /// The nodes whose liveness differs from the replicated table: (name, alive now).
-fn liveness_changes(view: &View, state: &super::types::ClusterState, now: Instant) -> Vec<(String, bool)> {
+fn liveness_changes(view: &View, state: &ClusterState, now: Instant) -> Vec<(String, bool)> {
     state
         .nodes
         .iter()
@@ -371,7 +448,7 @@ async fn record_liveness(c: Arc<Coordinator>, changes: Vec<(String, bool)>) {
         } else {
             tracing::warn!(node = %name, "node is down");
         }
-        if let Err(e) = c.write(super::types::Request::SetLiveness { name: name.clone(), alive }).await {
+        if let Err(e) = c.write(Request::SetLiveness { name: name.clone(), alive }).await {
             tracing::debug!(node = %name, error = %e, "could not record liveness yet");
         }
     }
@@ -379,8 +456,8 @@ async fn record_liveness(c: Arc<Coordinator>, changes: Vec<(String, bool)>) {
 
 /// Promotes `to` for `p`; `master_down`: the old master is dead, so no drain is attempted.
 async fn promote(c: Arc<Coordinator>, p: u32, to: String, master_down: bool) -> (u32, String, Result<(), String>) {
-    let Some(url) = c.peers.get(&to).cloned() else {
-        return (p, to, Err("not a configured peer".into()));
+    let Some(url) = c.url_of(&to) else {
+        return (p, to, Err("not a known node".into()));
     };
     let r = c
         .client

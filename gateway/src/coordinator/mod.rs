@@ -1,29 +1,36 @@
 //! The coordinator: an openraft group embedded in every node.
 //!
-//! It replicates a small state machine — the nodes with their addresses and liveness, and the
-//! table partition → master, standbys, epoch — through Raft, with its log, vote and state persisted in
-//! `data_dir/raft` (`store.rs`) and its RPCs carried by the nodes' own HTTP servers
-//! (`network.rs`). One node alone is a valid cluster (the embedded default initializes itself).
-//! In a configured cluster the first peer by id initializes the group with up to five voters;
-//! the leader adds the other peers as learners.
+//! It replicates a small state machine — the nodes with their addresses, liveness and whether
+//! they are leaving, and the table partition → replicas (preferred master first), master, epoch
+//! — through Raft, with its log, vote and state persisted in `data_dir/raft` (`store.rs`) and its
+//! RPCs carried by the nodes' own HTTP servers (`network.rs`). One node alone is a valid cluster
+//! (the embedded default initializes itself).
 //!
-//! What it does: membership, leader election and failover of the coordinator itself, node
-//! registration, a partition table that mirrors the changelog (each node records the
-//! partitions it masters, by epoch), and failure detection, automatic failover and rebalancing
-//! (`failover.rs`): every member watches every node; the leader, when a partition's master stops
-//! answering, promotes its most caught-up standby by the slice-2 protocol, and hands masters back
-//! to their preferred replicas. The changelog's epoch markers remain the authority over who may
-//! write.
+//! **Forming and joining.** Every configured peer that finds its Raft store empty initializes
+//! the group with the same voters — the first five peers by id — which openraft allows (the vote
+//! decides; only *different* initial memberships could split the group). So a new cluster forms
+//! as soon as a majority of those voters is up, whichever they are. A node not among the peers
+//! never initializes: it registers through the peers, and the leader adds it as a learner and
+//! promotes learners to voters while there are fewer than the odd number of voters the cluster
+//! supports (at most five). A decommissioned (leaving) node is removed from the group once it
+//! hosts no replica: a voter is replaced by a caught-up learner in one membership change.
+//!
+//! **What it drives**: replica placement (`placement.rs`: seeded from configuration, rebalanced
+//! as nodes join and leave), failure detection, automatic failover and the return of masters to
+//! their preferred replicas (`failover.rs`). Each node hosts exactly the partitions the table
+//! places on it (`crate::replicas`). The changelog's epoch markers remain the authority over
+//! who may write; the table's `master` mirrors them (each master records its epoch).
 
 mod failover;
 mod network;
+pub mod placement;
 pub mod store;
 pub mod types;
 
 use crate::config::Config;
 use anyhow::Context;
 use openraft::error::{ClientWriteError, RaftError};
-use openraft::{BasicNode, ServerState};
+use openraft::{BasicNode, ChangeMembers, ServerState};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -51,11 +58,15 @@ pub struct Coordinator {
     pub raft: Raft,
     machine: store::StateMachine,
     pub id: NodeId,
-    /// Node name → Raft id ([`raft_id`]).
-    ids: BTreeMap<String, NodeId>,
+    /// This node's name.
+    name: String,
+    /// The configured peers (node name → URL): the founding members, and the seeds a joining
+    /// node registers through.
     peers: BTreeMap<String, String>,
     /// The cluster section of the configuration: replica placement, promotion bound, rebalance.
     cluster: crate::config::Cluster,
+    /// Partitions of the input topic.
+    partitions: u32,
     client: reqwest::Client,
     token: String,
 }
@@ -76,23 +87,23 @@ pub struct CoordinatorView {
 }
 
 impl Coordinator {
-    /// Starts this node's Raft member; initializes the group if this node is the first peer and
-    /// the group is new.
-    pub async fn start(config: &Config) -> anyhow::Result<Arc<Coordinator>> {
+    /// Starts this node's Raft member; a configured peer initializes the group if its store is
+    /// empty (see the module doc).
+    pub async fn start(config: &Config, partitions: u32) -> anyhow::Result<Arc<Coordinator>> {
         let single = config.cluster.is_single_node();
         let peers: BTreeMap<String, String> = if single {
             [(config.node_id.clone(), format!("http://{}", config.listen))].into()
         } else {
             config.cluster.peers.clone()
         };
-        let ids: BTreeMap<String, NodeId> = peers.keys().map(|n| (n.clone(), raft_id(n))).collect();
-        let distinct: BTreeSet<NodeId> = ids.values().copied().collect();
+        let mut names: BTreeSet<&String> = peers.keys().collect();
+        names.insert(&config.node_id);
+        let distinct: BTreeSet<NodeId> = names.iter().map(|n| raft_id(n)).collect();
         anyhow::ensure!(
-            distinct.len() == ids.len(),
+            distinct.len() == names.len(),
             "configuration field `cluster.peers`: two node ids hash to the same coordinator id; rename one"
         );
-        let id = ids[&config.node_id];
-        let first = peers.keys().next().cloned().unwrap_or_default();
+        let id = raft_id(&config.node_id);
         let dir = config.data_dir.join("raft");
         std::fs::create_dir_all(&dir).with_context(|| format!("{}", dir.display()))?;
         let (db, machine) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
@@ -117,13 +128,27 @@ impl Coordinator {
         let token = config.cluster.admin_token.clone().unwrap_or_default();
         let network = network::Network { client: client.clone(), token: token.clone() };
         let raft = Raft::new(id, Arc::new(raft_config), network, store::LogStore::new(db), machine.clone()).await?;
-        let cluster = config.cluster.clone();
-        let c = Arc::new(Coordinator { raft, machine, id, ids, peers, cluster, client, token });
-        if config.node_id == first && !c.raft.is_initialized().await? {
+        let c = Arc::new(Coordinator {
+            raft,
+            machine,
+            id,
+            name: config.node_id.clone(),
+            peers,
+            cluster: config.cluster.clone(),
+            partitions,
+            client,
+            token,
+        });
+        if c.peers.contains_key(&config.node_id) && !c.raft.is_initialized().await? {
+            // Every founding peer proposes the same voters, so any majority of them forms the group.
             let voters: BTreeMap<NodeId, BasicNode> =
-                c.peers.iter().take(MAX_VOTERS).map(|(n, url)| (c.ids[n], BasicNode { addr: url.clone() })).collect();
-            c.raft.initialize(voters).await.context("initializing the coordinator group")?;
-            tracing::info!(voters = MAX_VOTERS.min(c.peers.len()), "coordinator group initialized");
+                c.peers.iter().take(MAX_VOTERS).map(|(n, url)| (raft_id(n), BasicNode { addr: url.clone() })).collect();
+            match c.raft.initialize(voters).await {
+                Ok(()) => tracing::info!(voters = MAX_VOTERS.min(c.peers.len()), "coordinator group initialized"),
+                // Another peer's leader reached this node first: it is a member already.
+                Err(RaftError::APIError(e)) => tracing::debug!(error = %e, "coordinator group already initialized"),
+                Err(e) => return Err(e).context("initializing the coordinator group"),
+            }
         }
         Ok(c)
     }
@@ -133,12 +158,53 @@ impl Coordinator {
     }
 
     fn name_of(&self, id: NodeId) -> String {
-        self.ids.iter().find(|(_, i)| **i == id).map_or_else(|| format!("raft-{id}"), |(n, _)| n.clone())
+        let state = self.machine.state();
+        std::iter::once(&self.name)
+            .chain(self.peers.keys())
+            .chain(state.nodes.keys())
+            .find(|n| raft_id(n) == id)
+            .map_or_else(|| format!("raft-{id}"), Clone::clone)
     }
 
     /// The replicated state as applied on this node.
     pub fn state(&self) -> ClusterState {
         self.machine.state()
+    }
+
+    /// Node `name`'s base URL: as registered, else as configured.
+    pub fn url_of(&self, name: &str) -> Option<String> {
+        self.machine.state().nodes.get(name).map(|n| n.url.clone()).or_else(|| self.peers.get(name).cloned())
+    }
+
+    /// Every node to watch and route to: the registered ones (except those that have left:
+    /// leaving and hosting nothing) and the configured peers.
+    pub fn nodes(&self) -> BTreeMap<String, String> {
+        let state = self.machine.state();
+        let mut nodes = self.peers.clone();
+        for (name, info) in &state.nodes {
+            nodes.insert(name.clone(), info.url.clone());
+        }
+        nodes.retain(|n, _| !state.has_left(n));
+        nodes
+    }
+
+    /// The nodes hosting `partition`, preferred master first: the table's placement, or the
+    /// configured one until the table has it.
+    pub fn replicas_of(&self, partition: u32) -> Vec<String> {
+        match self.machine.state().partitions.get(&partition) {
+            Some(p) if !p.replicas.is_empty() => p.replicas.clone(),
+            _ => self.cluster.replicas(partition),
+        }
+    }
+
+    /// Nodes that may hold replicas: configured peers and registered nodes, except those leaving.
+    pub fn members(&self, state: &ClusterState) -> BTreeSet<String> {
+        self.peers
+            .keys()
+            .chain(state.nodes.keys())
+            .filter(|n| !state.nodes.get(*n).is_some_and(|i| i.leaving))
+            .cloned()
+            .collect()
     }
 
     /// The master of `partition` as the replicated table names it.
@@ -168,50 +234,129 @@ impl Coordinator {
         }
     }
 
-    /// Proposes `req`: on the leader directly, else forwarded to the leader over HTTP.
+    /// Proposes `req`: on the leader directly, else forwarded to the leader over HTTP. A node
+    /// that knows no leader (one joining the cluster) sends it through the configured peers.
     pub async fn write(&self, req: Request) -> Result<Response, String> {
         match self.raft.client_write(req.clone()).await {
             Ok(r) => Ok(r.data),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                let node = f.leader_node.ok_or("no coordinator leader yet")?;
-                let resp = self
-                    .client
-                    .post(format!("{}/v1/internal/raft/write", node.addr))
-                    .bearer_auth(&self.token)
-                    .timeout(Duration::from_secs(5))
-                    .json(&req)
-                    .send()
-                    .await
-                    .map_err(|e| format!("forwarding to the coordinator leader: {e}"))?;
-                let r: Result<Response, String> = resp.json().await.map_err(|e| e.to_string())?;
-                r
+                let targets: Vec<(String, bool)> = match f.leader_node {
+                    Some(node) => vec![(node.addr, true)],
+                    None => {
+                        self.peers.iter().filter(|(n, _)| **n != self.name).map(|(_, u)| (u.clone(), false)).collect()
+                    }
+                };
+                let mut last = "no coordinator leader yet".to_owned();
+                for (url, to_leader) in targets {
+                    match self.forward_write(&url, &req, to_leader).await {
+                        Ok(r) => return r,
+                        Err(e) => last = e,
+                    }
+                }
+                Err(last)
             }
             Err(e) => Err(e.to_string()),
         }
     }
 
-    /// Leader duty: every configured peer is a member (learners beyond the voters).
-    async fn add_missing_members(&self) {
-        if self.raft.metrics().borrow().state != ServerState::Leader {
+    /// Sends a write to `url`. `to_leader`: the node is the leader, so it must not forward it
+    /// again (a write bounces at most once: joiner → peer → leader).
+    async fn forward_write(
+        &self,
+        url: &str,
+        req: &Request,
+        to_leader: bool,
+    ) -> Result<Result<Response, String>, String> {
+        let mut call = self.client.post(format!("{url}/v1/internal/raft/write")).bearer_auth(&self.token);
+        if to_leader {
+            call = call.header(crate::routing::FORWARDED, "1");
+        }
+        let resp = call
+            .timeout(Duration::from_secs(5))
+            .json(req)
+            .send()
+            .await
+            .map_err(|e| format!("forwarding to the coordinator leader: {e}"))?;
+        resp.json().await.map_err(|e| e.to_string())
+    }
+
+    /// Leader duty: Raft membership follows the node table. Missing nodes join as learners;
+    /// learners are promoted while the group has fewer voters than it should; a leaving node
+    /// that hosts nothing is removed. One membership change per call.
+    async fn reconcile_membership(&self) {
+        let m = self.raft.metrics().borrow().clone();
+        if m.state != ServerState::Leader {
             return;
         }
-        let members: BTreeSet<NodeId> = {
-            let m = self.raft.metrics().borrow().clone();
-            m.membership_config.membership().nodes().map(|(i, _)| *i).collect()
-        };
-        for (name, url) in &self.peers {
-            let id = self.ids[name];
-            if !members.contains(&id) {
-                match self.raft.add_learner(id, BasicNode { addr: url.clone() }, false).await {
-                    Ok(_) => tracing::info!(node = %name, "added to the coordinator group as a learner"),
-                    Err(e) => tracing::warn!(node = %name, error = %e, "could not add a learner"),
+        let membership = m.membership_config.membership().clone();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let in_group: BTreeSet<NodeId> = membership.nodes().map(|(i, _)| *i).collect();
+        let state = self.state();
+        let members = self.members(&state);
+        for name in &members {
+            let id = raft_id(name);
+            if in_group.contains(&id) {
+                continue;
+            }
+            let Some(url) = self.url_of(name) else { continue };
+            match self.raft.add_learner(id, BasicNode { addr: url }, false).await {
+                Ok(_) => tracing::info!(node = %name, "added to the coordinator group as a learner"),
+                Err(e) => tracing::warn!(node = %name, error = %e, "could not add a learner"),
+            }
+        }
+        // A learner that is registered, alive, not leaving and caught up may vote.
+        let last = m.last_log_index.unwrap_or(0);
+        let matched = m.replication.clone().unwrap_or_default();
+        let promotable = state
+            .nodes
+            .iter()
+            .filter(|(_, info)| info.alive && !info.leaving)
+            .map(|(name, _)| (name, raft_id(name)))
+            .find(|(_, id)| {
+                in_group.contains(id)
+                    && !voters.contains(id)
+                    && matched.get(id).copied().flatten().is_some_and(|l| l.index + 16 >= last)
+            });
+        let leaving: Vec<(&String, NodeId)> = state
+            .nodes
+            .iter()
+            .filter(|(name, info)| info.leaving && !state.hosts_any(name))
+            .map(|(name, _)| (name, raft_id(name)))
+            .filter(|(_, id)| in_group.contains(id))
+            .collect();
+        let change = if let Some((name, id)) = leaving.first() {
+            if voters.contains(id) {
+                // Replace the voter in one change when a learner can take its place. The
+                // leader may remove itself: it steps down once the change is committed.
+                let mut next: BTreeSet<NodeId> = voters.iter().copied().filter(|v| v != id).collect();
+                if let Some((_, l)) = promotable {
+                    next.insert(l);
                 }
+                Some((format!("{name} leaves the voters"), ChangeMembers::ReplaceAllVoters(next)))
+            } else {
+                Some((format!("{name} leaves the group"), ChangeMembers::RemoveNodes([*id].into())))
+            }
+        } else {
+            // An odd number of voters: a fourth tolerates no more failures than three.
+            let eligible = members.iter().filter(|n| in_group.contains(&raft_id(n))).count().min(MAX_VOTERS);
+            let wanted = if eligible % 2 == 0 { eligible.saturating_sub(1) } else { eligible };
+            match promotable {
+                Some((name, id)) if voters.len() < wanted => {
+                    Some((format!("{name} becomes a voter"), ChangeMembers::AddVoterIds([id].into())))
+                }
+                _ => None,
+            }
+        };
+        if let Some((what, change)) = change {
+            match self.raft.change_membership(change, false).await {
+                Ok(_) => tracing::info!("coordinator membership: {what}"),
+                Err(e) => tracing::warn!(error = %e, "coordinator membership: {what} failed"),
             }
         }
     }
 
     /// Background duties until `stop`: register this node, record the partitions it masters,
-    /// and (on the leader) add missing members.
+    /// and (on the leader) keep the Raft membership in line with the node table.
     pub async fn run(
         self: Arc<Self>,
         name: String,
@@ -229,7 +374,7 @@ impl Coordinator {
                 }
                 () = tokio::time::sleep(Duration::from_millis(250)) => {}
             }
-            self.add_missing_members().await;
+            self.reconcile_membership().await;
             let state = self.state();
             if !registered || state.nodes.get(&name).is_none_or(|n| n.url != url) {
                 registered = self.write(Request::RegisterNode { name: name.clone(), url: url.clone() }).await.is_ok();
@@ -237,8 +382,7 @@ impl Coordinator {
             for (partition, epoch) in mastered() {
                 let known = state.partitions.get(&partition);
                 if known.is_none_or(|k| k.epoch < epoch) {
-                    let standbys = self.cluster.replicas(partition).into_iter().filter(|r| *r != name).collect();
-                    let req = Request::SetPartition { partition, master: name.clone(), epoch, standbys };
+                    let req = Request::SetPartition { partition, master: name.clone(), epoch };
                     if let Err(e) = self.write(req).await {
                         tracing::debug!(partition, error = %e, "could not record the partition's master yet");
                     }

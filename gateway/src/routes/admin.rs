@@ -16,6 +16,13 @@
 //! of that node to its most caught-up standby by the handover above, and marks the node
 //! drained, so `/readyz` answers 503 and load balancers stop sending to it. The node can then
 //! be stopped, upgraded and restarted; it rejoins as a standby of every partition it hosts.
+//!
+//! `POST /v1/admin/nodes/{id}/decommission` (any node; `?cancel=true` undoes it): marks node
+//! `id` as leaving in the coordinator's table. Placement then moves its replicas to the other
+//! nodes — each new replica caught up before the old one stops, mastership handed off
+//! gracefully — and once it hosts nothing the leader removes it from the Raft group. Watch
+//! `/v1/cluster`: the node is gone from `coordinator.voters`/`learners` and hosts nothing; it
+//! can then be stopped for good.
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -58,19 +65,19 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn replica(state: &AppState, partition: u32) -> Result<&ReplicaHandle, ApiError> {
+fn replica(state: &AppState, partition: u32) -> Result<ReplicaHandle, ApiError> {
     if partition >= state.partition_count {
         return Err(ApiError::NotFound {
             code: "no_such_partition",
             message: format!("partition {partition} does not exist ({} partitions)", state.partition_count),
         });
     }
-    state.replicas.get(&partition).ok_or_else(|| ApiError::NotFound {
+    state.replicas.get(partition).ok_or_else(|| ApiError::NotFound {
         code: "partition_not_hosted",
         message: format!(
             "node {} hosts no replica of partition {partition}; its replicas are {:?}",
             state.node_id,
-            state.cluster.replicas(partition)
+            state.placement(partition)
         ),
     })
 }
@@ -143,7 +150,7 @@ pub async fn promote(
     }
     let drain_ms = drain_started.elapsed().as_secs_f64() * 1e3;
     let through = drained.as_ref().map(|d| d.changelog_next);
-    let promoted = command(r, |reply| Command::Promote { through, reply }).await?.map_err(|e| {
+    let promoted = command(&r, |reply| Command::Promote { through, reply }).await?.map_err(|e| {
         let after_drain = if drained.is_some() {
             "; the old master was drained and is a standby now: promote a replica again"
         } else {
@@ -161,7 +168,7 @@ pub async fn promote(
 }
 
 async fn drain_remote(state: &AppState, master: &str, partition: u32) -> Result<Drained, String> {
-    let url = state.cluster.peers.get(master).ok_or_else(|| format!("master {master:?} is not a configured peer"))?;
+    let url = state.peer_url(master).ok_or_else(|| format!("master {master:?} is not a known node"))?;
     let token = state.cluster.admin_token.as_deref().unwrap_or_default();
     let resp = state
         .peer_client
@@ -190,7 +197,7 @@ pub async fn drain(
     authorize(&state, &headers)?;
     let Path(partition) = partition?;
     let r = replica(&state, partition)?;
-    let drained = command(r, |reply| Command::Drain { reply })
+    let drained = command(&r, |reply| Command::Drain { reply })
         .await?
         .map_err(|message| ApiError::Conflict { code: "not_master", message })?;
     tracing::info!(partition, changelog_next = drained.changelog_next, "drained for a handover");
@@ -229,9 +236,9 @@ pub async fn drain_node(
     authorize(&state, &headers)?;
     let Path(id) = id?;
     if id != state.node_id {
-        let url = state.cluster.peers.get(&id).ok_or_else(|| ApiError::NotFound {
+        let url = state.peer_url(&id).ok_or_else(|| ApiError::NotFound {
             code: "no_such_node",
-            message: format!("node {id:?} is not in cluster.peers"),
+            message: format!("node {id:?} is not a known node"),
         })?;
         let resp = state
             .peer_client
@@ -255,7 +262,7 @@ pub async fn drain_node(
     let started = Instant::now();
     state.draining.store(true, Ordering::Release);
     let mut handovers = Vec::new();
-    for (&p, r) in &state.replicas {
+    for (&p, r) in state.replicas.snapshot().iter() {
         if !r.status.is_serving_master() {
             continue;
         }
@@ -278,7 +285,7 @@ pub async fn drain_node(
             elapsed_ms: t.elapsed().as_millis() as u64,
         });
     }
-    let complete = state.replicas.values().all(|r| !r.status.is_serving_master());
+    let complete = state.replicas.snapshot().values().all(|r| !r.status.is_serving_master());
     tracing::info!(complete, handed_over = handovers.len(), "node drained");
     let report = NodeDrainReport {
         node: state.node_id.clone(),
@@ -290,16 +297,89 @@ pub async fn drain_node(
     Ok((status, Json(report)).into_response())
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecommissionParams {
+    /// Undo a decommission: the node becomes a member again and gets replicas back.
+    #[serde(default)]
+    pub cancel: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DecommissionReport {
+    pub node: String,
+    pub leaving: bool,
+    /// Partitions the coordinator's table still places on the node (placement empties this).
+    pub hosts: Vec<u32>,
+    /// The nodes that keep (or get) replicas.
+    pub members: Vec<String>,
+}
+
+#[utoipa::path(post, path = "/v1/admin/nodes/{id}/decommission",
+    params(("id" = String, Path), ("cancel" = Option<bool>, Query, description = "undo the decommission")),
+    responses((status = 202, body = DecommissionReport, description = "recorded; replicas move off the node in the background"),
+        (status = 401), (status = 404, description = "no such node registered"),
+        (status = 409, description = "too few nodes would remain for the replication factor"),
+        (status = 503, description = "the coordinator has no leader")))]
+pub async fn decommission(
+    State(state): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+    params: Result<Query<DecommissionParams>, QueryRejection>,
+    headers: HeaderMap,
+) -> Result<(axum::http::StatusCode, Json<DecommissionReport>), ApiError> {
+    authorize(&state, &headers)?;
+    let Path(id) = id?;
+    let Query(params) = params?;
+    if state.cluster.is_single_node() {
+        return Err(ApiError::Conflict {
+            code: "single_node",
+            message: "a single node cannot hand its partitions to anyone".into(),
+        });
+    }
+    let c = state.coordinator.get().ok_or_else(|| ApiError::Unavailable("the coordinator is starting".into()))?;
+    let table = c.state();
+    if !table.nodes.contains_key(&id) {
+        return Err(ApiError::NotFound {
+            code: "no_such_node",
+            message: format!("node {id:?} has not registered with the coordinator"),
+        });
+    }
+    let mut members = c.members(&table);
+    if params.cancel {
+        members.insert(id.clone());
+    } else {
+        members.remove(&id);
+        let needed = state.cluster.replication_factor.unwrap_or(1);
+        if members.len() < needed {
+            return Err(ApiError::Conflict {
+                code: "too_few_nodes",
+                message: format!(
+                    "decommissioning {id} would leave {} node(s) for cluster.replication_factor {needed}",
+                    members.len()
+                ),
+            });
+        }
+    }
+    c.write(crate::coordinator::types::Request::SetLeaving { name: id.clone(), leaving: !params.cancel })
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("recording the decommission: {e}")))?;
+    tracing::info!(node = %id, leaving = !params.cancel, "decommission recorded");
+    let hosts = c.state().partitions.iter().filter(|(_, p)| p.replicas.contains(&id)).map(|(p, _)| *p).collect();
+    let report =
+        DecommissionReport { node: id, leaving: !params.cancel, hosts, members: members.into_iter().collect() };
+    Ok((axum::http::StatusCode::ACCEPTED, Json(report)))
+}
+
 /// The reachable, ready standby of `partition` with the least changelog lag (within
 /// `cluster.max_promotion_lag`; the promotion then catches up the rest before taking input).
 async fn choose_standby(state: &AppState, partition: u32) -> Result<String, String> {
     let mut best: Option<(u64, String)> = None;
     let mut seen = Vec::new();
-    for node in state.cluster.replicas(partition) {
+    for node in state.placement(partition) {
         if node == state.node_id {
             continue;
         }
-        let Some(url) = state.cluster.peers.get(&node) else { continue };
+        let Some(url) = state.peer_url(&node) else { continue };
         let view: Result<Value, String> = async {
             let r = state
                 .peer_client
@@ -330,7 +410,7 @@ async fn choose_standby(state: &AppState, partition: u32) -> Result<String, Stri
 }
 
 async fn promote_remote(state: &AppState, node: &str, partition: u32) -> Result<(), String> {
-    let url = state.cluster.peers.get(node).ok_or_else(|| format!("{node} is not a peer"))?;
+    let url = state.peer_url(node).ok_or_else(|| format!("{node} is not a known node"))?;
     let resp = state
         .peer_client
         .post(format!("{url}/v1/admin/partitions/{partition}/promote"))

@@ -16,22 +16,20 @@ pub async fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// Ready when every replica this node hosts has restored its state and serves in its role.
+/// Ready when the node knows what it hosts (a cluster node: the coordinator's placement has
+/// reached it) and every replica it started with has restored and serves in its role. A
+/// replica added later by placement restores in the background: the node keeps serving.
 #[utoipa::path(get, path = "/readyz", responses((status = 200), (status = 503, description = "replicas still restoring, or the node is drained")))]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     if state.draining.load(Ordering::Acquire) {
         return Err(ApiError::Unavailable(format!("node {} is drained for a restart", state.node_id)));
     }
-    let waiting: Vec<u32> = state
-        .replicas
-        .values()
-        .filter(|r| !r.status.ready.load(Ordering::Acquire))
-        .map(|r| r.status.partition)
-        .collect();
-    if waiting.is_empty() {
-        Ok(Json(json!({ "status": "ready", "replicas": state.replicas.len() })))
-    } else {
-        Err(ApiError::Unavailable(format!("partitions {waiting:?} are still restoring")))
+    match state.replicas.ready() {
+        Ok(hosted) => Ok(Json(json!({ "status": "ready", "replicas": hosted }))),
+        Err(waiting) if waiting.is_empty() => {
+            Err(ApiError::Unavailable("waiting for the coordinator's partition placement".into()))
+        }
+        Err(waiting) => Err(ApiError::Unavailable(format!("partitions {waiting:?} are still restoring"))),
     }
 }
 
@@ -55,7 +53,7 @@ pub struct PartitionView {
     pub role: String,
     /// The master as the newest epoch marker applied here says (empty when not hosted).
     pub master: String,
-    /// Configured replicas, initial master first.
+    /// The nodes hosting the partition, preferred master first (the coordinator's placement).
     pub replicas: Vec<String>,
     pub epoch: u64,
     pub ready: bool,
@@ -76,7 +74,7 @@ pub struct PartitionView {
 #[derive(Serialize, ToSchema)]
 pub struct ClusterView {
     pub node: String,
-    /// Node id → URL (empty for a single node).
+    /// Node id → URL of every node known (empty for a single node).
     pub nodes: std::collections::BTreeMap<String, String>,
     pub partitions: Vec<PartitionView>,
     pub watched_objects: usize,
@@ -90,10 +88,11 @@ pub struct ClusterView {
 
 #[utoipa::path(get, path = "/v1/cluster", responses((status = 200, body = ClusterView)))]
 pub async fn cluster(State(state): State<AppState>) -> Json<ClusterView> {
+    let hosted = state.replicas.snapshot();
     let partitions = (0..state.partition_count)
         .map(|p| {
-            let replicas = state.cluster.replicas(p);
-            let Some(r) = state.replicas.get(&p) else {
+            let replicas = state.placement(p);
+            let Some(r) = hosted.get(&p) else {
                 return PartitionView {
                     partition: p,
                     role: "not_hosted".into(),
@@ -131,7 +130,7 @@ pub async fn cluster(State(state): State<AppState>) -> Json<ClusterView> {
         .collect();
     Json(ClusterView {
         node: state.node_id.clone(),
-        nodes: state.cluster.peers.clone(),
+        nodes: if state.cluster.is_single_node() { Default::default() } else { state.known_nodes() },
         partitions,
         watched_objects: state.hub.watched_objects(),
         draining: state.draining.load(Ordering::Acquire),

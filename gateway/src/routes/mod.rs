@@ -33,6 +33,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/admin/partitions/{partition}/promote", post(admin::promote))
         .route("/v1/admin/partitions/{partition}/drain", post(admin::drain))
         .route("/v1/admin/nodes/{id}/drain", post(admin::drain_node))
+        .route("/v1/admin/nodes/{id}/decommission", post(admin::decommission))
         .route("/v1/internal/raft/append", post(raft::append))
         .route("/v1/internal/raft/vote", post(raft::vote))
         .route("/v1/internal/raft/snapshot", post(raft::snapshot))

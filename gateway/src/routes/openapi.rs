@@ -21,6 +21,7 @@ use utoipa::OpenApi;
         super::admin::promote,
         super::admin::drain,
         super::admin::drain_node,
+        super::admin::decommission,
     ),
     components(schemas(
         lightkeeper_storage::object::ObjectSummary,
@@ -36,6 +37,7 @@ use utoipa::OpenApi;
         super::health::PartitionView,
         super::admin::PromoteReport,
         super::admin::NodeDrainReport,
+        super::admin::DecommissionReport,
         super::admin::NodeHandover,
     ))
 )]

@@ -51,16 +51,19 @@ pub async fn snapshot(
     to_json(c.raft.install_snapshot(req).await)
 }
 
-/// A client write forwarded by a follower to this node (the leader).
+/// A client write forwarded to this node: by a follower to its leader (marked forwarded: it is
+/// applied here or refused, never forwarded again), or by a joining node that knows no leader
+/// yet (passed on to the leader).
 pub async fn write(
     State(state): State<AppState>,
     headers: HeaderMap,
     Json(req): Json<Request>,
 ) -> Result<Json<Value>, ApiError> {
     let c = coordinator(&state, &headers)?;
-    let r = match c.raft.client_write(req).await {
-        Ok(r) => Ok(r.data),
-        Err(e) => Err(e.to_string()),
+    let r = if headers.contains_key(crate::routing::FORWARDED) {
+        c.raft.client_write(req).await.map(|r| r.data).map_err(|e| e.to_string())
+    } else {
+        c.write(req).await
     };
     to_json(r)
 }

@@ -11,7 +11,9 @@
 //!   4008 — never a silent drop.
 //!
 //! Objects of partitions this node does not host are subscribed through a [`relay`] to a node
-//! that does; it follows the partition to its new master across a failover or handover.
+//! that does; it follows the partition to its new master across a failover or handover. When
+//! placement moves a partition's replica off this node, its hub channels close and each local
+//! stream moves to a relay, resuming after the last version it delivered.
 
 mod relay;
 
@@ -96,6 +98,9 @@ enum Stream {
     Relayed(u32),
 }
 
+/// A local stream whose partition stopped being hosted here: (sub, key, last version sent).
+type Moved = (String, String, u64);
+
 /// A connection's subscriptions: (sub, key) → how it is served, and the relays by partition.
 #[derive(Default)]
 struct Subscriptions {
@@ -132,16 +137,41 @@ impl Subscriptions {
         }
     }
 
-    /// Drops local forwarders that have finished, so the map stays bounded by live streams.
+    /// Drops local forwarders that have finished, so the map stays bounded by live streams —
+    /// except those of partitions no longer hosted here, which [`Subscriptions::relocate`] moves.
     fn reap(&mut self, state: &AppState) {
         self.streams.retain(|(_, key), s| {
-            let done = matches!(s, Stream::Local(h) if h.is_finished());
+            let hosted = || {
+                let p = lightkeeper_storage::partitioner::partition_for(key.as_bytes(), state.partition_count);
+                state.replicas.contains(p)
+            };
+            let done = matches!(s, Stream::Local(h) if h.is_finished()) && hosted();
             if done {
                 state.hub.release(key);
                 state.metrics.ws_subscriptions.dec();
             }
             !done
         });
+    }
+
+    /// Serves a stream whose local replica went away from a relay (or locally again, if the
+    /// partition came back meanwhile), from the last version it delivered.
+    async fn relocate(&mut self, state: &AppState, outbox: &Outbox, moved_tx: &mpsc::Sender<Moved>, m: Moved) {
+        let (sub, key, last) = m;
+        let k = (sub.clone(), key.clone());
+        let Some(Stream::Local(h)) = self.streams.remove(&k) else { return };
+        let _ = h.await;
+        state.hub.release(&key);
+        let p = lightkeeper_storage::partitioner::partition_for(key.as_bytes(), state.partition_count);
+        if state.replicas.contains(p) {
+            let rx = state.hub.subscribe(&key);
+            let task = tokio::spawn(forward(state.clone(), outbox.clone(), sub, key, Some(last), rx, moved_tx.clone()));
+            self.streams.insert(k, Stream::Local(task));
+            return;
+        }
+        self.streams.insert(k, Stream::Relayed(p));
+        let relay = self.relays.entry(p).or_insert_with(|| relay::Relay::start(state.clone(), outbox.clone(), p));
+        let _ = relay.tx.send(relay::Command::Subscribe { sub, keys: vec![key], from_version: Some(last) }).await;
     }
 
     async fn close(mut self, state: &AppState) {
@@ -192,10 +222,15 @@ async fn session(socket: WebSocket, state: AppState, forwarded: bool) {
     });
 
     let mut subs = Subscriptions::default();
+    let (moved_tx, mut moved_rx) = mpsc::channel::<Moved>(state.limits.max_subscriptions_per_connection.max(1));
     loop {
         let msg = tokio::select! {
             () = shutdown.cancelled() => break,
             () = outbox.slow.cancelled() => break,
+            Some(m) = moved_rx.recv() => {
+                subs.relocate(&state, &outbox, &moved_tx, m).await;
+                continue;
+            }
             msg = stream.next() => msg,
         };
         let text = match msg {
@@ -217,7 +252,7 @@ async fn session(socket: WebSocket, state: AppState, forwarded: bool) {
             Ok(ClientOp::Unsubscribe { sub }) => subs.unsubscribe(&state, &sub).await,
             Ok(ClientOp::Subscribe { sub, objects, filter, from_version }) => {
                 let op = SubscribeOp { sub: &sub, objects, filter, from_version };
-                if let Err(e) = subscribe(&state, &outbox, &mut subs, op, forwarded).await {
+                if let Err(e) = subscribe(&state, &outbox, &mut subs, op, forwarded, &moved_tx).await {
                     outbox.send(error_msg(Some(&sub), &e));
                 }
             }
@@ -244,6 +279,7 @@ async fn subscribe(
     subs: &mut Subscriptions,
     op: SubscribeOp<'_>,
     forwarded: bool,
+    moved: &mpsc::Sender<Moved>,
 ) -> Result<(), ApiError> {
     let SubscribeOp { sub, objects, filter, from_version } = op;
     if sub.is_empty() || sub.len() > 128 {
@@ -264,7 +300,7 @@ async fn subscribe(
     for key in objects {
         validate_key(&key).map_err(|m| ApiError::bad_request("invalid_key", m))?;
         let p = lightkeeper_storage::partitioner::partition_for(key.as_bytes(), state.partition_count);
-        let hosted = state.replicas.contains_key(&p);
+        let hosted = state.replicas.contains(p);
         if !hosted && (forwarded || state.cluster.is_single_node()) {
             return Err(ApiError::bad_request(
                 "partition_not_hosted",
@@ -303,7 +339,8 @@ async fn subscribe(
             continue;
         }
         let rx = state.hub.subscribe(&key);
-        let task = tokio::spawn(forward(state.clone(), outbox.clone(), sub.to_owned(), key, from_version, rx));
+        let task =
+            tokio::spawn(forward(state.clone(), outbox.clone(), sub.to_owned(), key, from_version, rx, moved.clone()));
         subs.streams.insert(k, Stream::Local(task));
     }
     for (p, keys) in relayed {
@@ -356,7 +393,7 @@ async fn catch_up(
     }
     if current < last {
         let p = lightkeeper_storage::partitioner::partition_for(key.as_bytes(), state.partition_count);
-        if state.replicas.get(&p).is_some_and(|r| !r.status.is_serving_master()) {
+        if state.replicas.get(p).is_some_and(|r| !r.status.is_serving_master()) {
             // A standby (or a master still catching up) behind a version the client got from
             // the old master: the stream will bring this replica past it; send nothing until then.
             return Ok(last);
@@ -385,6 +422,7 @@ async fn forward(
     key: String,
     from_version: Option<u64>,
     mut rx: broadcast::Receiver<std::sync::Arc<HistoryEntry>>,
+    moved: mpsc::Sender<Moved>,
 ) {
     let start = match from_version {
         Some(v) => catch_up(&state, &outbox, &sub, &key, v, None).await,
@@ -413,7 +451,14 @@ async fn forward(
             // A gap: fill it (and this update) from history.
             Ok(u) => catch_up(&state, &outbox, &sub, &key, last, Some(u.version)).await,
             Err(broadcast::error::RecvError::Lagged(_)) => catch_up(&state, &outbox, &sub, &key, last, None).await,
-            Err(broadcast::error::RecvError::Closed) => return,
+            Err(broadcast::error::RecvError::Closed) => {
+                // The hub closes a key's channel when this node stops hosting its partition.
+                let p = lightkeeper_storage::partitioner::partition_for(key.as_bytes(), state.partition_count);
+                if !state.replicas.contains(p) {
+                    let _ = moved.send((sub, key, last)).await;
+                }
+                return;
+            }
         };
         match result {
             Ok(v) => last = v,

@@ -93,10 +93,7 @@ fn subscribe_op(sub: &str, key: &str, last: Option<u64>) -> String {
 
 /// Base URLs of the nodes to try for `partition`, the likeliest master first.
 fn upstreams(state: &AppState, partition: u32) -> Vec<String> {
-    crate::routing::hosting_nodes(state, partition)
-        .into_iter()
-        .filter_map(|n| state.cluster.peers.get(&n).cloned())
-        .collect()
+    crate::routing::hosting_nodes(state, partition).into_iter().filter_map(|n| state.peer_url(&n)).collect()
 }
 
 /// Why a connection to an upstream ended.

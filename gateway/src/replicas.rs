@@ -1,0 +1,200 @@
+//! The partition replicas this node hosts — a set that changes at run time.
+//!
+//! A single node hosts every partition from the start. In a cluster the coordinator's table
+//! says which partitions a node hosts, and placement changes it as nodes join and leave
+//! (`coordinator::placement`): a replica added here starts as a standby and restores from the
+//! changelog; a replica removed here is stopped (after placement has handed its mastership away).
+//!
+//! Readers (routing, `/v1/cluster`, WebSocket sessions) take a snapshot of the map — an `Arc`
+//! cloned under a short read lock — so they never wait on a worker being started or joined.
+
+use lightkeeper_partition::worker::{self, ReplicaHandle, StartRole, WorkerDeps};
+use parking_lot::{Mutex, RwLock};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub type ReplicaMap = BTreeMap<u32, ReplicaHandle>;
+
+pub struct Replicas {
+    deps: WorkerDeps,
+    map: RwLock<Arc<ReplicaMap>>,
+    threads: Mutex<BTreeMap<u32, (CancellationToken, JoinHandle<()>)>>,
+    cancel: CancellationToken,
+    /// Replicas added after the node first became ready: they restore in the background and do
+    /// not make a serving node unready.
+    background: Mutex<BTreeSet<u32>>,
+    /// The node knows what it should host (a cluster node: it has read the placement once).
+    placed: AtomicBool,
+}
+
+impl Replicas {
+    pub fn new(deps: WorkerDeps) -> Replicas {
+        Replicas {
+            deps,
+            map: RwLock::new(Arc::new(BTreeMap::new())),
+            threads: Mutex::new(BTreeMap::new()),
+            cancel: CancellationToken::new(),
+            background: Mutex::new(BTreeSet::new()),
+            placed: AtomicBool::new(false),
+        }
+    }
+
+    pub fn get(&self, partition: u32) -> Option<ReplicaHandle> {
+        self.map.read().get(&partition).cloned()
+    }
+
+    pub fn contains(&self, partition: u32) -> bool {
+        self.map.read().contains_key(&partition)
+    }
+
+    /// The hosted replicas as of now.
+    pub fn snapshot(&self) -> Arc<ReplicaMap> {
+        self.map.read().clone()
+    }
+
+    /// Starts a replica of `partition` (nothing if one runs). `background`: it restores while
+    /// the node serves, without affecting readiness.
+    pub fn host(&self, partition: u32, start: StartRole, background: bool) -> std::io::Result<()> {
+        let mut threads = self.threads.lock();
+        if threads.contains_key(&partition) {
+            return Ok(());
+        }
+        let cancel = self.cancel.child_token();
+        let (handle, thread) = worker::spawn(self.deps.clone(), partition, start, cancel.clone())?;
+        threads.insert(partition, (cancel, thread));
+        if background {
+            self.background.lock().insert(partition);
+        }
+        let mut map = self.map.write();
+        let mut next = (**map).clone();
+        next.insert(partition, handle);
+        *map = Arc::new(next);
+        Ok(())
+    }
+
+    /// Stops the replica of `partition` and waits for its thread. Blocking: call it from
+    /// `spawn_blocking`. Requests see the partition as not hosted from the first instant.
+    pub fn release(&self, partition: u32) {
+        {
+            let mut map = self.map.write();
+            let mut next = (**map).clone();
+            next.remove(&partition);
+            *map = Arc::new(next);
+        }
+        self.background.lock().remove(&partition);
+        let entry = self.threads.lock().remove(&partition);
+        if let Some((cancel, thread)) = entry {
+            cancel.cancel();
+            let _ = thread.join();
+        }
+    }
+
+    /// Stops every replica and waits for their threads. Blocking.
+    pub fn stop_all(&self) {
+        self.cancel.cancel();
+        let threads = std::mem::take(&mut *self.threads.lock());
+        for (_, (_, thread)) in threads {
+            let _ = thread.join();
+        }
+    }
+
+    /// Marks the hosted set as known (see [`Replicas::ready`]).
+    pub fn mark_placed(&self) {
+        self.placed.store(true, Ordering::Release);
+    }
+
+    /// `Ok(hosted)` once the node knows what it hosts and every replica it started with has
+    /// restored; else the partitions still restoring (empty: the placement is not known yet).
+    pub fn ready(&self) -> Result<usize, Vec<u32>> {
+        if !self.placed.load(Ordering::Acquire) {
+            return Err(Vec::new());
+        }
+        let map = self.snapshot();
+        let background = self.background.lock().clone();
+        let waiting: Vec<u32> = map
+            .iter()
+            .filter(|(p, r)| !background.contains(p) && !r.status.ready.load(Ordering::Acquire))
+            .map(|(p, _)| *p)
+            .collect();
+        if waiting.is_empty() {
+            Ok(map.len())
+        } else {
+            Err(waiting)
+        }
+    }
+}
+
+/// How often a cluster node compares what it hosts with the coordinator's placement.
+const FOLLOW_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Keeps this node's replicas equal to what the coordinator's table places on it, until `stop`.
+///
+/// The table is read from the local Raft state machine — on a restart, the copy persisted here,
+/// so a node serves what it hosted even before the coordinator has a leader. A new replica
+/// starts as a standby (the configured-master rule of [`StartRole`] applies only where the
+/// changelog has no master among the replicas). A replica that is no longer placed here is
+/// stopped once it is not the serving master (placement hands mastership off first); its
+/// WebSocket subscribers are moved to a relay and the response cache is cleared.
+pub async fn follow_placement(
+    state: crate::state::AppState,
+    coordinator: Arc<crate::coordinator::Coordinator>,
+    stop: CancellationToken,
+) {
+    let me = state.node_id.clone();
+    let mut tick = tokio::time::interval(FOLLOW_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let table = coordinator.state().placement();
+        let placed = (0..state.partition_count).all(|p| table.contains_key(&p));
+        let first = !state.replicas.placed.load(Ordering::Acquire);
+        if first && !placed {
+            continue; // the leader has not seeded the table yet
+        }
+        let hosted = state.replicas.snapshot();
+        for (p, replicas) in table.iter().filter(|(_, rs)| rs.contains(&me)) {
+            if hosted.contains_key(p) {
+                continue;
+            }
+            let start =
+                StartRole { single_node: false, configured_master: replicas[0] == me, replicas: replicas.clone() };
+            match state.replicas.host(*p, start, !first) {
+                Ok(()) => {
+                    state.cache.clear();
+                    tracing::info!(partition = p, ?replicas, "hosting a replica of the partition");
+                }
+                Err(e) => tracing::error!(partition = p, error = %e, "could not start a replica thread"),
+            }
+        }
+        for (p, r) in hosted.iter() {
+            let placed_elsewhere = table.get(p).is_some_and(|rs| !rs.contains(&me));
+            if !placed_elsewhere {
+                continue;
+            }
+            if r.status.is_serving_master() {
+                tracing::debug!(
+                    partition = p,
+                    "not placed here any more, but still the master: waiting for a handover"
+                );
+                continue;
+            }
+            let (s, p) = (state.clone(), *p);
+            if tokio::task::spawn_blocking(move || s.replicas.release(p)).await.is_err() {
+                continue;
+            }
+            let n = state.partition_count;
+            state.hub.close(|key| lightkeeper_storage::partitioner::partition_for(key.as_bytes(), n) == p);
+            state.cache.clear();
+            tracing::info!(partition = p, "stopped this node's replica: the partition is placed on other nodes");
+        }
+        if first {
+            state.replicas.mark_placed();
+        }
+    }
+}
