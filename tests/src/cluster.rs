@@ -18,8 +18,10 @@ pub fn free_port() -> u16 {
 
 pub struct Cluster {
     pub topics: TopicSet,
-    /// Node id → listen address.
+    /// Node id → listen address: the founding nodes (`cluster.peers` of every node).
     pub nodes: BTreeMap<String, String>,
+    /// Nodes added later ([`Cluster::add_joiner`]): not in `cluster.peers`, they join through it.
+    pub joiners: BTreeMap<String, String>,
     pub partitions: u32,
     pub batch_size: usize,
     /// `cluster.replication_factor` (absent: every node hosts every partition).
@@ -35,6 +37,7 @@ impl Cluster {
         Cluster {
             topics: TopicSet::unique(name),
             nodes: ids.iter().map(|id| ((*id).to_owned(), format!("127.0.0.1:{}", free_port()))).collect(),
+            joiners: BTreeMap::new(),
             partitions,
             batch_size: 64,
             replication_factor: None,
@@ -49,8 +52,19 @@ impl Cluster {
         self
     }
 
+    /// Plans node `id`, configured like the others but not among the peers, so that it joins
+    /// the running cluster; returns its URL. Start it with [`Cluster::start`].
+    pub fn add_joiner(&mut self, id: &str) -> String {
+        self.joiners.insert(id.to_owned(), format!("127.0.0.1:{}", free_port()));
+        self.url(id)
+    }
+
+    fn addr(&self, id: &str) -> &str {
+        self.nodes.get(id).or_else(|| self.joiners.get(id)).unwrap_or_else(|| panic!("no node {id}"))
+    }
+
     pub fn url(&self, id: &str) -> String {
-        format!("http://{}", self.nodes[id])
+        format!("http://{}", self.addr(id))
     }
 
     pub fn data_dir(&self, id: &str) -> PathBuf {
@@ -99,7 +113,7 @@ impl Cluster {
     /// Starts node `id` on its address with its data directory (kept across restarts).
     pub fn start(&self, id: &str) -> NodeProcess {
         let config = self.config(id);
-        NodeProcess::start_at(&self.nodes[id], &self.data_dir(id), &["--config", &config.display().to_string()], &[])
+        NodeProcess::start_at(self.addr(id), &self.data_dir(id), &["--config", &config.display().to_string()], &[])
             .unwrap_or_else(|e| panic!("node {id} starts: {e}"))
     }
 }

@@ -112,33 +112,38 @@ async fn three_nodes_elect_replicate_and_survive_the_leaders_death() {
     .unwrap();
 }
 
-/// First bring-up with a node missing: partition 2's preferred master (c) never starts, so no
-/// epoch is ever written for it; after a grace period the coordinator gives it to its standby
-/// (a). When c finally starts, it joins as a standby of what it would have mastered.
+/// First bring-up with a node missing: a — the first peer by id, and partition 0's preferred
+/// master — never starts. The other founding peers form the coordinator group without it (each
+/// proposes the same voters), no epoch is ever written for partition 0, and after a grace period
+/// the coordinator gives it to its standby (b). When a finally starts, it joins as a standby of
+/// what it would have mastered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_partition_whose_preferred_master_never_starts_gets_a_master() {
     let tmp = tempfile::tempdir().unwrap();
     let mut c = Cluster::new("first-bring-up", &["a", "b", "c"], 3, tmp.path()).fixed_masters();
     // Partition p on the two nodes from position p: 0 → [a, b], 1 → [b, c], 2 → [c, a].
     c.replication_factor = Some(2);
-    let a = c.start("a");
     let b = c.start("b");
-    a.wait_ready(WAIT).await.unwrap();
+    let c_node = c.start("c");
     b.wait_ready(WAIT).await.unwrap();
-    let p2 = eventually(WAIT, "a to master partition 2", || async {
-        let ps = lightkeeper_tests::cluster::partitions(&a.url).await.ok()?;
-        let p = ps.into_iter().find(|p| p["partition"] == 2)?;
+    c_node.wait_ready(WAIT).await.unwrap();
+    let p0 = eventually(WAIT, "b to master partition 0", || async {
+        let ps = lightkeeper_tests::cluster::partitions(&b.url).await.ok()?;
+        let p = ps.into_iter().find(|p| p["partition"] == 0)?;
         (p["role"] == "master" && p["ready"] == true).then_some(p)
     })
     .await
     .unwrap();
-    assert_eq!(p2["epoch"], 1, "{p2}");
-    let late = c.start("c");
+    assert_eq!(p0["epoch"], 1, "{p0}");
+    let view = lightkeeper_tests::cluster::cluster_view(&b.url).await.unwrap();
+    let leader = view["coordinator"]["leader"].as_str().unwrap_or_default().to_owned();
+    assert!(leader == "b" || leader == "c", "b and c formed the group without a: {view}");
+    let late = c.start("a");
     late.wait_ready(WAIT).await.unwrap();
-    eventually(WAIT, "c to host partition 2 as a standby of a", || async {
+    eventually(WAIT, "a to host partition 0 as a standby of b", || async {
         let ps = lightkeeper_tests::cluster::partitions(&late.url).await.ok()?;
-        let p = ps.into_iter().find(|p| p["partition"] == 2)?;
-        (p["role"] == "standby" && p["master"] == "a" && p["ready"] == true).then_some(())
+        let p = ps.into_iter().find(|p| p["partition"] == 0)?;
+        (p["role"] == "standby" && p["master"] == "b" && p["ready"] == true).then_some(())
     })
     .await
     .unwrap();
