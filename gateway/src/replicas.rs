@@ -137,7 +137,8 @@ const FOLLOW_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
 /// starts as a standby (the configured-master rule of [`StartRole`] applies only where the
 /// changelog has no master among the replicas). A replica that is no longer placed here is
 /// stopped once it is not the serving master (placement hands mastership off first); its
-/// WebSocket subscribers are moved to a relay and the response cache is cleared.
+/// WebSocket subscribers are moved to a relay, the response cache is cleared, and its local
+/// state is deleted.
 pub async fn follow_placement(
     state: crate::state::AppState,
     coordinator: Arc<crate::coordinator::Coordinator>,
@@ -189,9 +190,25 @@ pub async fn follow_placement(
                 continue;
             }
             let n = state.partition_count;
-            state.hub.close(|key| lightkeeper_storage::partitioner::partition_for(key.as_bytes(), n) == p);
+            let owned = move |key: &str| lightkeeper_storage::partitioner::partition_for(key.as_bytes(), n) == p;
+            state.hub.close(owned);
             state.cache.clear();
             tracing::info!(partition = p, "stopped this node's replica: the partition is placed on other nodes");
+            // Free its disk. The follower waits for it, so the partition cannot be hosted here
+            // again while its old state is being deleted.
+            let (store, started) = (state.store.clone(), std::time::Instant::now());
+            match tokio::task::spawn_blocking(move || store.purge_partition(p, &owned)).await {
+                Ok(Ok(objects)) => tracing::info!(
+                    partition = p,
+                    objects,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "deleted the partition's local state"
+                ),
+                Ok(Err(e)) => {
+                    tracing::warn!(partition = p, error = %e, "could not delete the partition's local state; a replica started here again restores from scratch")
+                }
+                Err(e) => tracing::warn!(partition = p, error = %e, "the state deletion task failed"),
+            }
         }
         if first {
             state.replicas.mark_placed();

@@ -63,3 +63,36 @@ fn a_store_with_an_unknown_key_format_is_refused_with_a_clear_error() {
     let err = RocksStore::open(dir.path(), &StoreOptions::default()).err().expect("refused").to_string();
     assert!(err.contains("key format") && err.contains("rebuild"), "{err}");
 }
+
+#[test]
+fn purging_a_partition_deletes_its_objects_history_and_progress_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = RocksStore::open(dir.path(), &StoreOptions::default()).unwrap();
+    let keys: Vec<String> = (0..300).map(|i| format!("ztf:ZTF{i:05}")).collect();
+    let partition_of = |k: &str| u32::from(k.ends_with(['1', '3', '5', '7', '9']));
+    for p in 0..2u32 {
+        let mine: Vec<&String> = keys.iter().filter(|k| partition_of(k) == p).collect();
+        let history = mine
+            .iter()
+            .flat_map(|k| {
+                (1..=3)
+                    .map(|v| Arc::new(HistoryEntry { version: v, summary: object(k, v).summary(), new_points: vec![] }))
+            })
+            .collect();
+        let progress = PartitionProgress { epoch: 1, input_next: 5, changelog_next: 9, master: "a".into() };
+        let objects = mine.iter().map(|k| object(k, 3)).collect();
+        store.apply(StateBatch { partition: p, progress, objects, history }).unwrap();
+    }
+    let deleted = store.purge_partition(1, &|k| partition_of(k) == 1).unwrap();
+    assert_eq!(deleted, 150);
+    for k in &keys {
+        let gone = partition_of(k) == 1;
+        assert_eq!(store.get(k).unwrap().is_none(), gone, "{k}");
+        let history = store.history_after(k, 0, 3).unwrap();
+        assert_eq!(history.is_none(), gone, "{k}: history goes with the object");
+    }
+    assert_eq!(store.progress(1).unwrap(), PartitionProgress::default(), "a new replica restores from scratch");
+    assert_eq!(store.progress(0).unwrap().changelog_next, 9, "the other partition is untouched");
+    // A neighbouring key that extends a purged one keeps its history.
+    assert!(store.history_after("ztf:ZTF00010", 0, 3).unwrap().is_some());
+}

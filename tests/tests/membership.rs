@@ -68,6 +68,7 @@ fn names(v: &Value) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_node_joins_and_the_raft_leader_is_decommissioned_under_load_with_no_failed_read() {
+    let started = std::time::Instant::now();
     let tmp = tempfile::tempdir().unwrap();
     let mut c = Cluster::new("membership", &["a", "b", "c"], PARTITIONS, tmp.path());
     c.replication_factor = Some(2);
@@ -80,7 +81,7 @@ async fn a_node_joins_and_the_raft_leader_is_decommissioned_under_load_with_no_f
     wait_cluster_input(&urls[..3], w.real.len() as u64, WAIT).await;
     let before = placement(&urls[0]).await.expect("the table is seeded");
     let leader = cluster_view(&urls[0]).await.unwrap()["coordinator"]["leader"].as_str().unwrap().to_owned();
-    eprintln!("seeded placement {before:?}, raft leader {leader}");
+    eprintln!("{:?}: seeded placement {before:?}, raft leader {leader}", started.elapsed());
 
     // Subscribers on the two founders that are not the leader (the leader is decommissioned and
     // stopped), to objects whose alerts come during the join and the decommission.
@@ -119,7 +120,7 @@ async fn a_node_joins_and_the_raft_leader_is_decommissioned_under_load_with_no_f
     })
     .await
     .unwrap();
-    eprintln!("after the join: {joined:?}");
+    eprintln!("{:?}: after the join: {joined:?}", started.elapsed());
     let view = cluster_view(&urls[0]).await.unwrap();
     assert!(names(&view["coordinator"]["learners"]).contains(&"d".to_owned()), "d is a Raft learner: {view}");
     assert_eq!(names(&view["coordinator"]["voters"]).len(), 3, "an odd number of voters: {view}");
@@ -173,7 +174,7 @@ async fn a_node_joins_and_the_raft_leader_is_decommissioned_under_load_with_no_f
     .await
     .unwrap();
     let (placed, view) = after;
-    eprintln!("after the decommission: {placed:?}, voters {}", view["coordinator"]["voters"]);
+    eprintln!("{:?}: after the decommission: {placed:?}, voters {}", started.elapsed(), view["coordinator"]["voters"]);
     assert!(names(&view["coordinator"]["voters"]).contains(&"d".to_owned()), "d took the leaver's vote: {view}");
     assert_eq!(names(&view["coordinator"]["voters"]).len(), 3);
     let remaining: Vec<&str> = ["a", "b", "c", "d"].into_iter().filter(|n| *n != leader).collect();
@@ -187,7 +188,13 @@ async fn a_node_joins_and_the_raft_leader_is_decommissioned_under_load_with_no_f
     wait_cluster_input(&rest, w.total(), WAIT).await;
     stop.store(true, Ordering::Relaxed);
     let reads = reader.await.unwrap();
-    eprintln!("{} reads, {} failed, {} retried on another node", reads.ok, reads.failed.len(), reads.retried);
+    eprintln!(
+        "{:?}: {} reads, {} failed, {} retried on another node",
+        started.elapsed(),
+        reads.ok,
+        reads.failed.len(),
+        reads.retried
+    );
     assert!(reads.failed.is_empty(), "failed reads while the cluster changed: {:?}", reads.failed);
     assert!(reads.ok > 100, "the reader kept reading ({})", reads.ok);
     for u in &rest {

@@ -59,6 +59,12 @@ pub trait StateStore: Send + Sync {
     /// History entries with version > `after`, oldest first, or `None` if some of them are no
     /// longer kept (the caller then sends a fresh snapshot).
     fn history_after(&self, key: &str, after: u64, current: u64) -> Result<Option<Vec<HistoryEntry>>, StoreError>;
+    /// Deletes a partition this node stopped hosting: its progress first (so a replica started
+    /// again later restores from the changelog's beginning, even if the purge was cut short),
+    /// then every object `owned` selects, with its history. Returns the objects deleted.
+    /// Blocking, and proportional to the whole store (objects are keyed by object, not by
+    /// partition): run it off the async runtime, never while a replica of the partition runs.
+    fn purge_partition(&self, partition: u32, owned: &dyn Fn(&str) -> bool) -> Result<u64, StoreError>;
     /// Makes everything applied so far durable locally (at shutdown: the next start then reads
     /// only the changelog written since).
     fn flush(&self) -> Result<(), StoreError>;

@@ -190,6 +190,39 @@ impl StateStore for RocksStore {
         Ok(())
     }
 
+    fn purge_partition(&self, partition: u32, owned: &dyn Fn(&str) -> bool) -> Result<u64, StoreError> {
+        // Without a WAL, writes reach disk in order (atomic flush of all column families), so
+        // no flushed state has objects deleted but the progress that claims them still there.
+        let wo = || {
+            let mut wo = rocksdb::WriteOptions::default();
+            wo.disable_wal(!self.sync);
+            wo
+        };
+        self.db.delete_cf_opt(self.cf(CF_PROGRESS), partition.to_be_bytes(), &wo())?;
+        let (objects, history) = (self.cf(CF_OBJECTS), self.cf(CF_HISTORY));
+        let mut deleted = 0u64;
+        let mut wb = WriteBatch::default();
+        for item in self.db.iterator_cf(objects, rocksdb::IteratorMode::Start) {
+            let (key, _) = item?;
+            let Ok(k) = std::str::from_utf8(&key) else { continue };
+            if !owned(k) {
+                continue;
+            }
+            wb.delete_cf(objects, &key);
+            // History keys are `key \0 version`: everything from `key \0` up to `key \1`.
+            let (mut from, mut to) = (key.to_vec(), key.to_vec());
+            from.push(0);
+            to.push(1);
+            wb.delete_range_cf(history, from, to);
+            deleted += 1;
+            if wb.len() >= 2048 {
+                self.db.write_opt(std::mem::take(&mut wb), &wo())?;
+            }
+        }
+        self.db.write_opt(wb, &wo())?;
+        Ok(deleted)
+    }
+
     fn flush(&self) -> Result<(), StoreError> {
         let cfs = [self.cf(CF_OBJECTS), self.cf(CF_HISTORY), self.cf(CF_PROGRESS)];
         self.db.flush_cfs_opt(&cfs, &rocksdb::FlushOptions::default())?;
