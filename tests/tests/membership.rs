@@ -181,7 +181,9 @@ async fn a_node_joins_and_the_raft_leader_is_decommissioned_under_load_with_no_f
     let loads: Vec<usize> = remaining.iter().map(|n| load(&placed, n, false)).collect();
     assert!(loads.iter().max().unwrap() - loads.iter().min().unwrap() <= 1, "balanced over the rest: {placed:?}");
 
-    // The leaver can go now.
+    // The leaver tells load balancers to stop sending to it, and can go now.
+    let ready = reqwest::get(format!("{}/readyz", c.url(&leader))).await.unwrap();
+    assert_eq!(ready.status(), 503, "a decommissioned node is not ready");
     let i = ["a", "b", "c"].iter().position(|n| *n == leader).unwrap();
     founders[i].terminate().unwrap();
     finish(produce).await;

@@ -139,7 +139,7 @@ impl Coordinator {
             client,
             token,
         });
-        if c.peers.contains_key(&config.node_id) && !c.raft.is_initialized().await? {
+        if c.peers.contains_key(&config.node_id) && !c.raft.is_initialized().await? && !c.group_exists().await {
             // Every founding peer proposes the same voters, so any majority of them forms the group.
             let voters: BTreeMap<NodeId, BasicNode> =
                 c.peers.iter().take(MAX_VOTERS).map(|(n, url)| (raft_id(n), BasicNode { addr: url.clone() })).collect();
@@ -151,6 +151,27 @@ impl Coordinator {
             }
         }
         Ok(c)
+    }
+
+    /// Whether another configured peer already belongs to an initialized group. A founding
+    /// peer whose store is empty then joins it instead of initializing: its store was wiped, or
+    /// the peers list was edited after the cluster formed — initializing then could propose
+    /// voters that differ from the group's. (Peers not up yet count as not initialized; at a
+    /// first bring-up every peer proposes the same voters, which is safe.)
+    async fn group_exists(&self) -> bool {
+        let probes = self.peers.iter().filter(|(n, _)| **n != self.name).map(|(_, url)| {
+            let call = self.client.get(format!("{url}/v1/cluster")).timeout(Duration::from_millis(500)).send();
+            async move {
+                let Ok(resp) = call.await else { return false };
+                let view: serde_json::Value = resp.json().await.unwrap_or_default();
+                view["coordinator"]["voters"].as_array().is_some_and(|v| !v.is_empty())
+            }
+        });
+        let found = futures::future::join_all(probes).await.into_iter().any(|b| b);
+        if found {
+            tracing::info!("a coordinator group exists already: joining it rather than initializing one");
+        }
+        found
     }
 
     pub fn is_leader(&self) -> bool {
@@ -365,6 +386,7 @@ impl Coordinator {
         stop: tokio_util::sync::CancellationToken,
     ) {
         let mut registered = false;
+        let mut unregistered_since = std::time::Instant::now();
         let watcher = tokio::spawn(failover::watch(self.clone(), stop.clone()));
         loop {
             tokio::select! {
@@ -376,8 +398,20 @@ impl Coordinator {
             }
             self.reconcile_membership().await;
             let state = self.state();
-            if !registered || state.nodes.get(&name).is_none_or(|n| n.url != url) {
-                registered = self.write(Request::RegisterNode { name: name.clone(), url: url.clone() }).await.is_ok();
+            // Once registered, again only if the table holds another address (a joining node
+            // does not see its own entry until the leader has added it and sent it the log).
+            if !registered || state.nodes.get(&name).is_some_and(|n| n.url != url) {
+                match self.write(Request::RegisterNode { name: name.clone(), url: url.clone() }).await {
+                    Ok(_) => registered = true,
+                    Err(e) => {
+                        registered = false;
+                        if unregistered_since.elapsed() > Duration::from_secs(10) {
+                            // A lone joining node, say, whose peers are all unreachable.
+                            tracing::warn!(error = %e, "could not register with the coordinator yet; retrying");
+                            unregistered_since = std::time::Instant::now();
+                        }
+                    }
+                }
             }
             for (partition, epoch) in mastered() {
                 let known = state.partitions.get(&partition);

@@ -19,10 +19,16 @@ pub async fn healthz() -> Json<serde_json::Value> {
 /// Ready when the node knows what it hosts (a cluster node: the coordinator's placement has
 /// reached it) and every replica it started with has restored and serves in its role. A
 /// replica added later by placement restores in the background: the node keeps serving.
-#[utoipa::path(get, path = "/readyz", responses((status = 200), (status = 503, description = "replicas still restoring, or the node is drained")))]
+#[utoipa::path(get, path = "/readyz", responses((status = 200), (status = 503, description = "replicas still restoring, or the node is drained or decommissioned")))]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     if state.draining.load(Ordering::Acquire) {
         return Err(ApiError::Unavailable(format!("node {} is drained for a restart", state.node_id)));
+    }
+    if state.coordinator.get().is_some_and(|c| c.state().has_left(&state.node_id)) {
+        return Err(ApiError::Unavailable(format!(
+            "node {} is decommissioned and hosts nothing; it can be stopped",
+            state.node_id
+        )));
     }
     match state.replicas.ready() {
         Ok(hosted) => Ok(Json(json!({ "status": "ready", "replicas": hosted }))),
