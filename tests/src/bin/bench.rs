@@ -18,6 +18,12 @@
 //!   (often also the coordinator's Raft leader), time until a read through a surviving node is
 //!   answered by a new master — no operator call: the coordinator detects and promotes — then
 //!   restart the killed node and wait until it has caught up as a standby.
+//! - `bench membership`: three nodes, four partitions with two replicas, N alerts; closed-loop
+//!   readers through the founding nodes the whole time. A fourth node joins (the coordinator
+//!   moves its share of replicas and preferred masters to it), then the Raft leader is
+//!   decommissioned (its replicas move to the others, it leaves the Raft group). Reports each
+//!   phase's duration and the read latency in it (p50, p99, max, failures) against the same
+//!   readers before the join (baseline).
 
 use clap::{Parser, Subcommand};
 use lightkeeper_clients::Client;
@@ -63,6 +69,12 @@ enum Cmd {
         #[arg(long, default_value_t = 20)]
         kills: usize,
     },
+    Membership {
+        #[arg(long, default_value_t = 5_000)]
+        alerts: usize,
+        #[arg(long, default_value_t = 5)]
+        alerts_per_object: usize,
+    },
     Query {
         #[arg(long, default_value_t = 1000)]
         points: usize,
@@ -86,6 +98,7 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::Handover { handovers } => rt.block_on(handover(handovers)),
         Cmd::Failover { kills } => rt.block_on(failover(kills)),
+        Cmd::Membership { alerts, alerts_per_object } => rt.block_on(membership(alerts, alerts_per_object)),
     }
 }
 
@@ -750,6 +763,190 @@ async fn failover(kills: usize) -> anyhow::Result<()> {
             pct(v, 0.9),
             pct(v, 0.99),
             pct(v, 1.0)
+        );
+    }
+    Ok(())
+}
+
+/// Latency of one read, when it started, and whether it failed on every node.
+struct Timed {
+    at: Instant,
+    ms: f64,
+    failed: bool,
+}
+
+/// Reads `keys` in a closed loop through `urls` (the next node when one refuses or answers
+/// 503, as behind a load balancer) until `stop`; every read's start and latency.
+fn timed_reader(
+    urls: Vec<String>,
+    keys: Vec<String>,
+    offset: usize,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<Vec<Timed>> {
+    tokio::spawn(async move {
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("client");
+        let mut out = Vec::new();
+        let mut i = offset;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let at = Instant::now();
+            let mut ok = false;
+            for attempt in 0..urls.len() {
+                let url = format!("{}/v1/objects/{}", urls[(i + attempt) % urls.len()], keys[i % keys.len()]);
+                match http.get(&url).send().await {
+                    Ok(r) if r.status() == 503 => continue,
+                    Ok(r) => {
+                        ok = r.status().is_success() && r.bytes().await.is_ok();
+                        break;
+                    }
+                    Err(_) => continue,
+                }
+            }
+            out.push(Timed { at, ms: at.elapsed().as_secs_f64() * 1e3, failed: !ok });
+            i += 1;
+        }
+        out
+    })
+}
+
+async fn membership(n: usize, per_object: usize) -> anyhow::Result<()> {
+    use lightkeeper_tests::cluster::{cluster_view, partitions, Cluster, TOKEN};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    const PARTITIONS: u32 = 4;
+    let tmp = tempfile::tempdir()?.keep();
+    eprintln!("membership bench: node data and logs in {}", tmp.display());
+    let mut cluster = Cluster::new("bench-membership", &["a", "b", "c"], PARTITIONS, &tmp);
+    cluster.replication_factor = Some(2);
+    let kafka = KafkaConfig::new(&broker());
+    let mut nodes = cluster.start_all(Duration::from_secs(120)).await;
+    let bytes = {
+        let (kafka, topics) = (kafka.clone(), cluster.topics.clone());
+        tokio::task::spawn_blocking(move || load_input(&kafka, &topics, n, per_object, PARTITIONS)).await??
+    };
+    let urls = cluster.urls();
+    let wait = |what: &'static str| {
+        move |started: Instant| {
+            anyhow::ensure!(started.elapsed() < Duration::from_secs(600), "{what}: not done after 600 s");
+            Ok(())
+        }
+    };
+    let started = Instant::now();
+    while lightkeeper_tests::load::cluster_input_next(&urls).await < n as u64 {
+        wait("materializing the input")(started)?;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let placement = |url: String| async move {
+        let v = cluster_view(&url).await.ok()?;
+        let table = v["coordinator"]["replicated"]["partitions"].as_object()?.clone();
+        let placed: std::collections::BTreeMap<String, Vec<String>> = table
+            .iter()
+            .map(|(p, i)| {
+                let rs = i["replicas"].as_array().into_iter().flatten().filter_map(|r| r.as_str().map(str::to_owned));
+                (p.clone(), rs.collect())
+            })
+            .collect();
+        Some((placed, v))
+    };
+    let leader = cluster_view(&urls[0]).await?["coordinator"]["leader"].as_str().unwrap_or_default().to_owned();
+    let keys: Vec<String> = (0..n / per_object).map(|i| format!("ztf:{}", object_id(i))).collect();
+    // Readers through the founders that stay (the leader is decommissioned later).
+    let read_urls: Vec<String> = ["a", "b", "c"].iter().filter(|id| **id != leader).map(|id| cluster.url(id)).collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> =
+        (0..2).map(|r| timed_reader(read_urls.clone(), keys.clone(), r * 997, stop.clone())).collect();
+    let t0 = Instant::now();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+
+    // Join.
+    let t_join = Instant::now();
+    let d_url = cluster.add_joiner("d");
+    let d = cluster.start("d");
+    loop {
+        wait("the join")(t_join)?;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let Some((placed, _)) = placement(urls[0].clone()).await else { continue };
+        let load = |node: &str, first: bool| {
+            placed
+                .values()
+                .filter(|rs| if first { rs.first().is_some_and(|f| f == node) } else { rs.iter().any(|r| r == node) })
+                .count()
+        };
+        let balanced = ["a", "b", "c", "d"].iter().all(|m| load(m, false) == 2 && load(m, true) == 1);
+        let d_parts = partitions(&d_url).await.unwrap_or_default();
+        let d_masters = d_parts.iter().filter(|p| p["role"] == "master" && p["ready"] == true).count();
+        let d_ready = d_parts.iter().filter(|p| p["ready"] == true && p["changelog_lag"] == 0).count();
+        if balanced && d_masters == 1 && d_ready == 2 {
+            break;
+        }
+    }
+    let joined = Instant::now();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // Decommission the Raft leader.
+    let t_leave = Instant::now();
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v1/admin/nodes/{leader}/decommission", read_urls[0]))
+        .bearer_auth(TOKEN)
+        .send()
+        .await?;
+    anyhow::ensure!(resp.status() == 202, "decommission: {} {}", resp.status(), resp.text().await?);
+    loop {
+        wait("the decommission")(t_leave)?;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let Some((placed, view)) = placement(read_urls[0].clone()).await else { continue };
+        let names = |v: &serde_json::Value| v.as_array().into_iter().flatten().any(|n| n == leader.as_str());
+        let coordinator = &view["coordinator"];
+        let gone = placed.values().all(|rs| !rs.contains(&leader))
+            && !names(&coordinator["voters"])
+            && !names(&coordinator["learners"]);
+        let hosted = partitions(&cluster.url(&leader)).await.unwrap_or_default();
+        if gone && hosted.iter().all(|p| p["role"] == "not_hosted") {
+            break;
+        }
+    }
+    let left = Instant::now();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut reads = Vec::new();
+    for r in readers {
+        reads.extend(r.await?);
+    }
+    let cleanup = {
+        let t = cluster.topics.clone();
+        move || kafka.delete_topics(&[&t.input, &t.changelog, &t.dead_letter])
+    };
+    if let Err(e) = tokio::task::spawn_blocking(cleanup).await? {
+        eprintln!("could not delete the benchmark topics: {e}");
+    }
+    nodes.push(d);
+    drop(nodes);
+    if std::env::var_os("BENCH_KEEP").is_none() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    let phase = |from: Instant, to: Instant| {
+        let mut ms: Vec<f64> = reads.iter().filter(|r| r.at >= from && r.at < to && !r.failed).map(|r| r.ms).collect();
+        let failed = reads.iter().filter(|r| r.at >= from && r.at < to && r.failed).count();
+        ms.sort_by(f64::total_cmp);
+        let q = |q: f64| if ms.is_empty() { 0.0 } else { ms[((ms.len() - 1) as f64 * q).round() as usize] };
+        (ms.len(), failed, q(0.5), q(0.99), q(1.0))
+    };
+    let (_, _, _, base99, _) = phase(t0, t_join);
+    println!(
+        "## membership: 3 nodes + 1 joining, 4 partitions × 2 replicas, {n} alerts ({:.0} MB) — {}",
+        bytes as f64 / 1e6,
+        machine()
+    );
+    println!("| phase | duration | reads ok | failed | p50 | p99 | max | p99 / baseline p99 |\n|---|---|---|---|---|---|---|---|");
+    for (name, from, to) in [
+        ("baseline (before the join)", t0, t_join),
+        ("join: start d → balanced, d masters 1 and hosts 2 caught up", t_join, joined),
+        ("decommission of the Raft leader → it hosts nothing and left the group", t_leave, left),
+    ] {
+        let (ok, failed, p50, p99, max) = phase(from, to);
+        println!(
+            "| {name} | {:.2} s | {ok} | {failed} | {p50:.1} ms | {p99:.1} ms | {max:.1} ms | {:.2} |",
+            (to - from).as_secs_f64(),
+            p99 / base99.max(f64::MIN_POSITIVE)
         );
     }
     Ok(())
