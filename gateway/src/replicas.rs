@@ -212,6 +212,31 @@ pub async fn follow_placement(
         }
         if first {
             state.replicas.mark_placed();
+            // State left by a purge that a shutdown cut short: nothing will read it again.
+            let (store, n) = (state.store.clone(), state.partition_count);
+            let stale: Vec<u32> = (0..n).filter(|p| table.get(p).is_some_and(|rs| !rs.contains(&me))).collect();
+            let purge = move || -> Vec<(u32, Result<u64, lightkeeper_storage::state::StoreError>)> {
+                let mut done = Vec::new();
+                for p in stale {
+                    match store.progress(p) {
+                        Ok(pr) if pr == Default::default() => {}
+                        _ => {
+                            let owned =
+                                |key: &str| lightkeeper_storage::partitioner::partition_for(key.as_bytes(), n) == p;
+                            done.push((p, store.purge_partition(p, &owned)));
+                        }
+                    }
+                }
+                done
+            };
+            for (p, r) in tokio::task::spawn_blocking(purge).await.unwrap_or_default() {
+                match r {
+                    Ok(objects) => {
+                        tracing::info!(partition = p, objects, "deleted leftover state of a partition placed elsewhere")
+                    }
+                    Err(e) => tracing::warn!(partition = p, error = %e, "could not delete leftover state"),
+                }
+            }
         }
     }
 }

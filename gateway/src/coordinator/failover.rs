@@ -183,12 +183,20 @@ impl View {
         self.nodes.get(node).is_some_and(|h| h.dead(self.since, now))
     }
 
-    /// The standby to promote when `partition`'s master is dead: live, ready, least lag within
-    /// `max_lag`, preferring nodes that are not draining.
-    fn failover_target(&self, partition: u32, master: &str, max_lag: u64, now: Instant) -> Option<(u64, String)> {
+    /// The standby to promote when `partition`'s master is dead: one of `hosts` (the partition's
+    /// placed replicas), live, ready, least lag within `max_lag`, preferring nodes that are not
+    /// draining.
+    fn failover_target(
+        &self,
+        partition: u32,
+        master: &str,
+        hosts: &[String],
+        max_lag: u64,
+        now: Instant,
+    ) -> Option<(u64, String)> {
         self.nodes
             .iter()
-            .filter(|(n, h)| *n != master && !h.dead(self.since, now))
+            .filter(|(n, h)| *n != master && hosts.contains(n) && !h.dead(self.since, now))
             .filter_map(|(n, h)| Some((h.draining, h.standby_within(partition, max_lag)?, n.clone())))
             .min()
             .map(|(_, lag, n)| (lag, n))
@@ -349,7 +357,7 @@ pub(super) async fn watch(c: Arc<Coordinator>, stop: CancellationToken) {
             if in_flight.contains_key(&p) {
                 continue;
             }
-            let Some((lag, to)) = view.failover_target(p, master, max_lag, now) else {
+            let Some((lag, to)) = view.failover_target(p, master, &c.replicas_of(p), max_lag, now) else {
                 if warned.get(&p).is_none_or(|t| now.duration_since(*t) > WARN_EVERY) {
                     warned.insert(p, now);
                     tracing::warn!(partition = p, master = %master, max_lag, "failover: no master serves the partition and no standby is alive, ready and within the promotion bound");
@@ -395,34 +403,54 @@ pub(super) async fn watch(c: Arc<Coordinator>, stop: CancellationToken) {
     }
 }
 
-/// The next placement step of the first partition not placed as targeted (see `placement.rs`).
+/// The placement step to take now, if any (see `placement.rs`): the first partition whose next
+/// step can be taken — a handover or a write that removes replicas always, one that adds
+/// replicas only while no other move waits for its new replicas (one restore at a time).
+///
+/// Placement acts only once the members differ from the configured peers (a node joined, or
+/// one is leaving or has left): a cluster running as configured keeps its configured placement.
+/// A partition that has never had a master is left alone (its first master is the configured
+/// one, or a standby after a grace period).
 fn placement_step(c: &Coordinator, view: &View, state: &ClusterState, now: Instant) -> Option<(u32, Step)> {
     let current = state.placement();
     if (current.len() as u32) < c.partitions {
         return None; // not seeded yet
     }
     let members = c.members(state);
+    if members.iter().eq(c.peers.keys()) {
+        return None;
+    }
     let seen_alive = |n: &str| view.nodes.get(n).is_some_and(|h| h.up_since.is_some() && !h.dead(view.since, now));
     let alive: BTreeSet<String> = members.iter().filter(|n| seen_alive(n)).cloned().collect();
     let pinned: BTreeSet<u32> = c.cluster.assignment.iter().map(|a| a.partition).collect();
     let max_lag = c.cluster.max_promotion_lag;
     let target = placement::target(&current, &members, &alive, c.partitions, c.cluster.replication_factor, &pinned);
-    target.iter().find_map(|(p, t)| {
-        let step = placement::next_step(
-            &current[p],
-            t,
-            view.masters.get(p).map(|(_, m)| m.as_str()),
-            |n| view.nodes.get(n).is_some_and(|h| h.replica_within(*p, max_lag)),
-            |n| !seen_alive(n),
-        );
-        (step != Step::Done).then_some((*p, step))
+    let steps: Vec<(u32, Step)> = target
+        .iter()
+        .filter(|(p, _)| view.masters.contains_key(p))
+        .map(|(p, t)| {
+            let step = placement::next_step(
+                &current[p],
+                t,
+                view.masters.get(p).map(|(_, m)| m.as_str()),
+                |n| view.nodes.get(n).is_some_and(|h| h.replica_within(*p, max_lag)),
+                |n| !seen_alive(n),
+            );
+            (*p, step)
+        })
+        .collect();
+    let waiting = steps.iter().any(|(_, s)| *s == Step::Wait);
+    steps.into_iter().find(|(p, s)| match s {
+        Step::Handover(_) => true,
+        Step::Write(rs) => !waiting || rs.len() <= current[p].len(),
+        Step::Wait | Step::Done => false,
     })
 }
 
 /// Records partitions' replicas in the table.
 async fn write_placement(c: Arc<Coordinator>, placements: Vec<(u32, Vec<String>)>) {
     for (partition, replicas) in placements {
-        if let Err(e) = c.write(Request::SetReplicas { partition, replicas }).await {
+        if let Err(e) = c.write_as_leader(Request::SetReplicas { partition, replicas }).await {
             tracing::warn!(partition, error = %e, "placement: could not record the replicas");
             return;
         }
@@ -517,12 +545,14 @@ mod tests {
         assert!(!v.dead("a", t));
         v.record("a", Probe::Refused, t);
         assert!(v.dead("a", t), "a refused connection: nothing listens");
-        assert_eq!(v.failover_target(0, "a", 100, t), Some((3, "c".into())));
-        assert_eq!(v.failover_target(0, "a", 5, t), Some((3, "c".into())));
-        assert_eq!(v.failover_target(0, "a", 2, t), None, "nobody within the promotion bound");
+        let hosts = ["a".to_owned(), "b".to_owned(), "c".to_owned()];
+        assert_eq!(v.failover_target(0, "a", &hosts, 100, t), Some((3, "c".into())));
+        assert_eq!(v.failover_target(0, "a", &hosts, 5, t), Some((3, "c".into())));
+        assert_eq!(v.failover_target(0, "a", &hosts, 2, t), None, "nobody within the promotion bound");
+        assert_eq!(v.failover_target(0, "a", &hosts[..2], 100, t), Some((7, "b".into())), "c is not placed there");
         // A draining node is the last resort.
         v.record("c", answer(&[(0, "standby", true, 3)], true), t);
-        assert_eq!(v.failover_target(0, "a", 100, t), Some((7, "b".into())));
+        assert_eq!(v.failover_target(0, "a", &hosts, 100, t), Some((7, "b".into())));
     }
 
     #[test]

@@ -37,6 +37,37 @@ use std::sync::Arc;
 use std::time::Duration;
 use types::{ClusterState, NodeId, Raft, Request, Response};
 
+/// How far a forwarded coordinator write has come (the `x-lightkeeper-raft-hop` header).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hop {
+    /// Proposed on this node.
+    Origin,
+    /// Handed to a peer by a node that knew no leader: the peer may pass it to its leader.
+    ViaPeer,
+    /// Sent to the leader: applied there or refused.
+    ToLeader,
+}
+
+pub const HOP_HEADER: &str = "x-lightkeeper-raft-hop";
+
+impl Hop {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Hop::Origin => "origin",
+            Hop::ViaPeer => "via-peer",
+            Hop::ToLeader => "to-leader",
+        }
+    }
+
+    pub fn parse(s: Option<&str>) -> Hop {
+        match s {
+            Some("to-leader") => Hop::ToLeader,
+            Some("via-peer") => Hop::ViaPeer,
+            _ => Hop::Origin,
+        }
+    }
+}
+
 /// Voters at most; further peers join as learners.
 const MAX_VOTERS: usize = 5;
 /// Election timeout range in ms (the heartbeat is a third of the minimum).
@@ -139,7 +170,9 @@ impl Coordinator {
             client,
             token,
         });
-        if c.peers.contains_key(&config.node_id) && !c.raft.is_initialized().await? && !c.group_exists().await {
+        // Only the initial voters initialize: openraft refuses a membership without the caller.
+        let initial_voter = c.peers.keys().take(MAX_VOTERS).any(|n| *n == config.node_id);
+        if initial_voter && !c.raft.is_initialized().await? && !c.group_exists().await {
             // Every founding peer proposes the same voters, so any majority of them forms the group.
             let voters: BTreeMap<NodeId, BasicNode> =
                 c.peers.iter().take(MAX_VOTERS).map(|(n, url)| (raft_id(n), BasicNode { addr: url.clone() })).collect();
@@ -256,20 +289,31 @@ impl Coordinator {
     }
 
     /// Proposes `req`: on the leader directly, else forwarded to the leader over HTTP. A node
-    /// that knows no leader (one joining the cluster) sends it through the configured peers.
+    /// that knows no leader (one joining the cluster) hands it to the configured peers, which
+    /// pass it to the leader they know — a write makes at most two hops and never loops.
     pub async fn write(&self, req: Request) -> Result<Response, String> {
+        self.write_via(req, Hop::Origin).await
+    }
+
+    /// [`Coordinator::write`] for a write that arrived over HTTP with `hop`.
+    pub async fn write_via(&self, req: Request, hop: Hop) -> Result<Response, String> {
         match self.raft.client_write(req.clone()).await {
             Ok(r) => Ok(r.data),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                let targets: Vec<(String, bool)> = match f.leader_node {
-                    Some(node) => vec![(node.addr, true)],
-                    None => {
-                        self.peers.iter().filter(|(n, _)| **n != self.name).map(|(_, u)| (u.clone(), false)).collect()
-                    }
+                let targets: Vec<(String, Hop)> = match (f.leader_node, hop) {
+                    (_, Hop::ToLeader) => return Err("not the coordinator leader (any more)".into()),
+                    (Some(node), _) => vec![(node.addr, Hop::ToLeader)],
+                    (None, Hop::Origin) => self
+                        .peers
+                        .iter()
+                        .filter(|(n, _)| **n != self.name)
+                        .map(|(_, u)| (u.clone(), Hop::ViaPeer))
+                        .collect(),
+                    (None, Hop::ViaPeer) => return Err("no coordinator leader known here either".into()),
                 };
                 let mut last = "no coordinator leader yet".to_owned();
-                for (url, to_leader) in targets {
-                    match self.forward_write(&url, &req, to_leader).await {
+                for (url, hop) in targets {
+                    match self.forward_write(&url, &req, hop).await {
                         Ok(r) => return r,
                         Err(e) => last = e,
                     }
@@ -280,25 +324,28 @@ impl Coordinator {
         }
     }
 
-    /// Sends a write to `url`. `to_leader`: the node is the leader, so it must not forward it
-    /// again (a write bounces at most once: joiner → peer → leader).
-    async fn forward_write(
-        &self,
-        url: &str,
-        req: &Request,
-        to_leader: bool,
-    ) -> Result<Result<Response, String>, String> {
-        let mut call = self.client.post(format!("{url}/v1/internal/raft/write")).bearer_auth(&self.token);
-        if to_leader {
-            call = call.header(crate::routing::FORWARDED, "1");
-        }
-        let resp = call
+    /// A write only the leader may make (placement): applied here or dropped, never forwarded,
+    /// so a member that has just lost the leadership cannot overwrite the new leader's steps.
+    pub async fn write_as_leader(&self, req: Request) -> Result<Response, String> {
+        self.raft.client_write(req).await.map(|r| r.data).map_err(|e| e.to_string())
+    }
+
+    async fn forward_write(&self, url: &str, req: &Request, hop: Hop) -> Result<Result<Response, String>, String> {
+        let resp = self
+            .client
+            .post(format!("{url}/v1/internal/raft/write"))
+            .bearer_auth(&self.token)
+            .header(HOP_HEADER, hop.as_str())
             .timeout(Duration::from_secs(5))
             .json(req)
             .send()
             .await
-            .map_err(|e| format!("forwarding to the coordinator leader: {e}"))?;
-        resp.json().await.map_err(|e| e.to_string())
+            .map_err(|e| format!("forwarding to {url}: {e}"))?;
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(format!("forwarding to {url}: {status} {}", resp.text().await.unwrap_or_default()));
+        }
+        resp.json().await.map_err(|e| format!("forwarding to {url}: {e}"))
     }
 
     /// Leader duty: Raft membership follows the node table. Missing nodes join as learners;
@@ -345,6 +392,11 @@ impl Coordinator {
             .map(|(name, _)| (name, raft_id(name)))
             .filter(|(_, id)| in_group.contains(id))
             .collect();
+        // A change of voters commits only with a majority of the old *and* the new voters (joint
+        // consensus), and nothing else commits until it has: propose none that the live nodes
+        // could not complete.
+        let alive = |id: &NodeId| *id == self.id || state.nodes.iter().any(|(n, info)| info.alive && raft_id(n) == *id);
+        let quorate = |set: &BTreeSet<NodeId>| set.iter().filter(|v| alive(v)).count() * 2 > set.len();
         let change = if let Some((name, id)) = leaving.first() {
             if voters.contains(id) {
                 // Replace the voter in one change when a learner can take its place. The
@@ -353,7 +405,12 @@ impl Coordinator {
                 if let Some((_, l)) = promotable {
                     next.insert(l);
                 }
-                Some((format!("{name} leaves the voters"), ChangeMembers::ReplaceAllVoters(next)))
+                if next.is_empty() || !quorate(&next) || !quorate(&voters) {
+                    tracing::debug!(node = %name, "a leaving voter stays until a live majority would remain");
+                    None
+                } else {
+                    Some((format!("{name} leaves the voters"), ChangeMembers::ReplaceAllVoters(next)))
+                }
             } else {
                 Some((format!("{name} leaves the group"), ChangeMembers::RemoveNodes([*id].into())))
             }
@@ -362,16 +419,18 @@ impl Coordinator {
             let eligible = members.iter().filter(|n| in_group.contains(&raft_id(n))).count().min(MAX_VOTERS);
             let wanted = if eligible % 2 == 0 { eligible.saturating_sub(1) } else { eligible };
             match promotable {
-                Some((name, id)) if voters.len() < wanted => {
+                Some((name, id)) if voters.len() < wanted && quorate(&voters.iter().copied().chain([id]).collect()) => {
                     Some((format!("{name} becomes a voter"), ChangeMembers::AddVoterIds([id].into())))
                 }
                 _ => None,
             }
         };
         if let Some((what, change)) = change {
-            match self.raft.change_membership(change, false).await {
-                Ok(_) => tracing::info!("coordinator membership: {what}"),
-                Err(e) => tracing::warn!(error = %e, "coordinator membership: {what} failed"),
+            // Bounded: the duties after this one (registration, epoch records) must not wait on it.
+            match tokio::time::timeout(Duration::from_secs(5), self.raft.change_membership(change, false)).await {
+                Ok(Ok(_)) => tracing::info!("coordinator membership: {what}"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "coordinator membership: {what} failed"),
+                Err(_) => tracing::warn!("coordinator membership: {what} did not commit within 5 s"),
             }
         }
     }

@@ -7,12 +7,14 @@
 //! moves toward that target one partition and one safe step at a time by [`next_step`]:
 //!
 //! 1. add the new replicas (they start as standbys and restore from the changelog);
-//! 2. once every live replica of the target is ready and within `cluster.max_promotion_lag`,
-//!    hand mastership over if the master is being removed (a graceful handover);
+//! 2. once the target has at least as many live replicas that are ready (within
+//!    `cluster.max_promotion_lag`) as the partition has now, hand mastership over if the master
+//!    is being removed (a graceful handover);
 //! 3. write the target: the removed replicas stop, and the order names the preferred master
 //!    (the rebalancer then hands mastership to it).
 //!
-//! A partition never has fewer caught-up copies than before a move, and a leader change in the
+//! So a move never leaves a partition with fewer ready copies than before (a new replica whose
+//! node dies holds the move until it returns or is decommissioned), and a leader change in the
 //! middle loses nothing: the next leader recomputes the target from the table and continues.
 //!
 //! [`target`] moves as little as it can: it keeps every replica on a member, fills partitions
@@ -148,7 +150,7 @@ pub fn target(
 
 /// The next step for one partition from `current` toward `target`. `master`: the partition's
 /// master, if known; `ready(n)`: node `n`'s replica is ready and within the promotion bound;
-/// `dead(n)`: node `n` is down (it neither blocks a move nor receives mastership).
+/// `dead(n)`: node `n` is down (its replica counts as not ready; it receives no mastership).
 pub fn next_step(
     current: &[String],
     target: &[String],
@@ -165,14 +167,15 @@ pub fn next_step(
         union.extend(added);
         return Step::Write(union);
     }
-    // Nothing is removed before every live replica that stays is caught up.
-    let live: Vec<&String> = target.iter().filter(|n| !dead(n)).collect();
-    if live.is_empty() || live.iter().any(|n| !ready(n)) {
+    // Nothing is removed while the target has fewer ready copies than the partition has now.
+    let ready_in = |set: &[String]| set.iter().filter(|n| !dead(n) && ready(n)).cloned().collect::<Vec<_>>();
+    let (ready_target, ready_now) = (ready_in(target), ready_in(current));
+    if ready_target.is_empty() || ready_target.len() < target.len().min(ready_now.len()) {
         return Step::Wait;
     }
     if let Some(m) = master {
         if !m.is_empty() && !target.iter().any(|n| n == m) && !dead(m) {
-            return Step::Handover(live[0].clone());
+            return Step::Handover(ready_target[0].clone());
         }
     }
     Step::Write(target.to_vec())
@@ -309,9 +312,14 @@ mod tests {
         assert_eq!(next_step(&union, &tgt, Some("a"), |n| n != "c", none_dead), Step::Wait, "c still restoring");
         assert_eq!(next_step(&union, &tgt, Some("a"), all_ready, none_dead), Step::Handover("c".into()));
         assert_eq!(next_step(&union, &tgt, Some("b"), all_ready, none_dead), Step::Write(tgt.clone()));
-        // A dead replica that stays does not hold the move up; a dead master is failover's.
-        assert_eq!(next_step(&union, &tgt, Some("b"), |n| n != "b", |n| n == "b"), Step::Write(tgt.clone()));
+        // A replica of the target that is down holds the move: removing a would leave one ready
+        // copy where there are two. A dead master being removed is failover's business.
+        assert_eq!(next_step(&union, &tgt, Some("b"), |n| n != "b", |n| n == "b"), Step::Wait);
+        assert_eq!(next_step(&union, &tgt, Some("b"), |n| n != "c", |n| n == "c"), Step::Wait, "c died restoring");
         assert_eq!(next_step(&union, &tgt, Some("a"), all_ready, |n| n == "a"), Step::Write(tgt.clone()));
+        // Decommissioning a dead node: its copy was not ready anyway.
+        let (cur, tgt2) = (vec!["x".to_owned(), "b".to_owned(), "c".to_owned()], vec!["b".to_owned(), "c".to_owned()]);
+        assert_eq!(next_step(&cur, &tgt2, Some("b"), |n| n != "x", |n| n == "x"), Step::Write(tgt2.clone()));
         assert_eq!(next_step(&tgt, &tgt, Some("c"), all_ready, none_dead), Step::Done);
     }
 }

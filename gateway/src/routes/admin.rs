@@ -349,13 +349,23 @@ pub async fn decommission(
         members.insert(id.clone());
     } else {
         members.remove(&id);
+        if let Some(a) = state.cluster.assignment.iter().find(|a| a.replicas.contains(&id)) {
+            return Err(ApiError::Conflict {
+                code: "pinned",
+                message: format!(
+                    "{id} hosts partition {} by cluster.assignment, which placement never moves; change the assignment first",
+                    a.partition
+                ),
+            });
+        }
+        // Replicas move only to live nodes.
+        let live = members.iter().filter(|n| table.nodes.get(*n).is_some_and(|i| i.alive)).count();
         let needed = state.cluster.replication_factor.unwrap_or(1);
-        if members.len() < needed {
+        if live < needed {
             return Err(ApiError::Conflict {
                 code: "too_few_nodes",
                 message: format!(
-                    "decommissioning {id} would leave {} node(s) for cluster.replication_factor {needed}",
-                    members.len()
+                    "decommissioning {id} would leave {live} live node(s) for cluster.replication_factor {needed}"
                 ),
             });
         }

@@ -51,19 +51,18 @@ pub async fn snapshot(
     to_json(c.raft.install_snapshot(req).await)
 }
 
-/// A client write forwarded to this node: by a follower to its leader (marked forwarded: it is
-/// applied here or refused, never forwarded again), or by a joining node that knows no leader
-/// yet (passed on to the leader).
+/// A client write forwarded to this node: by a follower to its leader (applied here or
+/// refused), or by a node that knows no leader (passed on to the leader this node knows, never
+/// to other peers) — the hop header says which.
 pub async fn write(
     State(state): State<AppState>,
     headers: HeaderMap,
     Json(req): Json<Request>,
 ) -> Result<Json<Value>, ApiError> {
+    use crate::coordinator::{Hop, HOP_HEADER};
     let c = coordinator(&state, &headers)?;
-    let r = if headers.contains_key(crate::routing::FORWARDED) {
-        c.raft.client_write(req).await.map(|r| r.data).map_err(|e| e.to_string())
-    } else {
-        c.write(req).await
-    };
-    to_json(r)
+    let hop = Hop::parse(headers.get(HOP_HEADER).and_then(|v| v.to_str().ok()));
+    // A write without a hop header is treated as sent to the leader: it is never passed on.
+    let hop = if hop == Hop::Origin { Hop::ToLeader } else { hop };
+    to_json(c.write_via(req, hop).await)
 }

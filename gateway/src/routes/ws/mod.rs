@@ -29,6 +29,8 @@ use lightkeeper_storage::state::HistoryEntry;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
@@ -93,28 +95,91 @@ fn error_msg(sub: Option<&str>, e: &ApiError) -> Value {
 /// How one (subscription, object) pair is served.
 enum Stream {
     /// By a forwarder task reading this node's replica.
-    Local(JoinHandle<()>),
+    Local(Local),
     /// By the relay of this partition.
     Relayed(u32),
 }
 
-/// A local stream whose partition stopped being hosted here: (sub, key, last version sent).
-type Moved = (String, String, u64);
+/// A forwarder task; `moved` is set when it ended because its partition left this node (a
+/// [`Moved`] report follows, and the stream is carried on elsewhere).
+struct Local {
+    id: u64,
+    task: JoinHandle<()>,
+    moved: Arc<AtomicBool>,
+}
+
+/// A local stream whose partition stopped being hosted here (its channel closed, or it found
+/// the replica gone): carry it on from `last`, the last version it sent (`None`: nothing yet).
+struct Moved {
+    id: u64,
+    sub: String,
+    key: String,
+    last: Option<u64>,
+}
+
+/// What a forwarder needs besides its hub receiver.
+struct StreamCtx {
+    state: AppState,
+    outbox: Outbox,
+    sub: String,
+    key: String,
+    id: u64,
+    moved_flag: Arc<AtomicBool>,
+    moved: mpsc::Sender<Moved>,
+}
+
+impl StreamCtx {
+    async fn report_moved(self, last: Option<u64>) {
+        self.moved_flag.store(true, Ordering::Release);
+        let _ = self.moved.send(Moved { id: self.id, sub: self.sub, key: self.key, last }).await;
+    }
+}
+
+/// Whether this node hosts `key`'s partition.
+fn hosted(state: &AppState, key: &str) -> bool {
+    state.replicas.contains(lightkeeper_storage::partitioner::partition_for(key.as_bytes(), state.partition_count))
+}
 
 /// A connection's subscriptions: (sub, key) → how it is served, and the relays by partition.
-#[derive(Default)]
 struct Subscriptions {
     streams: HashMap<(String, String), Stream>,
     relays: HashMap<u32, relay::Relay>,
+    next_id: u64,
+    moved: mpsc::Sender<Moved>,
+    /// The connection is another node's relay: what is not hosted here is refused, not relayed.
+    forwarded: bool,
 }
 
 impl Subscriptions {
+    fn new(moved: mpsc::Sender<Moved>, forwarded: bool) -> Subscriptions {
+        Subscriptions { streams: HashMap::new(), relays: HashMap::new(), next_id: 0, moved, forwarded }
+    }
+
+    /// Starts a forwarder of `key` from this node's replica.
+    fn spawn_local(&mut self, state: &AppState, outbox: &Outbox, sub: &str, key: &str, from_version: Option<u64>) {
+        let rx = state.hub.subscribe(key);
+        self.next_id += 1;
+        let moved_flag = Arc::new(AtomicBool::new(false));
+        let ctx = StreamCtx {
+            state: state.clone(),
+            outbox: outbox.clone(),
+            sub: sub.to_owned(),
+            key: key.to_owned(),
+            id: self.next_id,
+            moved_flag: moved_flag.clone(),
+            moved: self.moved.clone(),
+        };
+        let task = tokio::spawn(forward(ctx, from_version, rx));
+        let local = Local { id: self.next_id, task, moved: moved_flag };
+        self.streams.insert((sub.to_owned(), key.to_owned()), Stream::Local(local));
+    }
+
     /// Ends one stream (its relay, if any, is told by the caller).
     async fn end(&mut self, state: &AppState, k: &(String, String)) {
         if let Some(s) = self.streams.remove(k) {
-            if let Stream::Local(h) = s {
-                h.abort();
-                let _ = h.await;
+            if let Stream::Local(l) = s {
+                l.task.abort();
+                let _ = l.task.await;
                 state.hub.release(&k.1);
             }
             state.metrics.ws_subscriptions.dec();
@@ -137,15 +202,11 @@ impl Subscriptions {
         }
     }
 
-    /// Drops local forwarders that have finished, so the map stays bounded by live streams —
-    /// except those of partitions no longer hosted here, which [`Subscriptions::relocate`] moves.
+    /// Drops local forwarders that have ended for good, so the map stays bounded by live
+    /// streams (one that moved is carried on by [`Subscriptions::relocate`]).
     fn reap(&mut self, state: &AppState) {
         self.streams.retain(|(_, key), s| {
-            let hosted = || {
-                let p = lightkeeper_storage::partitioner::partition_for(key.as_bytes(), state.partition_count);
-                state.replicas.contains(p)
-            };
-            let done = matches!(s, Stream::Local(h) if h.is_finished()) && hosted();
+            let done = matches!(s, Stream::Local(l) if l.task.is_finished() && !l.moved.load(Ordering::Acquire));
             if done {
                 state.hub.release(key);
                 state.metrics.ws_subscriptions.dec();
@@ -154,24 +215,36 @@ impl Subscriptions {
         });
     }
 
-    /// Serves a stream whose local replica went away from a relay (or locally again, if the
-    /// partition came back meanwhile), from the last version it delivered.
-    async fn relocate(&mut self, state: &AppState, outbox: &Outbox, moved_tx: &mpsc::Sender<Moved>, m: Moved) {
-        let (sub, key, last) = m;
-        let k = (sub.clone(), key.clone());
-        let Some(Stream::Local(h)) = self.streams.remove(&k) else { return };
-        let _ = h.await;
-        state.hub.release(&key);
-        let p = lightkeeper_storage::partitioner::partition_for(key.as_bytes(), state.partition_count);
+    /// Carries on a stream whose local replica went away: from a relay (or locally again, if
+    /// the partition came back meanwhile), after the last version it delivered.
+    async fn relocate(&mut self, state: &AppState, outbox: &Outbox, m: Moved) {
+        let k = (m.sub.clone(), m.key.clone());
+        // The client may have replaced or ended the stream since.
+        if !matches!(self.streams.get(&k), Some(Stream::Local(l)) if l.id == m.id) {
+            return;
+        }
+        let Some(Stream::Local(l)) = self.streams.remove(&k) else { return };
+        let _ = l.task.await;
+        state.hub.release(&m.key);
+        let p = lightkeeper_storage::partitioner::partition_for(m.key.as_bytes(), state.partition_count);
         if state.replicas.contains(p) {
-            let rx = state.hub.subscribe(&key);
-            let task = tokio::spawn(forward(state.clone(), outbox.clone(), sub, key, Some(last), rx, moved_tx.clone()));
-            self.streams.insert(k, Stream::Local(task));
+            self.spawn_local(state, outbox, &m.sub, &m.key, m.last);
+            return;
+        }
+        if self.forwarded {
+            // The client is another node's relay: it moves on to a node that hosts the partition.
+            let e = ApiError::bad_request(
+                "partition_not_hosted",
+                format!("{} is in partition {p}, which node {} no longer hosts", m.key, state.node_id),
+            );
+            outbox.send(error_msg(Some(&m.sub), &e));
+            state.metrics.ws_subscriptions.dec();
             return;
         }
         self.streams.insert(k, Stream::Relayed(p));
         let relay = self.relays.entry(p).or_insert_with(|| relay::Relay::start(state.clone(), outbox.clone(), p));
-        let _ = relay.tx.send(relay::Command::Subscribe { sub, keys: vec![key], from_version: Some(last) }).await;
+        let cmd = relay::Command::Subscribe { sub: m.sub, keys: vec![m.key], from_version: m.last };
+        let _ = relay.tx.send(cmd).await;
     }
 
     async fn close(mut self, state: &AppState) {
@@ -221,14 +294,14 @@ async fn session(socket: WebSocket, state: AppState, forwarded: bool) {
         }
     });
 
-    let mut subs = Subscriptions::default();
     let (moved_tx, mut moved_rx) = mpsc::channel::<Moved>(state.limits.max_subscriptions_per_connection.max(1));
+    let mut subs = Subscriptions::new(moved_tx, forwarded);
     loop {
         let msg = tokio::select! {
             () = shutdown.cancelled() => break,
             () = outbox.slow.cancelled() => break,
             Some(m) = moved_rx.recv() => {
-                subs.relocate(&state, &outbox, &moved_tx, m).await;
+                subs.relocate(&state, &outbox, m).await;
                 continue;
             }
             msg = stream.next() => msg,
@@ -252,7 +325,7 @@ async fn session(socket: WebSocket, state: AppState, forwarded: bool) {
             Ok(ClientOp::Unsubscribe { sub }) => subs.unsubscribe(&state, &sub).await,
             Ok(ClientOp::Subscribe { sub, objects, filter, from_version }) => {
                 let op = SubscribeOp { sub: &sub, objects, filter, from_version };
-                if let Err(e) = subscribe(&state, &outbox, &mut subs, op, forwarded, &moved_tx).await {
+                if let Err(e) = subscribe(&state, &outbox, &mut subs, op).await {
                     outbox.send(error_msg(Some(&sub), &e));
                 }
             }
@@ -278,9 +351,8 @@ async fn subscribe(
     outbox: &Outbox,
     subs: &mut Subscriptions,
     op: SubscribeOp<'_>,
-    forwarded: bool,
-    moved: &mpsc::Sender<Moved>,
 ) -> Result<(), ApiError> {
+    let forwarded = subs.forwarded;
     let SubscribeOp { sub, objects, filter, from_version } = op;
     if sub.is_empty() || sub.len() > 128 {
         return Err(ApiError::bad_request("bad_message", "sub must be 1–128 characters"));
@@ -325,7 +397,7 @@ async fn subscribe(
         let k = (sub.to_owned(), key.clone());
         match subs.streams.remove(&k) {
             Some(Stream::Local(old)) => {
-                old.abort();
+                old.task.abort();
                 state.hub.release(&key);
             }
             Some(Stream::Relayed(_)) => {}
@@ -338,10 +410,7 @@ async fn subscribe(
             relayed.entry(p).or_default().push(key);
             continue;
         }
-        let rx = state.hub.subscribe(&key);
-        let task =
-            tokio::spawn(forward(state.clone(), outbox.clone(), sub.to_owned(), key, from_version, rx, moved.clone()));
-        subs.streams.insert(k, Stream::Local(task));
+        subs.spawn_local(state, outbox, sub, &key, from_version);
     }
     for (p, keys) in relayed {
         let relay = subs.relays.entry(p).or_insert_with(|| relay::Relay::start(state.clone(), outbox.clone(), p));
@@ -357,19 +426,24 @@ fn update_msg(sub: &str, e: &HistoryEntry) -> Value {
     json!({ "type": "update", "sub": sub, "key": e.summary.key, "version": e.version, "object": e.summary, "new_points": e.new_points })
 }
 
-/// Sends a snapshot of the current state; returns its version.
-async fn snapshot(state: &AppState, outbox: &Outbox, sub: &str, key: &str) -> Result<u64, ApiError> {
+/// Sends a snapshot of the current state; returns its version, or `None` (nothing sent) when
+/// the partition is no longer hosted here (its state may be being deleted).
+async fn snapshot(state: &AppState, outbox: &Outbox, sub: &str, key: &str) -> Result<Option<u64>, ApiError> {
     let store = state.store.clone();
     let k = key.to_owned();
     let obj = tokio::task::spawn_blocking(move || store.get(&k)).await??;
+    if !hosted(state, key) {
+        return Ok(None);
+    }
     let version = obj.as_ref().map_or(0, |o| o.version);
     let summary = obj.map(|o| o.summary());
     outbox.send(json!({ "type": "snapshot", "sub": sub, "key": key, "version": version, "object": summary }));
-    Ok(version)
+    Ok(Some(version))
 }
 
 /// Sends every version after `last` up to `upto` from history, or a snapshot if history does not
-/// reach back. Returns the version the client now has.
+/// reach back. Returns the version the client now has, or `None` (nothing sent) when the
+/// partition is no longer hosted here.
 async fn catch_up(
     state: &AppState,
     outbox: &Outbox,
@@ -377,7 +451,10 @@ async fn catch_up(
     key: &str,
     last: u64,
     upto: Option<u64>,
-) -> Result<u64, ApiError> {
+) -> Result<Option<u64>, ApiError> {
+    if !hosted(state, key) {
+        return Ok(None);
+    }
     let store = state.store.clone();
     let k = key.to_owned();
     let current = match upto {
@@ -389,19 +466,24 @@ async fn catch_up(
         }
     };
     if current == last {
-        return Ok(last);
+        return Ok(Some(last));
     }
     if current < last {
         let p = lightkeeper_storage::partitioner::partition_for(key.as_bytes(), state.partition_count);
-        if state.replicas.get(p).is_some_and(|r| !r.status.is_serving_master()) {
+        match state.replicas.get(p) {
             // A standby (or a master still catching up) behind a version the client got from
             // the old master: the stream will bring this replica past it; send nothing until then.
-            return Ok(last);
+            Some(r) if !r.status.is_serving_master() => return Ok(Some(last)),
+            Some(_) => {}
+            None => return Ok(None),
         }
         // The master itself never reached that version: the client's claim is wrong; start over.
         return snapshot(state, outbox, sub, key).await;
     }
     let history = tokio::task::spawn_blocking(move || store.history_after(&k, last, current)).await??;
+    if !hosted(state, key) {
+        return Ok(None);
+    }
     match history {
         Some(entries) => {
             let mut v = last;
@@ -409,29 +491,23 @@ async fn catch_up(
                 outbox.send(update_msg(sub, e));
                 v = e.version;
             }
-            Ok(v)
+            Ok(Some(v))
         }
         None => snapshot(state, outbox, sub, key).await,
     }
 }
 
-async fn forward(
-    state: AppState,
-    outbox: Outbox,
-    sub: String,
-    key: String,
-    from_version: Option<u64>,
-    mut rx: broadcast::Receiver<std::sync::Arc<HistoryEntry>>,
-    moved: mpsc::Sender<Moved>,
-) {
+async fn forward(ctx: StreamCtx, from_version: Option<u64>, mut rx: broadcast::Receiver<Arc<HistoryEntry>>) {
+    let (state, outbox, sub, key) = (&ctx.state, &ctx.outbox, ctx.sub.as_str(), ctx.key.as_str());
     let start = match from_version {
-        Some(v) => catch_up(&state, &outbox, &sub, &key, v, None).await,
-        None => snapshot(&state, &outbox, &sub, &key).await,
+        Some(v) => catch_up(state, outbox, sub, key, v, None).await,
+        None => snapshot(state, outbox, sub, key).await,
     };
     let mut last = match start {
-        Ok(v) => v,
+        Ok(Some(v)) => v,
+        Ok(None) => return ctx.report_moved(from_version).await,
         Err(e) => {
-            outbox.send(error_msg(Some(&sub), &e));
+            outbox.send(error_msg(Some(sub), &e));
             return;
         }
     };
@@ -442,28 +518,23 @@ async fn forward(
         let result = match rx.recv().await {
             Ok(u) if u.version <= last => continue,
             Ok(u) if u.version == last + 1 => {
-                if !outbox.send(update_msg(&sub, &u)) {
+                if !outbox.send(update_msg(sub, &u)) {
                     return;
                 }
                 last = u.version;
                 continue;
             }
             // A gap: fill it (and this update) from history.
-            Ok(u) => catch_up(&state, &outbox, &sub, &key, last, Some(u.version)).await,
-            Err(broadcast::error::RecvError::Lagged(_)) => catch_up(&state, &outbox, &sub, &key, last, None).await,
-            Err(broadcast::error::RecvError::Closed) => {
-                // The hub closes a key's channel when this node stops hosting its partition.
-                let p = lightkeeper_storage::partitioner::partition_for(key.as_bytes(), state.partition_count);
-                if !state.replicas.contains(p) {
-                    let _ = moved.send((sub, key, last)).await;
-                }
-                return;
-            }
+            Ok(u) => catch_up(state, outbox, sub, key, last, Some(u.version)).await,
+            Err(broadcast::error::RecvError::Lagged(_)) => catch_up(state, outbox, sub, key, last, None).await,
+            // The hub closes a key's channel when this node stops hosting its partition.
+            Err(broadcast::error::RecvError::Closed) => return ctx.report_moved(Some(last)).await,
         };
         match result {
-            Ok(v) => last = v,
+            Ok(Some(v)) => last = v,
+            Ok(None) => return ctx.report_moved(Some(last)).await,
             Err(e) => {
-                outbox.send(error_msg(Some(&sub), &e));
+                outbox.send(error_msg(Some(sub), &e));
                 return;
             }
         }
