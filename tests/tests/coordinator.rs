@@ -1,7 +1,8 @@
 //! The embedded coordinator (openraft) with real processes on loopback: a single node is its
 //! own cluster; three nodes elect a leader and replicate the node and partition tables; the
 //! SIGKILL of the leader (not a master) is survived with no master moved; a restarted member
-//! rejoins from its persisted log; and the new leader still fails a killed master over.
+//! rejoins from its persisted log; the new leader still fails a killed master over; a cluster
+//! forms without its first peer; and a peer that never starts can be decommissioned.
 
 use lightkeeper_tests::cluster::{cluster_view, Cluster};
 use lightkeeper_tests::*;
@@ -144,6 +145,47 @@ async fn a_partition_whose_preferred_master_never_starts_gets_a_master() {
         let ps = lightkeeper_tests::cluster::partitions(&late.url).await.ok()?;
         let p = ps.into_iter().find(|p| p["partition"] == 0)?;
         (p["role"] == "standby" && p["master"] == "b" && p["ready"] == true).then_some(())
+    })
+    .await
+    .unwrap();
+}
+
+/// A configured peer that never starts can be decommissioned: its replicas are re-created on
+/// the nodes that run (the partition it should have mastered first gets a master from its
+/// standby), and it leaves the Raft voters, so the group stops counting on it for a majority.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_peer_that_never_starts_is_decommissioned() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut c = Cluster::new("never-started", &["a", "b", "c"], 3, tmp.path());
+    // Partition p on the two nodes from position p: 0 → [a, b], 1 → [b, c], 2 → [c, a].
+    c.replication_factor = Some(2);
+    let b = c.start("b");
+    let c_node = c.start("c");
+    b.wait_ready(WAIT).await.unwrap();
+    c_node.wait_ready(WAIT).await.unwrap();
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v1/admin/nodes/a/decommission", b.url))
+        .bearer_auth(lightkeeper_tests::cluster::TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202, "{:?}", resp.text().await);
+    let urls = vec![b.url.clone(), c_node.url.clone()];
+    agree(&urls, |v| {
+        let placed = (0..3).all(|p| {
+            let rs = &v["replicated"]["partitions"][p.to_string()]["replicas"];
+            rs.as_array().is_some_and(|rs| rs.len() == 2 && rs.iter().all(|r| r == "b" || r == "c"))
+        });
+        placed && v["voters"] == serde_json::json!(["b", "c"]) && v["learners"] == serde_json::json!([])
+    })
+    .await;
+    eventually(WAIT, "every partition served by a master on b or c", || async {
+        let mut masters = 0;
+        for u in &urls {
+            let ps = lightkeeper_tests::cluster::partitions(u).await.ok()?;
+            masters += ps.iter().filter(|p| p["role"] == "master" && p["ready"] == true).count();
+        }
+        (masters == 3).then_some(())
     })
     .await
     .unwrap();

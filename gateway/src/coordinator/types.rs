@@ -36,7 +36,13 @@ pub enum Request {
     SetReplicas { partition: u32, replicas: Vec<String> },
     /// Marks a node as leaving (decommissioned by an operator; `false` cancels): placement
     /// moves its replicas to other nodes, then the leader removes it from the Raft group.
-    SetLeaving { name: String, leaving: bool },
+    /// `url`: for a configured peer that never registered (it is recorded as down).
+    SetLeaving {
+        name: String,
+        leaving: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        url: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -122,9 +128,13 @@ impl ClusterState {
                 entry.replicas.clone_from(replicas);
                 Response { applied: changed }
             }
-            Request::SetLeaving { name, leaving } => match self.nodes.get_mut(name) {
-                Some(n) if n.leaving != *leaving => {
+            Request::SetLeaving { name, leaving, url } => match (self.nodes.get_mut(name), url) {
+                (Some(n), _) if n.leaving != *leaving => {
                     n.leaving = *leaving;
+                    Response { applied: true }
+                }
+                (None, Some(url)) => {
+                    self.nodes.insert(name.clone(), NodeInfo { url: url.clone(), alive: false, leaving: *leaving });
                     Response { applied: true }
                 }
                 _ => Response { applied: false },
@@ -169,10 +179,14 @@ mod tests {
         assert!(s.apply(&reg).applied);
         assert!(s.nodes["a"].alive);
         // A decommission survives the node registering again; it can be cancelled.
-        assert!(s.apply(&Request::SetLeaving { name: "a".into(), leaving: true }).applied);
+        assert!(s.apply(&Request::SetLeaving { name: "a".into(), leaving: true, url: None }).applied);
         assert!(!s.apply(&reg).applied);
         assert!(s.nodes["a"].leaving);
-        assert!(s.apply(&Request::SetLeaving { name: "a".into(), leaving: false }).applied);
-        assert!(!s.apply(&Request::SetLeaving { name: "z".into(), leaving: true }).applied, "unknown node");
+        assert!(s.apply(&Request::SetLeaving { name: "a".into(), leaving: false, url: None }).applied);
+        assert!(!s.apply(&Request::SetLeaving { name: "z".into(), leaving: true, url: None }).applied, "unknown node");
+        // A configured peer that never registered is recorded, down and leaving.
+        let never = Request::SetLeaving { name: "z".into(), leaving: true, url: Some("http://z".into()) };
+        assert!(s.apply(&never).applied);
+        assert_eq!(s.nodes["z"], NodeInfo { url: "http://z".into(), alive: false, leaving: true });
     }
 }

@@ -338,10 +338,12 @@ pub async fn decommission(
     }
     let c = state.coordinator.get().ok_or_else(|| ApiError::Unavailable("the coordinator is starting".into()))?;
     let table = c.state();
-    if !table.nodes.contains_key(&id) {
+    // A configured peer that never started can be decommissioned too (it is recorded as down).
+    let unregistered_peer = if table.nodes.contains_key(&id) { None } else { state.cluster.peers.get(&id).cloned() };
+    if !table.nodes.contains_key(&id) && unregistered_peer.is_none() {
         return Err(ApiError::NotFound {
             code: "no_such_node",
-            message: format!("node {id:?} has not registered with the coordinator"),
+            message: format!("node {id:?} is neither registered with the coordinator nor a configured peer"),
         });
     }
     let mut members = c.members(&table);
@@ -370,9 +372,12 @@ pub async fn decommission(
             });
         }
     }
-    c.write(crate::coordinator::types::Request::SetLeaving { name: id.clone(), leaving: !params.cancel })
-        .await
-        .map_err(|e| ApiError::Unavailable(format!("recording the decommission: {e}")))?;
+    let req = crate::coordinator::types::Request::SetLeaving {
+        name: id.clone(),
+        leaving: !params.cancel,
+        url: unregistered_peer,
+    };
+    c.write(req).await.map_err(|e| ApiError::Unavailable(format!("recording the decommission: {e}")))?;
     tracing::info!(node = %id, leaving = !params.cancel, "decommission recorded");
     let hosts = c.state().partitions.iter().filter(|(_, p)| p.replicas.contains(&id)).map(|(p, _)| *p).collect();
     let report =
