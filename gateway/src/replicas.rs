@@ -160,23 +160,13 @@ pub async fn follow_placement(
         }
         let hosted = state.replicas.snapshot();
         for (p, replicas) in table.iter().filter(|(_, rs)| rs.contains(&me)) {
-            if hosted.contains_key(p) {
-                continue;
-            }
-            let start =
-                StartRole { single_node: false, configured_master: replicas[0] == me, replicas: replicas.clone() };
-            match state.replicas.host(*p, start, !first) {
-                Ok(()) => {
-                    state.cache.clear();
-                    tracing::info!(partition = p, ?replicas, "hosting a replica of the partition");
-                }
-                Err(e) => tracing::error!(partition = p, error = %e, "could not start a replica thread"),
+            if !hosted.contains_key(p) {
+                host(&state, *p, replicas, !first);
             }
         }
         for (p, r) in hosted.iter() {
-            let placed_elsewhere = table.get(p).is_some_and(|rs| !rs.contains(&me));
-            if !placed_elsewhere {
-                continue;
+            if table.get(p).is_none_or(|rs| rs.contains(&me)) {
+                continue; // placed here (or not placed yet)
             }
             if r.status.is_serving_master() {
                 tracing::debug!(
@@ -185,58 +175,83 @@ pub async fn follow_placement(
                 );
                 continue;
             }
-            let (s, p) = (state.clone(), *p);
-            if tokio::task::spawn_blocking(move || s.replicas.release(p)).await.is_err() {
-                continue;
-            }
-            let n = state.partition_count;
-            let owned = move |key: &str| lightkeeper_storage::partitioner::partition_for(key.as_bytes(), n) == p;
-            state.hub.close(owned);
-            state.cache.clear();
-            tracing::info!(partition = p, "stopped this node's replica: the partition is placed on other nodes");
-            // Free its disk. The follower waits for it, so the partition cannot be hosted here
-            // again while its old state is being deleted.
-            let (store, started) = (state.store.clone(), std::time::Instant::now());
-            match tokio::task::spawn_blocking(move || store.purge_partition(p, &owned)).await {
-                Ok(Ok(objects)) => tracing::info!(
-                    partition = p,
-                    objects,
-                    elapsed_ms = started.elapsed().as_millis() as u64,
-                    "deleted the partition's local state"
-                ),
-                Ok(Err(e)) => {
-                    tracing::warn!(partition = p, error = %e, "could not delete the partition's local state; a replica started here again restores from scratch")
-                }
-                Err(e) => tracing::warn!(partition = p, error = %e, "the state deletion task failed"),
+            // The follower waits for the purge, so the partition cannot be hosted here again
+            // while its old state is being deleted.
+            if release(&state, *p).await {
+                purge(&state, *p).await;
             }
         }
         if first {
             state.replicas.mark_placed();
-            // State left by a purge that a shutdown cut short: nothing will read it again.
-            let (store, n) = (state.store.clone(), state.partition_count);
-            let stale: Vec<u32> = (0..n).filter(|p| table.get(p).is_some_and(|rs| !rs.contains(&me))).collect();
-            let purge = move || -> Vec<(u32, Result<u64, lightkeeper_storage::state::StoreError>)> {
-                let mut done = Vec::new();
-                for p in stale {
-                    match store.progress(p) {
-                        Ok(pr) if pr == Default::default() => {}
-                        _ => {
-                            let owned =
-                                |key: &str| lightkeeper_storage::partitioner::partition_for(key.as_bytes(), n) == p;
-                            done.push((p, store.purge_partition(p, &owned)));
-                        }
-                    }
-                }
-                done
-            };
-            for (p, r) in tokio::task::spawn_blocking(purge).await.unwrap_or_default() {
-                match r {
-                    Ok(objects) => {
-                        tracing::info!(partition = p, objects, "deleted leftover state of a partition placed elsewhere")
-                    }
-                    Err(e) => tracing::warn!(partition = p, error = %e, "could not delete leftover state"),
-                }
-            }
+            purge_leftovers(&state, &table).await;
         }
+    }
+}
+
+/// Selects the object keys of partition `p` (of `n`).
+fn owned_by(n: u32, p: u32) -> impl Fn(&str) -> bool + Copy {
+    move |key: &str| lightkeeper_storage::partitioner::partition_for(key.as_bytes(), n) == p
+}
+
+/// Starts a standby of `p` here (see [`follow_placement`]).
+fn host(state: &crate::state::AppState, p: u32, replicas: &[String], background: bool) {
+    let start = StartRole {
+        single_node: false,
+        configured_master: replicas.first() == Some(&state.node_id),
+        replicas: replicas.to_vec(),
+    };
+    match state.replicas.host(p, start, background) {
+        Ok(()) => {
+            state.cache.clear();
+            tracing::info!(partition = p, ?replicas, "hosting a replica of the partition");
+        }
+        Err(e) => tracing::error!(partition = p, error = %e, "could not start a replica thread"),
+    }
+}
+
+/// Stops this node's replica of `p`; its subscribers move to relays (the hub closes its
+/// channels) and the response cache forgets what it rendered. False if its thread could not be
+/// confirmed stopped (its state must then not be deleted).
+async fn release(state: &crate::state::AppState, p: u32) -> bool {
+    let s = state.clone();
+    if let Err(e) = tokio::task::spawn_blocking(move || s.replicas.release(p)).await {
+        tracing::warn!(partition = p, error = %e, "stopping the replica failed");
+        return false;
+    }
+    state.hub.close(owned_by(state.partition_count, p));
+    state.cache.clear();
+    tracing::info!(partition = p, "stopped this node's replica: the partition is placed on other nodes");
+    true
+}
+
+/// Deletes partition `p`'s local state, off the async runtime.
+async fn purge(state: &crate::state::AppState, p: u32) {
+    let (store, owned, started) = (state.store.clone(), owned_by(state.partition_count, p), std::time::Instant::now());
+    match tokio::task::spawn_blocking(move || store.purge_partition(p, &owned)).await {
+        Ok(Ok(objects)) => tracing::info!(
+            partition = p,
+            objects,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "deleted the partition's local state"
+        ),
+        Ok(Err(e)) => tracing::warn!(
+            partition = p,
+            error = %e,
+            "could not delete the partition's local state; a replica started here again restores from scratch"
+        ),
+        Err(e) => tracing::warn!(partition = p, error = %e, "the state deletion task failed"),
+    }
+}
+
+/// Deletes what a purge cut short by a shutdown left: the state of partitions placed elsewhere
+/// that still have progress here (nothing will read it again).
+async fn purge_leftovers(state: &crate::state::AppState, table: &std::collections::BTreeMap<u32, Vec<String>>) {
+    let elsewhere: Vec<u32> = table.iter().filter(|(_, rs)| !rs.contains(&state.node_id)).map(|(p, _)| *p).collect();
+    let store = state.store.clone();
+    let find =
+        move || elsewhere.into_iter().filter(|p| store.progress(*p).is_ok_and(|pr| pr != Default::default())).collect();
+    let leftovers: Vec<u32> = tokio::task::spawn_blocking(find).await.unwrap_or_default();
+    for p in leftovers {
+        purge(state, p).await;
     }
 }
