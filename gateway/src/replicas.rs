@@ -152,7 +152,7 @@ pub async fn follow_placement(
             () = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let table = coordinator.state().placement();
+        let table = coordinator.read(|s| s.placement());
         let placed = (0..state.partition_count).all(|p| table.contains_key(&p));
         let first = !state.replicas.placed.load(Ordering::Acquire);
         if first && !placed {

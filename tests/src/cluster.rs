@@ -135,6 +135,29 @@ pub async fn cluster_view(url: &str) -> anyhow::Result<Value> {
     Ok(http().get(format!("{url}/v1/cluster")).send().await?.error_for_status()?.json().await?)
 }
 
+/// Partition → replicas (preferred master first), from the coordinator's table as the node at
+/// `url` has applied it, once every one of `partitions` is placed.
+pub async fn placement(url: &str, partitions: u32) -> Option<BTreeMap<u32, Vec<String>>> {
+    let v = cluster_view(url).await.ok()?;
+    let table = v["coordinator"]["replicated"]["partitions"].as_object()?.clone();
+    let placed: BTreeMap<u32, Vec<String>> = table
+        .iter()
+        .map(|(p, info)| {
+            let rs = info["replicas"].as_array().into_iter().flatten().filter_map(|r| r.as_str().map(str::to_owned));
+            (p.parse().unwrap_or(u32::MAX), rs.collect())
+        })
+        .collect();
+    (placed.len() == partitions as usize).then_some(placed)
+}
+
+/// How many partitions `placed` puts on `node` (`preferred`: as their preferred master).
+pub fn hosted_by(placed: &BTreeMap<u32, Vec<String>>, node: &str, preferred: bool) -> usize {
+    placed
+        .values()
+        .filter(|rs| if preferred { rs.first().is_some_and(|f| f == node) } else { rs.iter().any(|r| r == node) })
+        .count()
+}
+
 /// The partition entries of `/v1/cluster` on `url`.
 pub async fn partitions(url: &str) -> anyhow::Result<Vec<Value>> {
     Ok(cluster_view(url).await?["partitions"].as_array().cloned().unwrap_or_default())

@@ -12,40 +12,19 @@
 
 use lightkeeper_clients::Client;
 use lightkeeper_storage::partitioner::partition_for;
-use lightkeeper_tests::cluster::{cluster_view, partitions, Cluster, TOKEN};
+use lightkeeper_tests::cluster::{cluster_view, hosted_by, partitions, placement, Cluster, TOKEN};
 use lightkeeper_tests::load::{
     balanced_reader, cluster_input_next, finish, producer, wait_cluster_input, watch_versions, Workload,
 };
 use lightkeeper_tests::*;
 use serde_json::Value;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(120);
 const PARTITIONS: u32 = 4;
-
-/// Partition → replicas, from the coordinator's table as the node at `url` has applied it.
-async fn placement(url: &str) -> Option<BTreeMap<u32, Vec<String>>> {
-    let v = cluster_view(url).await.ok()?;
-    let table = v["coordinator"]["replicated"]["partitions"].as_object()?.clone();
-    let placed: BTreeMap<u32, Vec<String>> = table
-        .iter()
-        .map(|(p, info)| {
-            let rs = info["replicas"].as_array().into_iter().flatten().filter_map(|r| r.as_str().map(str::to_owned));
-            (p.parse().unwrap_or(u32::MAX), rs.collect())
-        })
-        .collect();
-    (placed.len() == PARTITIONS as usize).then_some(placed)
-}
-
-fn load(placed: &BTreeMap<u32, Vec<String>>, node: &str, first: bool) -> usize {
-    placed
-        .values()
-        .filter(|rs| if first { rs.first().map(String::as_str) == Some(node) } else { rs.iter().any(|r| r == node) })
-        .count()
-}
 
 /// The (partition, node) pairs serving as ready masters, as the nodes at `urls` report them.
 async fn serving_masters(urls: &[String]) -> BTreeSet<(u64, String)> {
@@ -79,7 +58,7 @@ async fn a_node_joins_and_the_raft_leader_is_decommissioned_under_load_with_no_f
     urls.push(d_url.clone());
     finish(producer(&c.topics.input, &w.real, None)).await;
     wait_cluster_input(&urls[..3], w.real.len() as u64, WAIT).await;
-    let before = placement(&urls[0]).await.expect("the table is seeded");
+    let before = placement(&urls[0], PARTITIONS).await.expect("the table is seeded");
     let leader = cluster_view(&urls[0]).await.unwrap()["coordinator"]["leader"].as_str().unwrap().to_owned();
     eprintln!("{:?}: seeded placement {before:?}, raft leader {leader}", started.elapsed());
 
@@ -106,9 +85,9 @@ async fn a_node_joins_and_the_raft_leader_is_decommissioned_under_load_with_no_f
     let d = c.start("d");
     d.wait_ready(WAIT).await.unwrap();
     let joined = eventually(WAIT, "d to hold its share of replicas and of preferred masters, all ready", || async {
-        let placed = placement(&urls[0]).await?;
+        let placed = placement(&urls[0], PARTITIONS).await?;
         let members = ["a", "b", "c", "d"];
-        let balanced = members.iter().all(|n| load(&placed, n, false) == 2 && load(&placed, n, true) == 1);
+        let balanced = members.iter().all(|n| hosted_by(&placed, n, false) == 2 && hosted_by(&placed, n, true) == 1);
         let masters = serving_masters(&urls).await;
         let d_ready = partitions(&d_url).await.ok()?.iter().filter(|p| p["ready"] == true).count();
         let d_leads = u64::from(*placed.iter().find(|(_, rs)| rs[0] == "d")?.0);
@@ -156,7 +135,7 @@ async fn a_node_joins_and_the_raft_leader_is_decommissioned_under_load_with_no_f
     assert_eq!(resp.status(), 202, "{:?}", resp.text().await);
     let rest: Vec<String> = urls.iter().filter(|u| **u != c.url(&leader)).cloned().collect();
     let after = eventually(WAIT, "the leader's replicas to move off it and the leader to leave the group", || async {
-        let placed = placement(&rest[0]).await?;
+        let placed = placement(&rest[0], PARTITIONS).await?;
         let view = cluster_view(&rest[0]).await.ok()?;
         let coordinator = &view["coordinator"];
         let left =
@@ -178,7 +157,7 @@ async fn a_node_joins_and_the_raft_leader_is_decommissioned_under_load_with_no_f
     assert!(names(&view["coordinator"]["voters"]).contains(&"d".to_owned()), "d took the leaver's vote: {view}");
     assert_eq!(names(&view["coordinator"]["voters"]).len(), 3);
     let remaining: Vec<&str> = ["a", "b", "c", "d"].into_iter().filter(|n| *n != leader).collect();
-    let loads: Vec<usize> = remaining.iter().map(|n| load(&placed, n, false)).collect();
+    let loads: Vec<usize> = remaining.iter().map(|n| hosted_by(&placed, n, false)).collect();
     assert!(loads.iter().max().unwrap() - loads.iter().min().unwrap() <= 1, "balanced over the rest: {placed:?}");
 
     // The leaver tells load balancers to stop sending to it, and can go now.

@@ -263,8 +263,9 @@ pub(super) async fn watch(c: Arc<Coordinator>, stop: CancellationToken) {
             }
         }
         // Probe every node at once.
+        let nodes = c.nodes();
         let mut probes = JoinSet::new();
-        for (name, url) in c.nodes() {
+        for (name, url) in nodes.clone() {
             let client = c.client.clone();
             probes.spawn(async move { (name, probe(&client, &url).await) });
         }
@@ -388,7 +389,7 @@ pub(super) async fn watch(c: Arc<Coordinator>, stop: CancellationToken) {
             // Masters return to their preferred replicas once the replicas are in place.
             continue;
         }
-        if !c.cluster.rebalance || c.nodes().len() < 2 {
+        if !c.cluster.rebalance || nodes.len() < 2 {
             continue;
         }
         for (&p, (_, master)) in &view.masters {

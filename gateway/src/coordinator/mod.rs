@@ -59,11 +59,12 @@ impl Hop {
         }
     }
 
-    pub fn parse(s: Option<&str>) -> Hop {
-        match s {
-            Some("to-leader") => Hop::ToLeader,
+    /// The hop of a write received over HTTP: one without the header is treated as sent to
+    /// the leader, so it is never passed on (a received write is never `Origin`).
+    pub fn received(header: Option<&str>) -> Hop {
+        match header {
             Some("via-peer") => Hop::ViaPeer,
-            _ => Hop::Origin,
+            _ => Hop::ToLeader,
         }
     }
 }
@@ -212,41 +213,49 @@ impl Coordinator {
     }
 
     fn name_of(&self, id: NodeId) -> String {
-        let state = self.machine.state();
-        std::iter::once(&self.name)
-            .chain(self.peers.keys())
-            .chain(state.nodes.keys())
-            .find(|n| raft_id(n) == id)
-            .map_or_else(|| format!("raft-{id}"), Clone::clone)
+        self.machine.read(|state| {
+            std::iter::once(&self.name)
+                .chain(self.peers.keys())
+                .chain(state.nodes.keys())
+                .find(|n| raft_id(n) == id)
+                .map_or_else(|| format!("raft-{id}"), Clone::clone)
+        })
     }
 
-    /// The replicated state as applied on this node.
+    /// The replicated state as applied on this node (a copy; see [`Coordinator::read`]).
     pub fn state(&self) -> ClusterState {
         self.machine.state()
     }
 
+    /// Reads the replicated state in place, without copying it.
+    pub fn read<R>(&self, f: impl FnOnce(&ClusterState) -> R) -> R {
+        self.machine.read(f)
+    }
+
     /// Node `name`'s base URL: as registered, else as configured.
     pub fn url_of(&self, name: &str) -> Option<String> {
-        self.machine.state().nodes.get(name).map(|n| n.url.clone()).or_else(|| self.peers.get(name).cloned())
+        self.machine.read(|s| s.nodes.get(name).map(|n| n.url.clone())).or_else(|| self.peers.get(name).cloned())
     }
 
     /// Every node to watch and route to: the registered ones (except those that have left:
     /// leaving and hosting nothing) and the configured peers.
     pub fn nodes(&self) -> BTreeMap<String, String> {
-        let state = self.machine.state();
-        let mut nodes = self.peers.clone();
-        for (name, info) in &state.nodes {
-            nodes.insert(name.clone(), info.url.clone());
-        }
-        nodes.retain(|n, _| !state.has_left(n));
-        nodes
+        self.machine.read(|state| {
+            let mut nodes = self.peers.clone();
+            for (name, info) in &state.nodes {
+                nodes.insert(name.clone(), info.url.clone());
+            }
+            nodes.retain(|n, _| !state.has_left(n));
+            nodes
+        })
     }
 
     /// The nodes hosting `partition`, preferred master first: the table's placement, or the
     /// configured one until the table has it.
     pub fn replicas_of(&self, partition: u32) -> Vec<String> {
-        match self.machine.state().partitions.get(&partition) {
-            Some(p) if !p.replicas.is_empty() => p.replicas.clone(),
+        let placed = self.machine.read(|s| s.partitions.get(&partition).map(|p| p.replicas.clone()));
+        match placed {
+            Some(replicas) if !replicas.is_empty() => replicas,
             _ => self.cluster.replicas(partition),
         }
     }
@@ -263,7 +272,7 @@ impl Coordinator {
 
     /// The master of `partition` as the replicated table names it.
     pub fn master_of(&self, partition: u32) -> Option<String> {
-        self.machine.master_of(partition)
+        self.machine.read(|s| s.partitions.get(&partition).map(|p| p.master.clone()))
     }
 
     pub fn view(&self) -> CoordinatorView {

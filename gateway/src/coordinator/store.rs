@@ -242,9 +242,10 @@ impl StateMachine {
         self.machine.read().state.clone()
     }
 
-    /// The master of `partition` in the replicated table, without copying the whole state.
-    pub fn master_of(&self, partition: u32) -> Option<String> {
-        self.machine.read().state.partitions.get(&partition).map(|p| p.master.clone())
+    /// Reads the replicated state in place (a short read lock, no copy): for the per-request
+    /// lookups of routing and `/v1/cluster`.
+    pub fn read<R>(&self, f: impl FnOnce(&ClusterState) -> R) -> R {
+        f(&self.machine.read().state)
     }
 
     async fn persist(&self) -> StorageResult<()> {

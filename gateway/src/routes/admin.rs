@@ -379,7 +379,7 @@ pub async fn decommission(
     };
     c.write(req).await.map_err(|e| ApiError::Unavailable(format!("recording the decommission: {e}")))?;
     tracing::info!(node = %id, leaving = !params.cancel, "decommission recorded");
-    let hosts = c.state().partitions.iter().filter(|(_, p)| p.replicas.contains(&id)).map(|(p, _)| *p).collect();
+    let hosts = c.read(|s| s.partitions.iter().filter(|(_, p)| p.replicas.contains(&id)).map(|(p, _)| *p).collect());
     let report =
         DecommissionReport { node: id, leaving: !params.cancel, hosts, members: members.into_iter().collect() };
     Ok((axum::http::StatusCode::ACCEPTED, Json(report)))

@@ -24,7 +24,7 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Va
     if state.draining.load(Ordering::Acquire) {
         return Err(ApiError::Unavailable(format!("node {} is drained for a restart", state.node_id)));
     }
-    if state.coordinator.get().is_some_and(|c| c.state().has_left(&state.node_id)) {
+    if state.coordinator.get().is_some_and(|c| c.read(|s| s.has_left(&state.node_id))) {
         return Err(ApiError::Unavailable(format!(
             "node {} is decommissioned and hosts nothing; it can be stopped",
             state.node_id

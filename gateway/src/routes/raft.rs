@@ -61,8 +61,5 @@ pub async fn write(
 ) -> Result<Json<Value>, ApiError> {
     use crate::coordinator::{Hop, HOP_HEADER};
     let c = coordinator(&state, &headers)?;
-    let hop = Hop::parse(headers.get(HOP_HEADER).and_then(|v| v.to_str().ok()));
-    // A write without a hop header is treated as sent to the leader: it is never passed on.
-    let hop = if hop == Hop::Origin { Hop::ToLeader } else { hop };
-    to_json(c.write_via(req, hop).await)
+    to_json(c.write_via(req, Hop::received(headers.get(HOP_HEADER).and_then(|v| v.to_str().ok()))).await)
 }

@@ -809,7 +809,7 @@ fn timed_reader(
 }
 
 async fn membership(n: usize, per_object: usize) -> anyhow::Result<()> {
-    use lightkeeper_tests::cluster::{cluster_view, partitions, Cluster, TOKEN};
+    use lightkeeper_tests::cluster::{cluster_view, hosted_by, partitions, placement, Cluster, TOKEN};
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
     const PARTITIONS: u32 = 4;
@@ -824,29 +824,15 @@ async fn membership(n: usize, per_object: usize) -> anyhow::Result<()> {
         tokio::task::spawn_blocking(move || load_input(&kafka, &topics, n, per_object, PARTITIONS)).await??
     };
     let urls = cluster.urls();
-    let wait = |what: &'static str| {
-        move |started: Instant| {
-            anyhow::ensure!(started.elapsed() < Duration::from_secs(600), "{what}: not done after 600 s");
-            Ok(())
-        }
+    let within = |started: Instant, what: &str| {
+        anyhow::ensure!(started.elapsed() < Duration::from_secs(600), "{what}: not done after 600 s");
+        Ok(())
     };
     let started = Instant::now();
     while lightkeeper_tests::load::cluster_input_next(&urls).await < n as u64 {
-        wait("materializing the input")(started)?;
+        within(started, "materializing the input")?;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let placement = |url: String| async move {
-        let v = cluster_view(&url).await.ok()?;
-        let table = v["coordinator"]["replicated"]["partitions"].as_object()?.clone();
-        let placed: std::collections::BTreeMap<String, Vec<String>> = table
-            .iter()
-            .map(|(p, i)| {
-                let rs = i["replicas"].as_array().into_iter().flatten().filter_map(|r| r.as_str().map(str::to_owned));
-                (p.clone(), rs.collect())
-            })
-            .collect();
-        Some((placed, v))
-    };
     let leader = cluster_view(&urls[0]).await?["coordinator"]["leader"].as_str().unwrap_or_default().to_owned();
     let keys: Vec<String> = (0..n / per_object).map(|i| format!("ztf:{}", object_id(i))).collect();
     // Readers through the founders that stay (the leader is decommissioned later).
@@ -862,16 +848,11 @@ async fn membership(n: usize, per_object: usize) -> anyhow::Result<()> {
     let d_url = cluster.add_joiner("d");
     let d = cluster.start("d");
     loop {
-        wait("the join")(t_join)?;
+        within(t_join, "the join")?;
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let Some((placed, _)) = placement(urls[0].clone()).await else { continue };
-        let load = |node: &str, first: bool| {
-            placed
-                .values()
-                .filter(|rs| if first { rs.first().is_some_and(|f| f == node) } else { rs.iter().any(|r| r == node) })
-                .count()
-        };
-        let balanced = ["a", "b", "c", "d"].iter().all(|m| load(m, false) == 2 && load(m, true) == 1);
+        let Some(placed) = placement(&urls[0], PARTITIONS).await else { continue };
+        let balanced =
+            ["a", "b", "c", "d"].iter().all(|m| hosted_by(&placed, m, false) == 2 && hosted_by(&placed, m, true) == 1);
         let d_parts = partitions(&d_url).await.unwrap_or_default();
         let d_masters = d_parts.iter().filter(|p| p["role"] == "master" && p["ready"] == true).count();
         let d_ready = d_parts.iter().filter(|p| p["ready"] == true && p["changelog_lag"] == 0).count();
@@ -891,9 +872,12 @@ async fn membership(n: usize, per_object: usize) -> anyhow::Result<()> {
         .await?;
     anyhow::ensure!(resp.status() == 202, "decommission: {} {}", resp.status(), resp.text().await?);
     loop {
-        wait("the decommission")(t_leave)?;
+        within(t_leave, "the decommission")?;
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let Some((placed, view)) = placement(read_urls[0].clone()).await else { continue };
+        let (Some(placed), Ok(view)) = (placement(&read_urls[0], PARTITIONS).await, cluster_view(&read_urls[0]).await)
+        else {
+            continue;
+        };
         let names = |v: &serde_json::Value| v.as_array().into_iter().flatten().any(|n| n == leader.as_str());
         let coordinator = &view["coordinator"];
         let gone = placed.values().all(|rs| !rs.contains(&leader))
