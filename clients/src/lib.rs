@@ -1,12 +1,20 @@
 //! Rust client of the Lightkeeper API v1 (see API.md): REST reads, ingest, and WebSocket
 //! subscriptions.
 //!
-//! Responses are returned as the API's JSON (`serde_json::Value`) or small typed structs; the
-//! server's `{"error":{"code","message"}}` becomes [`ClientError::Api`].
+//! Messages are the wire contract's types (`lightkeeper-api`, re-exported as [`api`]): the
+//! cluster view, ingest answers, WebSocket operations and server messages. Object bodies are
+//! returned as JSON (`serde_json::Value`) for callers that compare them with other sources, or
+//! typed ([`Client::summary`]). The server's `{"error":{"code","message"}}` becomes
+//! [`ClientError::Api`].
 
+use api::cluster::ClusterView;
+use api::error::ErrorResponse;
+pub use api::ingest::Accepted;
+use api::object::ObjectSummary;
+use api::ws::{ClientOp, ServerMsg};
 use futures::{SinkExt, StreamExt};
-use serde::Deserialize;
-use serde_json::{json, Value};
+pub use lightkeeper_api as api;
+use serde_json::Value;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -20,16 +28,6 @@ pub enum ClientError {
     WebSocket(#[from] tokio_tungstenite::tungstenite::Error),
     #[error("invalid response: {0}")]
     Invalid(String),
-}
-
-/// Where `POST /v1/alerts` put a packet.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Accepted {
-    pub key: String,
-    pub alert_id: String,
-    pub topic: String,
-    pub partition: u32,
-    pub offset: u64,
 }
 
 #[derive(Clone)]
@@ -49,11 +47,10 @@ impl Client {
             return Ok(resp);
         }
         let status = resp.status().as_u16();
-        let body: Value = resp.json().await.unwrap_or(Value::Null);
-        Err(ClientError::Api {
-            status,
-            code: body["error"]["code"].as_str().unwrap_or("unknown").to_owned(),
-            message: body["error"]["message"].as_str().unwrap_or("").to_owned(),
+        let text = resp.text().await.unwrap_or_default();
+        Err(match serde_json::from_str::<ErrorResponse>(&text) {
+            Ok(r) => ClientError::Api { status, code: r.error.code, message: r.error.message },
+            Err(_) => ClientError::Api { status, code: "unknown".into(), message: text },
         })
     }
 
@@ -67,6 +64,18 @@ impl Client {
         Ok(Self::check(resp).await?.json().await?)
     }
 
+    /// `GET /v1/cluster`: what the node hosts, in which role, and its coordinator's view.
+    pub async fn cluster(&self) -> Result<ClusterView, ClientError> {
+        let resp = self.http.get(format!("{}/v1/cluster", self.base)).send().await?;
+        Ok(Self::check(resp).await?.json().await?)
+    }
+
+    /// `GET /v1/objects/{key}`, typed.
+    pub async fn summary(&self, key: &str) -> Result<ObjectSummary, ClientError> {
+        Ok(Self::check(self.http.get(self.object_url(key, "")).send().await?).await?.json().await?)
+    }
+
+    /// `GET /v1/objects/{key}` as JSON.
     pub async fn object(&self, key: &str) -> Result<Value, ClientError> {
         Ok(Self::check(self.http.get(self.object_url(key, "")).send().await?).await?.json().await?)
     }
@@ -101,11 +110,9 @@ impl Client {
     ) -> Result<Subscription, ClientError> {
         let ws_url = format!("{}/v1/ws", self.base.replacen("http", "ws", 1));
         let (mut ws, _) = tokio_tungstenite::connect_async(ws_url).await?;
-        let mut op = json!({"op": "subscribe", "sub": sub, "objects": objects});
-        if let Some(v) = from_version {
-            op["from_version"] = json!(v);
-        }
-        ws.send(Message::Text(op.to_string().into())).await?;
+        let objects = objects.iter().map(|o| (*o).to_owned()).collect();
+        let op = ClientOp::subscribe_objects(sub, objects, from_version);
+        ws.send(Message::Text(op.to_text().into())).await?;
         Ok(Subscription { ws })
     }
 }
@@ -128,14 +135,14 @@ pub struct Subscription {
 }
 
 impl Subscription {
-    /// Sends a raw op (subscribe / unsubscribe JSON).
-    pub async fn send(&mut self, op: Value) -> Result<(), ClientError> {
-        self.ws.send(Message::Text(op.to_string().into())).await?;
+    /// Sends an operation (subscribe more, unsubscribe).
+    pub async fn send(&mut self, op: &ClientOp) -> Result<(), ClientError> {
+        self.ws.send(Message::Text(op.to_text().into())).await?;
         Ok(())
     }
 
     /// Next server message, or `None` when the socket closed (or the timeout passed).
-    pub async fn next(&mut self, timeout: Duration) -> Result<Option<Value>, ClientError> {
+    pub async fn next(&mut self, timeout: Duration) -> Result<Option<ServerMsg>, ClientError> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let msg = match tokio::time::timeout_at(deadline, self.ws.next()).await {

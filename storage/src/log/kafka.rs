@@ -66,18 +66,18 @@ impl KafkaConfig {
     /// its partition count. An existing topic keeps its partition count; it is not changed here.
     pub fn ensure_topic(&self, name: &str, partitions: u32, compact: bool) -> Result<u32, LogError> {
         let admin: AdminClient<DefaultClientContext> =
-            self.client().create().map_err(|e| LogError::Kafka(format!("admin client: {e}")))?;
+            self.client().create().map_err(|e| LogError::kafka("admin client", e))?;
         let mut topic = NewTopic::new(name, partitions as i32, TopicReplication::Fixed(-1));
         if compact {
             topic = topic.set("cleanup.policy", "compact");
         }
         let opts = AdminOptions::new().operation_timeout(Some(self.timeout()));
         let results = block_on(admin.create_topics([&topic], &opts))
-            .map_err(|e| LogError::Kafka(format!("create topic {name}: {e}")))?;
+            .map_err(|e| LogError::kafka(format!("create topic {name}"), e))?;
         for r in results {
             match r {
                 Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                Err((t, code)) => return Err(LogError::Kafka(format!("create topic {t}: {code}"))),
+                Err((t, code)) => return Err(LogError::kafka(format!("create topic {t}"), KafkaError::AdminOp(code))),
             }
         }
         self.partition_count(name)
@@ -86,14 +86,12 @@ impl KafkaConfig {
     /// Deletes topics (tools and benchmarks clean up after themselves; the node never deletes).
     pub fn delete_topics(&self, names: &[&str]) -> Result<(), LogError> {
         let admin: AdminClient<DefaultClientContext> =
-            self.client().create().map_err(|e| LogError::Kafka(format!("admin client: {e}")))?;
+            self.client().create().map_err(|e| LogError::kafka("admin client", e))?;
         let opts = AdminOptions::new().operation_timeout(Some(self.timeout()));
-        for r in
-            block_on(admin.delete_topics(names, &opts)).map_err(|e| LogError::Kafka(format!("delete topics: {e}")))?
-        {
+        for r in block_on(admin.delete_topics(names, &opts)).map_err(|e| LogError::kafka("delete topics", e))? {
             if let Err((t, code)) = r {
                 if code != RDKafkaErrorCode::UnknownTopicOrPartition {
-                    return Err(LogError::Kafka(format!("delete topic {t}: {code}")));
+                    return Err(LogError::kafka(format!("delete topic {t}"), KafkaError::AdminOp(code)));
                 }
             }
         }
@@ -107,19 +105,19 @@ impl KafkaConfig {
             .client()
             .set("group.id", "lightkeeper-metadata")
             .create()
-            .map_err(|e| LogError::Kafka(format!("metadata client: {e}")))?;
+            .map_err(|e| LogError::kafka("metadata client", e))?;
         let deadline = std::time::Instant::now() + self.timeout();
         loop {
             let md = consumer
                 .fetch_metadata(Some(name), self.timeout())
-                .map_err(|e| LogError::Kafka(format!("metadata for {name}: {e}")))?;
+                .map_err(|e| LogError::kafka(format!("metadata for {name}"), e))?;
             if let Some(t) = md.topics().iter().find(|t| t.name() == name) {
                 if t.error().is_none() && !t.partitions().is_empty() {
                     return Ok(t.partitions().len() as u32);
                 }
             }
             if std::time::Instant::now() > deadline {
-                return Err(LogError::Kafka(format!("topic {name} does not exist")));
+                return Err(LogError::UnknownTopic(name.to_owned()));
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -146,7 +144,7 @@ impl KafkaTopic {
             .set("message.timeout.ms", "30000")
             .set("message.max.bytes", "8388608")
             .create()
-            .map_err(|e| LogError::Kafka(format!("producer: {e}")))?;
+            .map_err(|e| LogError::kafka("producer", e))?;
         // Warm the producer now: connect, learn the topic's leaders and (idempotence) get a
         // producer id. Otherwise the first append pays for it — measured ~860 ms, all of it
         // inside the unavailability window of the first promotion after a restart.
@@ -155,7 +153,7 @@ impl KafkaTopic {
             producer
                 .client()
                 .fetch_metadata(Some(name), config.timeout())
-                .map_err(|e| LogError::Kafka(format!("metadata for {name}: {e}")))?;
+                .map_err(|e| LogError::kafka(format!("metadata for {name}"), e))?;
         }
         Ok(KafkaTopic { config: config.clone(), name: name.to_owned(), partitions, producer })
     }
@@ -195,7 +193,7 @@ impl Topic for KafkaTopic {
                         rec = back;
                         self.producer.poll(Duration::from_millis(10));
                     }
-                    Err((e, _)) => return Err(LogError::Kafka(format!("produce to {}: {e}", self.name))),
+                    Err((e, _)) => return Err(LogError::kafka(format!("produce to {}", self.name), e)),
                 }
             }
         }
@@ -203,8 +201,9 @@ impl Topic for KafkaTopic {
         for fut in pending {
             match block_on(fut) {
                 Ok(Ok(delivery)) => offsets.push(delivery.offset as u64),
-                Ok(Err((e, _))) => return Err(LogError::Kafka(format!("delivery to {}: {e}", self.name))),
-                Err(_) => return Err(LogError::Kafka(format!("delivery to {}: producer dropped", self.name))),
+                Ok(Err((e, _))) => return Err(LogError::kafka(format!("delivery to {}", self.name), e)),
+                // The delivery future was canceled: the producer went away before the broker answered.
+                Err(_) => return Err(LogError::kafka(format!("delivery to {}", self.name), KafkaError::Canceled)),
             }
         }
         Ok(offsets)
@@ -234,11 +233,11 @@ impl Topic for KafkaTopic {
             // `fetch.wait.max.ms` already keeps an idle reader cheap.
             .set("fetch.error.backoff.ms", "10")
             .create_with_context(ReaderContext)
-            .map_err(|e| LogError::Kafka(format!("consumer: {e}")))?;
+            .map_err(|e| LogError::kafka("consumer", e))?;
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(&self.name, partition as i32, Offset::Offset(from as i64))
-            .map_err(|e| LogError::Kafka(e.to_string()))?;
-        consumer.assign(&tpl).map_err(|e| LogError::Kafka(format!("assign {}/{partition}: {e}", self.name)))?;
+            .map_err(|e| LogError::kafka(format!("offset of {}/{partition}", self.name), e))?;
+        consumer.assign(&tpl).map_err(|e| LogError::kafka(format!("assign {}/{partition}", self.name), e))?;
         Ok(Box::new(KafkaReader { consumer, position: from, partition, topic: self.name.clone() }))
     }
 
@@ -248,7 +247,7 @@ impl Topic for KafkaTopic {
             .producer
             .client()
             .fetch_watermarks(&self.name, partition as i32, self.config.timeout())
-            .map_err(|e| LogError::Kafka(format!("watermarks of {}/{partition}: {e}", self.name)))?;
+            .map_err(|e| LogError::kafka(format!("watermarks of {}/{partition}", self.name), e))?;
         Ok(high.max(0) as u64)
     }
 }
@@ -287,7 +286,7 @@ impl TopicReader for KafkaReader {
                     out.at_end = true;
                     break;
                 }
-                Some(Err(e)) => return Err(LogError::Kafka(format!("fetch: {e}"))),
+                Some(Err(e)) => return Err(LogError::kafka(format!("fetch {}/{}", self.topic, self.partition), e)),
                 Some(Ok(m)) => {
                     let offset = m.offset() as u64;
                     if offset < self.position {

@@ -13,6 +13,7 @@ mod kafka;
 pub use embedded::{EmbeddedLog, EmbeddedTopic};
 pub use kafka::{KafkaConfig, KafkaTopic};
 
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use std::time::Duration;
 
 /// One record of a topic partition.
@@ -37,8 +38,19 @@ pub struct Append<'a> {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
-    #[error("kafka: {0}")]
-    Kafka(String),
+    /// A Kafka client call failed. `source` is rdkafka's own error, kept so that a failure worth
+    /// retrying (a broker down, a leader moving) can be told from a fatal one
+    /// ([`LogError::is_retriable`]); `context` says which call on which topic. The source is also
+    /// in the message, because logs print only the top-level message.
+    #[error("kafka: {context}: {source}")]
+    Kafka {
+        context: String,
+        #[source]
+        source: KafkaError,
+    },
+    /// Broker metadata does not list the topic (after retrying until the client timeout).
+    #[error("kafka: topic {0} does not exist")]
+    UnknownTopic(String),
     #[error("embedded log: {0}")]
     Embedded(String),
     #[error("partition {partition} out of range for topic {topic} ({partitions} partitions)")]
@@ -48,6 +60,71 @@ pub enum LogError {
     /// The caller's handler failed on a record it read (see [`read_to_end`]).
     #[error("record {offset}: {reason}")]
     Handler { offset: u64, reason: String },
+}
+
+impl LogError {
+    /// A Kafka failure, with what was being done when it happened.
+    pub fn kafka(context: impl Into<String>, source: KafkaError) -> LogError {
+        LogError::Kafka { context: context.into(), source }
+    }
+
+    /// True when the same call may succeed later without anyone changing anything: a broker or
+    /// leader that is unavailable, a timeout, a full local queue. False for errors that retrying
+    /// cannot fix (configuration, authorization, a record too large, a corrupt log, a missing
+    /// partition).
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            LogError::Kafka { source, .. } => kafka_is_retriable(source),
+            LogError::Timeout(_) => true,
+            LogError::UnknownTopic(_)
+            | LogError::Embedded(_)
+            | LogError::NoSuchPartition { .. }
+            | LogError::Handler { .. } => false,
+        }
+    }
+}
+
+fn kafka_is_retriable(e: &KafkaError) -> bool {
+    match e {
+        // librdkafka classifies these itself.
+        KafkaError::Transaction(e) => e.is_retriable(),
+        // `rdkafka_error_code` does not expose the code of an admin operation.
+        KafkaError::AdminOp(code) => code_is_retriable(*code),
+        KafkaError::Canceled => false,
+        other => other.rdkafka_error_code().is_some_and(code_is_retriable),
+    }
+}
+
+/// Kafka's retriable protocol errors and librdkafka's transient local ones.
+fn code_is_retriable(code: RDKafkaErrorCode) -> bool {
+    use RDKafkaErrorCode as C;
+    matches!(
+        code,
+        C::BrokerTransportFailure
+            | C::Resolve
+            | C::MessageTimedOut
+            | C::AllBrokersDown
+            | C::OperationTimedOut
+            | C::QueueFull
+            | C::TimedOutQueue
+            | C::Retry
+            | C::WaitingForCoordinator
+            | C::InProgress
+            | C::UnknownTopicOrPartition
+            | C::LeaderNotAvailable
+            | C::NotLeaderForPartition
+            | C::RequestTimedOut
+            | C::BrokerNotAvailable
+            | C::ReplicaNotAvailable
+            | C::NetworkException
+            | C::CoordinatorLoadInProgress
+            | C::CoordinatorNotAvailable
+            | C::NotCoordinator
+            | C::NotEnoughReplicas
+            | C::NotEnoughReplicasAfterAppend
+            | C::NotController
+            | C::KafkaStorageError
+    )
 }
 
 /// What a poll returned.
@@ -102,5 +179,34 @@ pub fn read_to_end(
         if polled.at_end {
             return Ok(reader.position());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error;
+
+    #[test]
+    fn kafka_errors_keep_their_source_and_say_whether_a_retry_can_help() {
+        let leader_moved = LogError::kafka(
+            "produce to changelog",
+            KafkaError::MessageProduction(RDKafkaErrorCode::NotLeaderForPartition),
+        );
+        assert!(leader_moved.is_retriable());
+        let source = leader_moved.source().and_then(|s| s.downcast_ref::<KafkaError>());
+        assert_eq!(source.and_then(KafkaError::rdkafka_error_code), Some(RDKafkaErrorCode::NotLeaderForPartition));
+
+        let too_large = LogError::kafka(
+            "produce to changelog",
+            KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge),
+        );
+        assert!(!too_large.is_retriable());
+        assert!(
+            LogError::kafka("create topic t", KafkaError::AdminOp(RDKafkaErrorCode::RequestTimedOut)).is_retriable()
+        );
+        assert!(!LogError::kafka("delivery", KafkaError::Canceled).is_retriable());
+        assert!(LogError::Timeout(Duration::from_secs(1)).is_retriable());
+        assert!(!LogError::UnknownTopic("alerts".into()).is_retriable());
     }
 }

@@ -1,0 +1,28 @@
+//! The error body of every failed request: `{"error":{"code","message"}}`.
+//!
+//! `code` is a stable machine-readable word (`invalid_key`, `not_master`, `unavailable`, …);
+//! `message` says what was wrong in words and, for a 5xx, whether retrying is safe. WebSocket
+//! error messages carry the same [`ErrorBody`].
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    /// Stable machine-readable code, e.g. `invalid_key`, `not_found`, `unavailable`.
+    pub code: String,
+    /// What was wrong, for a person.
+    pub message: String,
+}
+
+/// The JSON body of every 4xx and 5xx answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ErrorResponse {
+    pub error: ErrorBody,
+}
+
+impl ErrorResponse {
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> ErrorResponse {
+        ErrorResponse { error: ErrorBody { code: code.into(), message: message.into() } }
+    }
+}
