@@ -5,6 +5,7 @@
 //! - [`worker`]: the replica thread of one partition — restore from the changelog, then serve
 //!   as master (consume the input: decode, dead-letter, merge, changelog, RocksDB, notify) or
 //!   as warm standby (tail the changelog); promotion, drain and step-down move between them.
+//!   One file per concept under `worker/` (its module doc has the table).
 //! - [`apply`]: folding changelog records into the store behind the epoch fence (restore,
 //!   standbys and promotion share it).
 //! - [`hub`]: per-object broadcast channels for live subscriptions.

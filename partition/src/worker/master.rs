@@ -1,0 +1,197 @@
+//! The master's batch: poll, decode, merge, changelog, state, notify — steps 1–6 of the
+//! module doc, in that order, because the order is the materialization contract.
+//!
+//! Everything a batch produces is acknowledged by the changelog (step 4) before the store
+//! records it (step 5), and the store records the input offset in the same RocksDB batch as the
+//! state it produced; so a crash at any point redoes the batch from the state it started from,
+//! and the idempotent merge makes the redo a no-op where it overlaps.
+
+use super::deposed::Deposed;
+use super::run::{Core, POLL_TIMEOUT};
+use super::WorkerError;
+use crate::merge::{merge, new_state};
+use crate::metrics::partition_label;
+use lightkeeper_storage::changelog::{Change, ChangelogEntry};
+use lightkeeper_storage::log::{Append, LogRecord, TopicReader};
+use lightkeeper_storage::object::{AlertSource, ObjectState};
+use lightkeeper_storage::partitioner::partition_for;
+use lightkeeper_storage::state::{HistoryEntry, StateBatch};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+use tracing::debug;
+
+/// What a master owns: its input reader and the time of its last idle changelog check.
+pub(super) struct Feed {
+    /// `None` until the first batch and after a failed one: opened at the stored `input_next`.
+    input: Option<Box<dyn TopicReader>>,
+    pub(super) last_end_check: Instant,
+}
+
+impl Feed {
+    pub(super) fn new() -> Feed {
+        Feed { input: None, last_end_check: Instant::now() }
+    }
+
+    pub(super) fn take_reader(&mut self) -> Option<Box<dyn TopicReader>> {
+        self.input.take()
+    }
+
+    pub(super) fn into_reader(self) -> Option<Box<dyn TopicReader>> {
+        self.input
+    }
+}
+
+impl Core {
+    /// One master batch, steps 1–6 of the module doc. Returns why this master must step down,
+    /// if it found a newer epoch in the changelog.
+    pub(super) fn master_step(&mut self, feed: &mut Feed) -> Result<Option<Deposed>, WorkerError> {
+        let mut progress = self.progress.clone();
+        let r = match &mut feed.input {
+            Some(r) => r,
+            None => feed.input.insert(self.deps.input.reader(self.partition, progress.input_next)?),
+        };
+        let poll_started = Instant::now();
+        let polled = r.poll(self.deps.batch_size, POLL_TIMEOUT)?;
+        if polled.at_end {
+            self.status.input_end.store(r.position(), Ordering::Relaxed);
+        }
+        self.observe_phase("poll", poll_started);
+        let Some(last_record) = polled.records.last() else {
+            return self.check_changelog_end(feed);
+        };
+        let last_offset = last_record.offset;
+        let started = Instant::now();
+        let label = partition_label(self.partition);
+
+        // 2. decode, dead-letter the bad ones.
+        let mut dead: Vec<(&LogRecord, String, &'static str)> = Vec::new();
+        let mut alerts = Vec::with_capacity(polled.records.len());
+        for rec in &polled.records {
+            match self.deps.decoder.decode(&rec.payload) {
+                Ok(alert) => {
+                    let expected = partition_for(alert.key.as_bytes(), self.deps.input.partitions());
+                    if expected != self.partition {
+                        let why = format!(
+                            "object {} belongs to partition {expected} (murmur2 of the key), not {}",
+                            alert.key, self.partition
+                        );
+                        dead.push((rec, why, "misrouted"));
+                    } else {
+                        alerts.push((rec, alert));
+                    }
+                }
+                // A registry outage says nothing about the packet: retry the batch, lose nothing.
+                Err(e) if e.is_transient() => return Err(WorkerError::Transient { offset: rec.offset, source: e }),
+                Err(e) => dead.push((rec, e.to_string(), e.code())),
+            }
+        }
+        if !dead.is_empty() {
+            self.dead_letter(&dead)?;
+        }
+
+        // 3. merge. Every change becomes its own changelog record and history entry, holding
+        // the state as of that change, so each version exists in the log.
+        let mut touched: HashMap<String, ObjectState> = HashMap::new();
+        let mut changed: HashSet<String> = HashSet::new();
+        let mut entries = Vec::new();
+        let mut history = Vec::new();
+        for (rec, alert) in &alerts {
+            if !touched.contains_key(&alert.key) {
+                let s = self.deps.store.get(&alert.key)?.unwrap_or_else(|| new_state(alert));
+                touched.insert(alert.key.clone(), s);
+            }
+            let state = touched.get_mut(&alert.key).expect("inserted above");
+            let source =
+                AlertSource { topic: self.deps.input.name().to_owned(), partition: self.partition, offset: rec.offset };
+            let outcome = merge(state, alert, source, rec.timestamp_ms);
+            if !outcome.changed {
+                self.deps.metrics.alerts_duplicate.get_or_create(&label).inc();
+                debug!(
+                    partition = self.partition,
+                    offset = rec.offset,
+                    alert_id = alert.alert_id,
+                    "alert already applied"
+                );
+                continue;
+            }
+            self.deps.metrics.alerts_applied.get_or_create(&label).inc();
+            changed.insert(alert.key.clone());
+            history.push(Arc::new(HistoryEntry {
+                version: state.version,
+                summary: state.summary(),
+                new_points: outcome.new_points.clone(),
+            }));
+            entries.push(ChangelogEntry::Change(Box::new(Change {
+                epoch: progress.epoch,
+                input_next: rec.offset + 1,
+                state: state.clone(),
+                new_points: outcome.new_points,
+            })));
+        }
+
+        let decoded = self.observe_phase("decode", started);
+
+        // 4. changelog, acknowledged by the log before the state is written.
+        let mut changelog_next = progress.changelog_next;
+        let mut deposed: Option<Deposed> = None;
+        if !entries.is_empty() {
+            let payloads: Vec<Vec<u8>> = entries.iter().map(ChangelogEntry::encode).collect();
+            let keys: Vec<_> = entries.iter().map(ChangelogEntry::key).collect();
+            let appends: Vec<Append<'_>> =
+                keys.iter().zip(&payloads).map(|(k, p)| Append { key: Some(k), payload: p, headers: &[] }).collect();
+            let offsets = self.deps.changelog.append(self.partition, &appends)?;
+            // Our records must follow our previous ones exactly; anything in between was written
+            // by someone else. Older-epoch records are fenced everywhere and change nothing; a
+            // newer epoch's marker deposes us — and if it precedes any of our records, this batch
+            // is fenced on every replica too and must not be applied here.
+            let Some(&last) = offsets.last() else {
+                return Err(WorkerError::NoOffsets {
+                    topic: self.deps.changelog.name().to_owned(),
+                    records: appends.len(),
+                });
+            };
+            let contiguous = offsets.iter().enumerate().all(|(i, o)| *o == changelog_next + i as u64);
+            if !contiguous {
+                let scan = self.scan_foreign(changelog_next, &offsets)?;
+                if let Some(newer) = scan.newer {
+                    if newer.offset < last {
+                        return Ok(Some(Deposed(format!(
+                            "{newer}, before this batch's records; the batch is not applied"
+                        ))));
+                    }
+                    deposed = Some(Deposed(newer.to_string()));
+                }
+            }
+            changelog_next = last + 1;
+            self.deps.metrics.changelog_records.get_or_create(&label).inc_by(offsets.len() as u64);
+        }
+
+        let logged = self.observe_phase("changelog", decoded);
+
+        // 5. one atomic state write with the offsets.
+        progress.input_next = last_offset + 1;
+        progress.changelog_next = changelog_next;
+        // Only changed objects are written: a duplicate alert costs no RocksDB write.
+        let objects: Vec<ObjectState> =
+            touched.into_iter().filter(|(k, _)| changed.contains(k)).map(|(_, s)| s).collect();
+        self.deps.store.apply(StateBatch {
+            partition: self.partition,
+            progress: progress.clone(),
+            objects,
+            history: history.clone(),
+        })?;
+        self.observe_phase("store", logged);
+        self.progress = progress;
+        self.publish_progress();
+
+        // 6. notify.
+        for u in history {
+            self.deps.hub.publish(u);
+        }
+        self.deps.metrics.batch_seconds.observe(started.elapsed().as_secs_f64());
+        // If deposed, this batch preceded the newer epoch, so every replica admits it; now yield.
+        Ok(deposed)
+    }
+}
