@@ -9,7 +9,7 @@ use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
+use lightkeeper_api::error::{ErrorBody, ErrorResponse};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -70,15 +70,15 @@ impl ApiError {
         }
     }
 
-    /// The JSON body, also used for WebSocket error messages.
-    pub fn body(&self) -> serde_json::Value {
-        json!({ "code": self.code(), "message": self.to_string() })
+    /// The error body, also used for WebSocket error messages.
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody { code: self.code().to_owned(), message: self.to_string() }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status(), Json(json!({ "error": self.body() }))).into_response()
+        (self.status(), Json(ErrorResponse { error: self.body() })).into_response()
     }
 }
 

@@ -3,11 +3,15 @@
 //!
 //! Layout:
 //! - [`config`]: the typed, layered, validated configuration.
-//! - [`coordinator`]: the embedded openraft group (membership, the partition table).
+//! - [`coordinator`]: the control plane (`lightkeeper-coordinator`, re-exported): the embedded
+//!   openraft group, membership, placement, failover, the handover protocol.
+//! - [`peers`]: node-to-node HTTP — the coordinator's `Peers` trait and Raft RPCs over HTTP.
 //! - [`node`]: builds a node from a config (registry, logs, state, workers) and runs it.
 //! - [`routes`]: the axum router — objects, light curves, ingest, health, metrics, OpenAPI,
 //!   WebSocket subscriptions, the dashboard.
 //! - [`error`]: the API error type and its single mapping to HTTP status and JSON body.
+//! - [`replicas`]: the replicas this node hosts; [`hosting`]: following the coordinator's
+//!   placement (start standbys, stop and delete replicas placed elsewhere).
 //! - [`state`]: what handlers share, and the gateway's metric definitions.
 //! - [`routing`]: which replica answers a read (local master, forwarded master, or a standby
 //!   within `max_lag`), and retries through a handover.
@@ -17,10 +21,15 @@
 pub mod cache;
 pub mod cli;
 pub mod config;
-pub mod coordinator;
 pub mod error;
+pub mod hosting;
 pub mod node;
+pub mod peers;
 pub mod replicas;
 pub mod routes;
 pub mod routing;
 pub mod state;
+
+/// The control plane, a crate of its own (no HTTP framework in it); re-exported under the name
+/// the gateway has always used.
+pub use lightkeeper_coordinator as coordinator;

@@ -85,11 +85,21 @@ enum Command {
 }
 
 fn init_tracing() {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("LIGHTKEEPER_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("info,librdkafka=warn,rdkafka=warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let filter = EnvFilter::try_from_env("LIGHTKEEPER_LOG").unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG));
+    // Colour codes only for a person at a terminal, never into a file or a log collector.
+    let ansi = std::io::stderr().is_terminal();
+    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
 }
+
+/// The log filter unless `LIGHTKEEPER_LOG` says otherwise: Lightkeeper at INFO, third-party
+/// crates at WARN. openraft's replication task logs every failed attempt to reach a peer as an
+/// ERROR (thousands a minute while a node is down) and dumps its whole state at INFO; the
+/// coordinator's transport reports a peer that is down once, rate-limited, instead
+/// (`peers::raft_network`). `LIGHTKEEPER_LOG=info,openraft=debug` opens them up again.
+const DEFAULT_LOG: &str =
+    "warn,lightkeeper=info,lightkeeper_gateway=info,lightkeeper_coordinator=info,lightkeeper_partition=info,lightkeeper_storage=info,openraft::replication=off";
 
 fn main() -> ExitCode {
     let args = Args::parse();

@@ -1,13 +1,18 @@
 //! Assembling a node: schema registry, logs (Kafka or embedded), RocksDB state, partition
 //! workers and the HTTP server — and taking it down again in order.
 //!
-//! Shutdown order: stop accepting requests and close WebSockets (bounded drain), then cancel
-//! the workers and join their threads, so every in-flight batch finishes or is cleanly redone.
+//! Shutdown order (`Node::serve`): cancel (stop accepting requests, close WebSockets, leave
+//! the Raft group) → drain in-flight requests (bounded) → join every task the node started
+//! (one `TaskTracker`) → stop the replicas' threads (each finishes or cleanly abandons its
+//! batch) → flush the store.
 
 use crate::config::Config;
+use crate::peers::raft_network::Network;
+use crate::peers::HttpPeers;
 use crate::routes::router;
 use crate::state::{AppState, GatewayMetrics, Inner};
 use anyhow::{bail, Context};
+use lightkeeper_coordinator::{Coordinator, Settings};
 use lightkeeper_partition::hub::Hub;
 use lightkeeper_partition::metrics::PartitionMetrics;
 use lightkeeper_partition::worker::{StartRole, WorkerDeps};
@@ -16,12 +21,14 @@ use lightkeeper_storage::log::{EmbeddedLog, KafkaTopic, Topic};
 use lightkeeper_storage::registry::{ConfluentRegistry, EmbeddedRegistry, SchemaRegistry};
 use lightkeeper_storage::state::{RocksStore, StateStore, StoreOptions};
 use prometheus_client::registry::Registry;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::info;
 
 pub struct Node {
@@ -161,6 +168,7 @@ impl Node {
             .pool_max_idle_per_host(64)
             .build()
             .context("HTTP client for peers")?;
+        let peers = Arc::new(HttpPeers::new(peer_client.clone(), config.cluster.admin_token.clone()));
         let state = AppState(Arc::new(Inner {
             node_id: config.node_id.clone(),
             cache,
@@ -172,6 +180,7 @@ impl Node {
             replicas,
             cluster: config.cluster.clone(),
             peer_client,
+            peers,
             registry,
             metrics,
             limits: config.limits.clone(),
@@ -189,18 +198,18 @@ impl Node {
         println!("lightkeeper listening on http://{addr} (node {}, {} mode)", self.state.node_id, self.mode);
         info!(%addr, mode = self.mode, "listening");
         let state = self.state.clone();
+        // Every task the node starts is owned here: registered with the tracker, stopped by a
+        // child of `stop` (dropped at its next await point, as an abort would), and joined
+        // before the replicas' threads are stopped and the store is flushed.
+        let tasks = TaskTracker::new();
         let ready_state = state.clone();
-        let ready_stop = stop.clone();
-        let ready_task = tokio::spawn(async move {
+        spawn_until(&tasks, &stop, async move {
             loop {
                 if let Ok(hosted) = ready_state.replicas.ready() {
                     info!(%addr, replicas = hosted, "node ready");
                     return;
                 }
-                tokio::select! {
-                    () = ready_stop.cancelled() => return,
-                    () = tokio::time::sleep(Duration::from_millis(20)) => {}
-                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
         });
         // Serve before the coordinator opens: the listener is bound, so a connection made before
@@ -214,48 +223,17 @@ impl Node {
             shutdown.cancel();
         });
         let mut server = tokio::spawn(async move { server.await });
-        let mut start_error = None;
-        let started = crate::coordinator::Coordinator::start(&self.config, state.partition_count).await;
-        let (coordinator, coordinator_task, follower) = match started {
-            Ok(coordinator) => {
-                let _ = state.coordinator.set(coordinator.clone());
-                let mastered = state.clone();
-                let task = tokio::spawn(coordinator.clone().run(
-                    state.node_id.clone(),
-                    self.config.cluster.own_url(&state.node_id, addr),
-                    move || {
-                        mastered
-                            .replicas
-                            .snapshot()
-                            .iter()
-                            .filter(|(_, r)| r.status.is_serving_master())
-                            .map(|(p, r)| (*p, r.status.epoch.load(Ordering::Relaxed)))
-                            .collect()
-                    },
-                    stop.clone(),
-                ));
-                let follower = (!self.config.cluster.is_single_node()).then(|| {
-                    tokio::spawn(crate::replicas::follow_placement(state.clone(), coordinator.clone(), stop.clone()))
-                });
-                // Leave the Raft group as soon as the node is told to stop: its failure detector
-                // stops with it, so a leader lingering through the HTTP drain would leave the
-                // cluster without anyone to fail over (the others elect a new leader at once).
-                let (raft_stop, c) = (stop.clone(), coordinator.clone());
-                let leave = tokio::spawn(async move {
-                    raft_stop.cancelled().await;
-                    if let Err(e) = c.raft.shutdown().await {
-                        tracing::warn!(error = %e, "coordinator shutdown");
-                    }
-                });
-                (Some(leave), Some(task), follower)
-            }
+        let start_error = match self.start_coordinator(addr, &tasks, &stop).await {
+            Ok(()) => None,
             Err(e) => {
                 tracing::error!(error = %e, "the coordinator could not start; stopping");
                 server_stop.cancel();
-                start_error = Some(e);
-                (None, None, None)
+                Some(e)
             }
         };
+        // 1. Cancel: the server stops accepting and closes WebSockets; the coordinator leaves
+        //    Raft at once (see `start_coordinator`).
+        // 2. Drain: in-flight requests get up to `DRAIN` to finish.
         let result = tokio::select! {
             r = &mut server => r.unwrap_or_else(|e| Err(std::io::Error::other(format!("the HTTP server task failed: {e}")))),
             () = async { server_stop.cancelled().await; tokio::time::sleep(DRAIN).await } => {
@@ -264,15 +242,11 @@ impl Node {
                 Ok(())
             }
         };
-        ready_task.abort();
-        for t in [coordinator_task, follower].into_iter().flatten() {
-            t.abort();
-            let _ = t.await; // a follower may be joining a replica's thread: let it finish
-        }
-        if let Some(leave) = coordinator {
-            stop.cancel(); // also when the server ended by itself
-            let _ = leave.await;
-        }
+        stop.cancel(); // also when the server ended by itself
+                       // 3. Join every task (a placement follower may be joining a replica's thread: it finishes).
+        tasks.close();
+        tasks.wait().await;
+        // 4. Stop the replicas' threads and flush the store.
         let state = self.state.clone();
         tokio::task::spawn_blocking(move || {
             state.replicas.stop_all();
@@ -290,6 +264,70 @@ impl Node {
         }
         result.map_err(Into::into)
     }
+
+    /// Starts the coordinator and its tasks (registration and leader duties, following the
+    /// placement, leaving Raft at `stop`), owned by `tasks`.
+    async fn start_coordinator(
+        &self,
+        addr: SocketAddr,
+        tasks: &TaskTracker,
+        stop: &CancellationToken,
+    ) -> anyhow::Result<()> {
+        let state = &self.state;
+        let settings = Settings {
+            node_id: state.node_id.clone(),
+            url: format!("http://{}", self.config.listen),
+            dir: self.config.data_dir.join("raft"),
+            cluster: self.config.cluster.clone(),
+            partitions: state.partition_count,
+        };
+        let network = Network::new(raft_client()?, self.config.cluster.admin_token.clone());
+        let coordinator = Coordinator::start(settings, state.peers.clone(), network).await?;
+        let _ = state.coordinator.set(coordinator.clone());
+        let mastered = state.clone();
+        let mastered = move || {
+            mastered
+                .replicas
+                .snapshot()
+                .iter()
+                .filter(|(_, r)| r.status.is_serving_master())
+                .map(|(p, r)| (*p, r.status.epoch.load(Ordering::Relaxed)))
+                .collect()
+        };
+        let url = self.config.cluster.own_url(&state.node_id, addr);
+        spawn_until(tasks, stop, coordinator.clone().run(state.node_id.clone(), url, mastered, stop.child_token()));
+        if !self.config.cluster.is_single_node() {
+            let follow = crate::hosting::follow_placement(state.clone(), coordinator.clone(), stop.child_token());
+            spawn_until(tasks, stop, follow);
+        }
+        // Leave the Raft group as soon as the node is told to stop: its failure detector stops
+        // with it, so a leader lingering through the HTTP drain would leave the cluster without
+        // anyone to fail over (the others elect a new leader at once).
+        let leave = stop.child_token();
+        tasks.spawn(async move {
+            leave.cancelled().await;
+            if let Err(e) = coordinator.raft.shutdown().await {
+                tracing::warn!(error = %e, "coordinator shutdown");
+            }
+        });
+        Ok(())
+    }
+}
+
+/// Spawns `task` on `tasks`, dropped (at its next await point) when `stop` fires.
+fn spawn_until(tasks: &TaskTracker, stop: &CancellationToken, task: impl Future<Output = ()> + Send + 'static) {
+    let stop = stop.child_token();
+    tasks.spawn(async move {
+        tokio::select! {
+            () = stop.cancelled() => {}
+            () = task => {}
+        }
+    });
+}
+
+/// The HTTP client of the Raft RPCs: a short connect timeout, so a dead peer is found at once.
+fn raft_client() -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder().connect_timeout(Duration::from_millis(300)).build().context("HTTP client for Raft")
 }
 
 /// Fires on SIGINT or SIGTERM.

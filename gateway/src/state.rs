@@ -65,8 +65,10 @@ pub struct Inner {
     /// The replicas this node hosts, by partition (changes as placement moves replicas).
     pub replicas: crate::replicas::Replicas,
     pub cluster: crate::config::Cluster,
-    /// Node-to-node HTTP: forwarded reads and handover calls.
+    /// Node-to-node HTTP: forwarded reads.
     pub peer_client: reqwest::Client,
+    /// Node-to-node control calls (status, drain, promote, coordinator writes).
+    pub peers: Arc<crate::peers::HttpPeers>,
     pub registry: Registry,
     pub metrics: GatewayMetrics,
     pub limits: Limits,

@@ -10,7 +10,7 @@
 // return it too, so the trait methods can use `?` without re-wrapping.
 #![allow(clippy::result_large_err, reason = "the error type is openraft's, fixed by its storage traits")]
 
-use super::types::{ClusterState, NodeId, Response, TypeConfig};
+use crate::types::{ClusterState, NodeId, Response, TypeConfig};
 use openraft::storage::{LogFlushed, RaftLogStorage, RaftStateMachine};
 use openraft::{
     AnyError, BasicNode, Entry, EntryPayload, LogId, LogState, RaftLogReader, RaftSnapshotBuilder, Snapshot,
@@ -287,7 +287,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 m.last_applied = Some(e.log_id);
                 match e.payload {
                     EntryPayload::Blank => out.push(Response { applied: false }),
-                    EntryPayload::Normal(req) => out.push(m.state.apply(&req)),
+                    EntryPayload::Normal(req) => out.push(crate::types::apply(&mut m.state, &req)),
                     EntryPayload::Membership(mem) => {
                         m.membership = StoredMembership::new(Some(e.log_id), mem);
                         out.push(Response { applied: true });

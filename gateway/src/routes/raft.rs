@@ -1,54 +1,55 @@
 //! The coordinator's internal RPC endpoints (`/v1/internal/raft/*`), called by other nodes'
 //! coordinators with the admin token. Bodies are openraft's own request and result types as
-//! JSON.
+//! JSON. While the coordinator is starting they answer 503 with the API's error body, which the
+//! calling node's transport (`peers::raft_network`) reads as "unreachable for now".
 
+use crate::coordinator::types::{NodeId, Request, Response, TypeConfig};
+use crate::coordinator::{Coordinator, Hop};
 use crate::error::ApiError;
+use crate::peers::HOP_HEADER;
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::Json;
-use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
-use serde_json::Value;
+use openraft::error::{InstallSnapshotError, RaftError};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
+    VoteResponse,
+};
+use std::sync::Arc;
 
-use crate::coordinator::types::{NodeId, Request, TypeConfig};
+type RaftResult<T, E = openraft::error::Infallible> = Json<Result<T, RaftError<NodeId, E>>>;
 
-fn coordinator(
-    state: &AppState,
-    headers: &HeaderMap,
-) -> Result<std::sync::Arc<crate::coordinator::Coordinator>, ApiError> {
+fn coordinator(state: &AppState, headers: &HeaderMap) -> Result<Arc<Coordinator>, ApiError> {
     super::admin::authorize(state, headers)?;
     state.coordinator.get().cloned().ok_or_else(|| ApiError::Unavailable("the coordinator is starting".into()))
-}
-
-fn to_json<T: serde::Serialize>(v: T) -> Result<Json<Value>, ApiError> {
-    serde_json::to_value(v).map(Json).map_err(ApiError::internal)
 }
 
 pub async fn append(
     State(state): State<AppState>,
     headers: HeaderMap,
     Json(req): Json<AppendEntriesRequest<TypeConfig>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<RaftResult<AppendEntriesResponse<NodeId>>, ApiError> {
     let c = coordinator(&state, &headers)?;
-    to_json(c.raft.append_entries(req).await)
+    Ok(Json(c.raft.append_entries(req).await))
 }
 
 pub async fn vote(
     State(state): State<AppState>,
     headers: HeaderMap,
     Json(req): Json<VoteRequest<NodeId>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<RaftResult<VoteResponse<NodeId>>, ApiError> {
     let c = coordinator(&state, &headers)?;
-    to_json(c.raft.vote(req).await)
+    Ok(Json(c.raft.vote(req).await))
 }
 
 pub async fn snapshot(
     State(state): State<AppState>,
     headers: HeaderMap,
     Json(req): Json<InstallSnapshotRequest<TypeConfig>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<RaftResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError>, ApiError> {
     let c = coordinator(&state, &headers)?;
-    to_json(c.raft.install_snapshot(req).await)
+    Ok(Json(c.raft.install_snapshot(req).await))
 }
 
 /// A client write forwarded to this node: by a follower to its leader (applied here or
@@ -58,8 +59,8 @@ pub async fn write(
     State(state): State<AppState>,
     headers: HeaderMap,
     Json(req): Json<Request>,
-) -> Result<Json<Value>, ApiError> {
-    use crate::coordinator::{Hop, HOP_HEADER};
+) -> Result<Json<Result<Response, String>>, ApiError> {
     let c = coordinator(&state, &headers)?;
-    to_json(c.write_via(req, Hop::received(headers.get(HOP_HEADER).and_then(|v| v.to_str().ok()))).await)
+    let hop = Hop::received(headers.get(HOP_HEADER).and_then(|v| v.to_str().ok()));
+    Ok(Json(c.write_via(req, hop).await))
 }

@@ -15,6 +15,7 @@
 //! placement moves a partition's replica off this node, its hub channels close and each local
 //! stream moves to a relay, resuming after the last version it delivered.
 
+mod forward;
 mod relay;
 
 use crate::error::ApiError;
@@ -23,16 +24,16 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgr
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
+use forward::{forward, StreamCtx};
 use futures::{SinkExt, StreamExt};
+use lightkeeper_api::ws::{ClientOp, ServerMsg};
 use lightkeeper_storage::model::validate_key;
-use lightkeeper_storage::state::HistoryEntry;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -41,27 +42,19 @@ pub const CLOSE_SLOW_CONSUMER: u16 = 4008;
 const CLOSE_GOING_AWAY: u16 = 1001;
 const MAX_MESSAGE_BYTES: usize = 64 << 10;
 
+/// Live object subscriptions over a WebSocket.
+///
+/// A `GET` with the WebSocket upgrade headers; the connection then carries JSON text frames:
+/// client ops `subscribe` (objects, optional `from_version`) and `unsubscribe`; server messages
+/// `snapshot`, `update` and `error` (with the same `{code, message}` as HTTP errors). A client
+/// too slow to keep up gets an error message, then close code 4008. The protocol is described in
+/// API.md, "WebSocket: GET /v1/ws".
+#[utoipa::path(get, path = "/v1/ws", tag = "websocket", operation_id = "websocket",
+    responses((status = 101, description = "switching protocols: the connection is now a WebSocket (see API.md)")))]
 pub async fn upgrade(State(state): State<AppState>, headers: HeaderMap, ws: WebSocketUpgrade) -> Response {
     // A relay's connection from another node: serve what is hosted here, never relay again.
     let forwarded = headers.contains_key(crate::routing::FORWARDED);
     ws.max_message_size(MAX_MESSAGE_BYTES).on_upgrade(move |socket| session(socket, state, forwarded))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
-enum ClientOp {
-    Subscribe {
-        sub: String,
-        #[serde(default)]
-        objects: Option<Vec<String>>,
-        #[serde(default)]
-        filter: Option<Value>,
-        #[serde(default)]
-        from_version: Option<u64>,
-    },
-    Unsubscribe {
-        sub: String,
-    },
 }
 
 /// The connection's bounded outbound queue, plus the "too slow" signal.
@@ -73,11 +66,11 @@ struct Outbox {
 
 impl Outbox {
     /// Queues a message; a full queue marks the client too slow. Returns false once closed.
-    fn send(&self, v: Value) -> bool {
+    fn send(&self, text: String) -> bool {
         if self.slow.is_cancelled() {
             return false;
         }
-        match self.tx.try_send(v.to_string()) {
+        match self.tx.try_send(text) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
                 self.slow.cancel();
@@ -88,8 +81,8 @@ impl Outbox {
     }
 }
 
-fn error_msg(sub: Option<&str>, e: &ApiError) -> Value {
-    json!({ "type": "error", "sub": sub, "error": e.body() })
+fn error_msg(sub: Option<&str>, e: &ApiError) -> String {
+    ServerMsg::Error { sub: sub.map(str::to_owned), error: e.body() }.to_text()
 }
 
 /// How one (subscription, object) pair is served.
@@ -115,29 +108,6 @@ struct Moved {
     sub: String,
     key: String,
     last: Option<u64>,
-}
-
-/// What a forwarder needs besides its hub receiver.
-struct StreamCtx {
-    state: AppState,
-    outbox: Outbox,
-    sub: String,
-    key: String,
-    id: u64,
-    moved_flag: Arc<AtomicBool>,
-    moved: mpsc::Sender<Moved>,
-}
-
-impl StreamCtx {
-    async fn report_moved(self, last: Option<u64>) {
-        self.moved_flag.store(true, Ordering::Release);
-        let _ = self.moved.send(Moved { id: self.id, sub: self.sub, key: self.key, last }).await;
-    }
-}
-
-/// Whether this node hosts `key`'s partition.
-fn hosted(state: &AppState, key: &str) -> bool {
-    state.replicas.contains(lightkeeper_storage::partitioner::partition_for(key.as_bytes(), state.partition_count))
 }
 
 /// A connection's subscriptions: (sub, key) → how it is served, and the relays by partition.
@@ -277,7 +247,7 @@ async fn session(socket: WebSocket, state: AppState, forwarded: bool) {
                     metrics.ws_slow_closed.inc();
                     let e = ApiError::bad_request("slow_consumer", "the client did not read updates fast enough; reconnect and resume with from_version");
                     let _ = tokio::time::timeout(Duration::from_secs(2), async {
-                        sink.send(Message::Text(error_msg(None, &e).to_string().into())).await?;
+                        sink.send(Message::Text(error_msg(None, &e).into())).await?;
                         sink.send(close(CLOSE_SLOW_CONSUMER, "slow consumer")).await
                     }).await;
                     break;
@@ -422,125 +392,6 @@ async fn subscribe(
     Ok(())
 }
 
-fn update_msg(sub: &str, e: &HistoryEntry) -> Value {
-    json!({ "type": "update", "sub": sub, "key": e.summary.key, "version": e.version, "object": e.summary, "new_points": e.new_points })
-}
-
-/// Sends a snapshot of the current state; returns its version, or `None` (nothing sent) when
-/// the partition is no longer hosted here (its state may be being deleted).
-async fn snapshot(state: &AppState, outbox: &Outbox, sub: &str, key: &str) -> Result<Option<u64>, ApiError> {
-    let store = state.store.clone();
-    let k = key.to_owned();
-    let obj = tokio::task::spawn_blocking(move || store.get(&k)).await??;
-    if !hosted(state, key) {
-        return Ok(None);
-    }
-    let version = obj.as_ref().map_or(0, |o| o.version);
-    let summary = obj.map(|o| o.summary());
-    outbox.send(json!({ "type": "snapshot", "sub": sub, "key": key, "version": version, "object": summary }));
-    Ok(Some(version))
-}
-
-/// Sends every version after `last` up to `upto` from history, or a snapshot if history does not
-/// reach back. Returns the version the client now has, or `None` (nothing sent) when the
-/// partition is no longer hosted here.
-async fn catch_up(
-    state: &AppState,
-    outbox: &Outbox,
-    sub: &str,
-    key: &str,
-    last: u64,
-    upto: Option<u64>,
-) -> Result<Option<u64>, ApiError> {
-    if !hosted(state, key) {
-        return Ok(None);
-    }
-    let store = state.store.clone();
-    let k = key.to_owned();
-    let current = match upto {
-        Some(v) => v,
-        None => {
-            let s = store.clone();
-            let k2 = k.clone();
-            tokio::task::spawn_blocking(move || s.get(&k2)).await??.map_or(0, |o| o.version)
-        }
-    };
-    if current == last {
-        return Ok(Some(last));
-    }
-    if current < last {
-        let p = lightkeeper_storage::partitioner::partition_for(key.as_bytes(), state.partition_count);
-        match state.replicas.get(p) {
-            // A standby (or a master still catching up) behind a version the client got from
-            // the old master: the stream will bring this replica past it; send nothing until then.
-            Some(r) if !r.status.is_serving_master() => return Ok(Some(last)),
-            Some(_) => {}
-            None => return Ok(None),
-        }
-        // The master itself never reached that version: the client's claim is wrong; start over.
-        return snapshot(state, outbox, sub, key).await;
-    }
-    let history = tokio::task::spawn_blocking(move || store.history_after(&k, last, current)).await??;
-    if !hosted(state, key) {
-        return Ok(None);
-    }
-    match history {
-        Some(entries) => {
-            let mut v = last;
-            for e in &entries {
-                outbox.send(update_msg(sub, e));
-                v = e.version;
-            }
-            Ok(Some(v))
-        }
-        None => snapshot(state, outbox, sub, key).await,
-    }
-}
-
-async fn forward(ctx: StreamCtx, from_version: Option<u64>, mut rx: broadcast::Receiver<Arc<HistoryEntry>>) {
-    let (state, outbox, sub, key) = (&ctx.state, &ctx.outbox, ctx.sub.as_str(), ctx.key.as_str());
-    let start = match from_version {
-        Some(v) => catch_up(state, outbox, sub, key, v, None).await,
-        None => snapshot(state, outbox, sub, key).await,
-    };
-    let mut last = match start {
-        Ok(Some(v)) => v,
-        Ok(None) => return ctx.report_moved(from_version).await,
-        Err(e) => {
-            outbox.send(error_msg(Some(sub), &e));
-            return;
-        }
-    };
-    loop {
-        if outbox.slow.is_cancelled() {
-            return;
-        }
-        let result = match rx.recv().await {
-            Ok(u) if u.version <= last => continue,
-            Ok(u) if u.version == last + 1 => {
-                if !outbox.send(update_msg(sub, &u)) {
-                    return;
-                }
-                last = u.version;
-                continue;
-            }
-            // A gap: fill it (and this update) from history.
-            Ok(u) => catch_up(state, outbox, sub, key, last, Some(u.version)).await,
-            Err(broadcast::error::RecvError::Lagged(_)) => catch_up(state, outbox, sub, key, last, None).await,
-            // The hub closes a key's channel when this node stops hosting its partition.
-            Err(broadcast::error::RecvError::Closed) => return ctx.report_moved(Some(last)).await,
-        };
-        match result {
-            Ok(Some(v)) => last = v,
-            Ok(None) => return ctx.report_moved(Some(last)).await,
-            Err(e) => {
-                outbox.send(error_msg(Some(sub), &e));
-                return;
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -549,15 +400,15 @@ mod tests {
     fn a_full_queue_marks_the_client_slow_and_stops_sending() {
         let (tx, mut rx) = mpsc::channel(2);
         let outbox = Outbox { tx, slow: CancellationToken::new() };
-        assert!(outbox.send(json!({"n": 1})));
-        assert!(outbox.send(json!({"n": 2})));
+        assert!(outbox.send("1".into()));
+        assert!(outbox.send("2".into()));
         assert!(!outbox.slow.is_cancelled());
         // The third message does not fit: the client is too slow, nothing is dropped silently.
-        assert!(!outbox.send(json!({"n": 3})));
+        assert!(!outbox.send("3".into()));
         assert!(outbox.slow.is_cancelled());
         // Once slow, nothing more is queued (the writer sends the error and the 4008 close).
         let _ = rx.try_recv();
-        assert!(!outbox.send(json!({"n": 4})));
+        assert!(!outbox.send("4".into()));
     }
 
     #[test]

@@ -20,7 +20,7 @@ use crate::error::ApiError;
 use crate::routing::FORWARDED;
 use crate::state::AppState;
 use futures::{SinkExt, StreamExt};
-use serde_json::{json, Value};
+use lightkeeper_api::ws::{ClientOp, Envelope, MsgType};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -84,11 +84,7 @@ fn apply(streams: &mut Streams, cmd: &Command) {
 }
 
 fn subscribe_op(sub: &str, key: &str, last: Option<u64>) -> String {
-    let mut op = json!({ "op": "subscribe", "sub": sub, "objects": [key] });
-    if let Some(v) = last {
-        op["from_version"] = json!(v);
-    }
-    op.to_string()
+    ClientOp::subscribe_objects(sub, vec![key.to_owned()], last).to_text()
 }
 
 /// Base URLs of the nodes to try for `partition`, the likeliest master first.
@@ -231,11 +227,11 @@ async fn carry(
                 apply(streams, &cmd);
                 let op = match &cmd {
                     Command::Subscribe { sub, keys, from_version } => {
-                        json!({ "op": "subscribe", "sub": sub, "objects": keys, "from_version": from_version })
+                        ClientOp::subscribe_objects(sub.clone(), keys.clone(), *from_version)
                     }
-                    Command::Unsubscribe { sub } => json!({ "op": "unsubscribe", "sub": sub }),
+                    Command::Unsubscribe { sub } => ClientOp::Unsubscribe { sub: sub.clone() },
                 };
-                send_up(ws, Message::text(op.to_string())).await?;
+                send_up(ws, Message::text(op.to_text())).await?;
                 continue;
             }
             msg = ws.next() => msg,
@@ -247,10 +243,10 @@ async fn carry(
             None | Some(Err(_)) => return Err(Ended::Upstream("the upstream connection broke".into())),
             Some(Ok(_)) => continue, // pong, ping (answered by the library)
         };
-        let Ok(msg) = serde_json::from_str::<Value>(text.as_str()) else {
-            return Err(Ended::Upstream("the upstream sent a frame that is not JSON".into()));
+        let Ok(envelope) = serde_json::from_str::<Envelope>(text.as_str()) else {
+            return Err(Ended::Upstream("the upstream sent a frame that is not a server message".into()));
         };
-        match deliver(outbox, streams, msg) {
+        match deliver(outbox, streams, envelope, text.as_str().to_owned()) {
             Delivery::Sent | Delivery::Dropped => {}
             Delivery::ClientGone => return Err(Ended::Client),
             Delivery::Resync(op) => send_up(ws, Message::text(op)).await?,
@@ -271,37 +267,40 @@ enum Delivery {
     NotHosted(String),
 }
 
-/// Passes one upstream message to the client, exactly once and in version order.
-fn deliver(outbox: &Outbox, streams: &mut Streams, msg: Value) -> Delivery {
-    let (Some(sub), kind) = (msg["sub"].as_str().map(str::to_owned), msg["type"].as_str()) else {
+/// Passes one upstream message (`text`, read as `msg`) to the client untouched, exactly once
+/// and in version order.
+fn deliver(outbox: &Outbox, streams: &mut Streams, msg: Envelope, text: String) -> Delivery {
+    let Some(sub) = msg.sub else {
         // About the relay's connection as a whole (it was too slow, the node is shutting
         // down…): not the client's business; the relay moves to another upstream.
-        return Delivery::NotHosted(format!("the upstream reported {}", msg["error"]["code"]));
+        let code = msg.error.map(|e| e.code).unwrap_or_default();
+        return Delivery::NotHosted(format!("the upstream reported {code:?}"));
     };
-    if kind == Some("error") {
-        if msg["error"]["code"] == "partition_not_hosted" {
-            return Delivery::NotHosted(msg["error"]["message"].as_str().unwrap_or_default().to_owned());
+    if msg.kind == MsgType::Error {
+        if let Some(e) = msg.error.filter(|e| e.code == "partition_not_hosted") {
+            return Delivery::NotHosted(e.message);
         }
-        return if outbox.send(msg) { Delivery::Sent } else { Delivery::ClientGone };
+        return if outbox.send(text) { Delivery::Sent } else { Delivery::ClientGone };
     }
-    let (Some(key), Some(version)) = (msg["key"].as_str().map(str::to_owned), msg["version"].as_u64()) else {
-        return if outbox.send(msg) { Delivery::Sent } else { Delivery::ClientGone };
+    let (Some(key), Some(version)) = (msg.key, msg.version) else {
+        return if outbox.send(text) { Delivery::Sent } else { Delivery::ClientGone };
     };
     let Some(last) = streams.get_mut(&(sub.clone(), key.clone())) else { return Delivery::Dropped };
-    match (kind, *last) {
+    let snapshot = msg.kind == MsgType::Snapshot;
+    match (snapshot, *last) {
         // A fresh subscription starts with its snapshot; anything before it is a leftover of a
         // replaced stream.
-        (Some("snapshot"), None) => {}
-        (_, None) => return Delivery::Dropped,
+        (true, None) => {}
+        (false, None) => return Delivery::Dropped,
         // A snapshot never takes the client back to a version older than it has.
-        (Some("snapshot"), Some(l)) if version <= l => return Delivery::Dropped,
-        (Some("snapshot"), _) => {}
-        (_, Some(l)) if version <= l => return Delivery::Dropped,
-        (_, Some(l)) if version > l + 1 => return Delivery::Resync(subscribe_op(&sub, &key, Some(l))),
+        (true, Some(l)) if version <= l => return Delivery::Dropped,
+        (true, _) => {}
+        (false, Some(l)) if version <= l => return Delivery::Dropped,
+        (false, Some(l)) if version > l + 1 => return Delivery::Resync(subscribe_op(&sub, &key, Some(l))),
         _ => {}
     }
     *last = Some(version);
-    if outbox.send(msg) {
+    if outbox.send(text) {
         Delivery::Sent
     } else {
         Delivery::ClientGone
@@ -311,6 +310,8 @@ fn deliver(outbox: &Outbox, streams: &mut Streams, msg: Value) -> Delivery {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lightkeeper_api::error::ErrorBody;
+    use lightkeeper_api::ws::ServerMsg;
     use tokio_util::sync::CancellationToken;
 
     fn outbox() -> (Outbox, mpsc::Receiver<String>) {
@@ -318,8 +319,22 @@ mod tests {
         (Outbox { tx, slow: CancellationToken::new() }, rx)
     }
 
-    fn update(v: u64) -> Value {
-        json!({ "type": "update", "sub": "s", "key": "ztf:A", "version": v })
+    /// A message as the upstream sends it (the object left out: the relay never reads it).
+    fn msg(text: String) -> (Envelope, String) {
+        (serde_json::from_str(&text).unwrap(), text)
+    }
+
+    fn update(v: u64) -> (Envelope, String) {
+        msg(format!(r#"{{"type":"update","sub":"s","key":"ztf:A","version":{v}}}"#))
+    }
+
+    fn error(sub: Option<&str>, code: &str) -> (Envelope, String) {
+        let error = ErrorBody { code: code.into(), message: "m".into() };
+        msg(ServerMsg::Error { sub: sub.map(str::to_owned), error }.to_text())
+    }
+
+    fn send(out: &Outbox, streams: &mut Streams, (env, text): (Envelope, String)) -> Delivery {
+        deliver(out, streams, env, text)
     }
 
     #[test]
@@ -327,23 +342,25 @@ mod tests {
         let (out, mut rx) = outbox();
         let mut streams = Streams::new();
         apply(&mut streams, &Command::Subscribe { sub: "s".into(), keys: vec!["ztf:A".into()], from_version: None });
-        let snap = json!({ "type": "snapshot", "sub": "s", "key": "ztf:A", "version": 3 });
-        assert!(matches!(deliver(&out, &mut streams, snap.clone()), Delivery::Sent));
-        assert!(matches!(deliver(&out, &mut streams, update(4)), Delivery::Sent));
+        let snap =
+            || msg(ServerMsg::Snapshot { sub: "s".into(), key: "ztf:A".into(), version: 3, object: None }.to_text());
+        assert!(matches!(send(&out, &mut streams, snap()), Delivery::Sent));
+        assert!(matches!(send(&out, &mut streams, update(4)), Delivery::Sent));
         // The old upstream dies; the new one replays 4 and a stale snapshot: both are dropped.
-        assert!(matches!(deliver(&out, &mut streams, update(4)), Delivery::Dropped));
-        assert!(matches!(deliver(&out, &mut streams, snap), Delivery::Dropped));
-        assert_eq!(subscribe_op("s", "ztf:A", streams[&("s".into(), "ztf:A".into())]), {
-            json!({"op": "subscribe", "sub": "s", "objects": ["ztf:A"], "from_version": 4}).to_string()
-        });
+        assert!(matches!(send(&out, &mut streams, update(4)), Delivery::Dropped));
+        assert!(matches!(send(&out, &mut streams, snap()), Delivery::Dropped));
+        assert_eq!(
+            subscribe_op("s", "ztf:A", streams[&("s".into(), "ztf:A".into())]),
+            r#"{"op":"subscribe","sub":"s","objects":["ztf:A"],"from_version":4}"#
+        );
         // A skipped version asks again from the last delivered one instead of passing the gap on.
-        match deliver(&out, &mut streams, update(7)) {
+        match send(&out, &mut streams, update(7)) {
             Delivery::Resync(op) => assert!(op.contains("\"from_version\":4"), "{op}"),
             _ => panic!("a gap must resync"),
         }
-        assert!(matches!(deliver(&out, &mut streams, update(5)), Delivery::Sent));
+        assert!(matches!(send(&out, &mut streams, update(5)), Delivery::Sent));
         let sent: Vec<u64> = std::iter::from_fn(|| rx.try_recv().ok())
-            .map(|t| serde_json::from_str::<Value>(&t).unwrap()["version"].as_u64().unwrap())
+            .map(|t| serde_json::from_str::<Envelope>(&t).unwrap().version.unwrap())
             .collect();
         assert_eq!(sent, vec![3, 4, 5]);
     }
@@ -352,19 +369,15 @@ mod tests {
     fn not_hosted_moves_on_and_other_errors_reach_the_client() {
         let (out, mut rx) = outbox();
         let mut streams = Streams::new();
-        let not_hosted =
-            json!({ "type": "error", "sub": "s", "error": { "code": "partition_not_hosted", "message": "m" } });
-        assert!(matches!(deliver(&out, &mut streams, not_hosted), Delivery::NotHosted(_)));
-        let other = json!({ "type": "error", "sub": "s", "error": { "code": "invalid_key", "message": "m" } });
-        assert!(matches!(deliver(&out, &mut streams, other), Delivery::Sent));
+        assert!(matches!(send(&out, &mut streams, error(Some("s"), "partition_not_hosted")), Delivery::NotHosted(_)));
+        assert!(matches!(send(&out, &mut streams, error(Some("s"), "invalid_key")), Delivery::Sent));
         assert!(rx.try_recv().unwrap().contains("invalid_key"));
         // An update for a subscription the client has ended is not delivered.
-        assert!(matches!(deliver(&out, &mut streams, update(1)), Delivery::Dropped));
+        assert!(matches!(send(&out, &mut streams, update(1)), Delivery::Dropped));
         // A connection-level error of the upstream is not passed on: the relay moves on.
-        let slow = json!({ "type": "error", "sub": null, "error": { "code": "slow_consumer", "message": "m" } });
-        assert!(matches!(deliver(&out, &mut streams, slow), Delivery::NotHosted(_)));
+        assert!(matches!(send(&out, &mut streams, error(None, "slow_consumer")), Delivery::NotHosted(_)));
         // Until its snapshot, a fresh subscription takes no update (a leftover of a replaced stream).
         apply(&mut streams, &Command::Subscribe { sub: "s".into(), keys: vec!["ztf:A".into()], from_version: None });
-        assert!(matches!(deliver(&out, &mut streams, update(9)), Delivery::Dropped));
+        assert!(matches!(send(&out, &mut streams, update(9)), Delivery::Dropped));
     }
 }
