@@ -2,18 +2,13 @@
 //! failover when it does not) and drain a master. Both need `Authorization: Bearer <token>`
 //! with `cluster.admin_token`.
 //!
-//! `POST /v1/admin/partitions/{p}/promote`, on the node whose standby should take over:
-//! 1. ask the current master (the node named by the newest epoch marker this replica has
-//!    applied) to drain: it finishes its in-flight batch, becomes a standby and answers with its
-//!    last acknowledged changelog offset;
-//! 2. promote the local replica, which refuses to start below that offset, reads the changelog
-//!    to its true end, starts a new epoch and resumes the input from the recorded offset.
-//!
-//! If the master cannot be reached (it crashed, or is partitioned away), step 2 runs without an
-//! offset to check: the new epoch fences whatever the old master may still write.
+//! `POST /v1/admin/partitions/{p}/promote`, on the node whose standby should take over: the
+//! handover protocol (`coordinator::handover::take_over`: drain the old master, then promote
+//! through its drained offset; a dead master is fenced by the new epoch instead). The
+//! coordinator's failover and a node drain reach the same route.
 //!
 //! `POST /v1/admin/nodes/{id}/drain` (any node; it is passed to node `id`): hands every master
-//! of that node to its most caught-up standby by the handover above, and marks the node
+//! of that node to its most caught-up standby (`handover::hand_off`), and marks the node
 //! drained, so `/readyz` answers 503 and load balancers stop sending to it. The node can then
 //! be stopped, upgraded and restarted; it rejoins as a standby of every partition it hosts.
 //!
@@ -24,24 +19,36 @@
 //! `/v1/cluster`: the node is gone from `coordinator.voters`/`learners` and hosts nothing; it
 //! can then be stopped for good.
 
+use crate::coordinator::handover::{self, LocalReplica, PromoteError, TakeOverError};
 use crate::error::ApiError;
+use crate::peers::PROMOTE_TIMEOUT;
 use crate::state::AppState;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::Json;
-use lightkeeper_partition::worker::{Command, Drained, Promoted, ReplicaHandle};
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use futures::future::BoxFuture;
+use lightkeeper_api::admin::{
+    DecommissionParams, DecommissionReport, Drained, NodeDrainReport, PromoteParams, PromoteReport, Promoted,
+};
+use lightkeeper_api::error::ErrorResponse;
+use lightkeeper_partition::worker::{Command, ReplicaHandle};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
-use utoipa::ToSchema;
 
-/// How long a promotion waits for the old master to drain before treating it as dead.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// The 409 of a node drain, for the OpenAPI document only: the drain's report when some masters
+/// could not be handed over, or an error.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // never built: `drain_node` answers with one or the other
+pub enum NodeDrainConflict {
+    Report(NodeDrainReport),
+    Error(ErrorResponse),
+}
+
 /// How long a command waits for the replica thread.
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+const COMMAND_TIMEOUT: Duration = PROMOTE_TIMEOUT;
 
 pub(super) fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(token) = state.cluster.admin_token.as_deref() else {
@@ -82,47 +89,54 @@ fn replica(state: &AppState, partition: u32) -> Result<ReplicaHandle, ApiError> 
     })
 }
 
-async fn command<T>(
+/// Sends a command to the replica's thread and waits for its answer (bounded). The outer error
+/// says the replica could not be asked; the inner one is the replica's own refusal.
+async fn command<T, E>(
     r: &ReplicaHandle,
-    make: impl FnOnce(oneshot::Sender<Result<T, String>>) -> Command,
-) -> Result<Result<T, String>, ApiError> {
+    make: impl FnOnce(oneshot::Sender<Result<T, E>>) -> Command,
+) -> Result<Result<T, E>, String> {
     let (tx, rx) = oneshot::channel();
-    r.send(make(tx)).map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    r.send(make(tx)).map_err(|e| e.to_string())?;
     match tokio::time::timeout(COMMAND_TIMEOUT, rx).await {
         Ok(Ok(res)) => Ok(res),
-        Ok(Err(_)) => Err(ApiError::Unavailable("the replica stopped".into())),
-        Err(_) => Err(ApiError::Unavailable(format!("the replica did not answer within {COMMAND_TIMEOUT:?}"))),
+        Ok(Err(_)) => Err("the replica stopped".into()),
+        Err(_) => Err(format!("the replica did not answer within {COMMAND_TIMEOUT:?}")),
     }
 }
 
-#[derive(Serialize, ToSchema)]
-pub struct PromoteReport {
-    #[schema(value_type = Object)]
-    pub promoted: Promoted,
-    /// The old master's drain answer, when it could be reached.
-    #[schema(value_type = Option<Object>)]
-    pub drained: Option<Drained>,
-    /// Why the old master was not drained (it is then fenced by the new epoch instead).
-    pub drain_error: Option<String>,
-    /// Time of the drain call, in ms.
-    pub drain_ms: f64,
-    pub elapsed_ms: u64,
+/// A local replica as the handover protocol sees it.
+struct Local<'a>(&'a ReplicaHandle);
+
+impl LocalReplica for Local<'_> {
+    fn master(&self) -> String {
+        self.0.status.master()
+    }
+
+    fn is_serving_master(&self) -> bool {
+        self.0.status.is_serving_master()
+    }
+
+    fn promote(&self, through: Option<u64>) -> BoxFuture<'_, Result<Promoted, PromoteError>> {
+        Box::pin(async move {
+            match command(self.0, |reply| Command::Promote { through, reply }).await {
+                Ok(Ok(promoted)) => Ok(promoted),
+                Ok(Err(refused)) => Err(PromoteError::Refused(refused.to_string())),
+                Err(unavailable) => Err(PromoteError::Unavailable(unavailable)),
+            }
+        })
+    }
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PromoteParams {
-    /// The caller knows the old master is down (the coordinator's failover): do not wait for a
-    /// drain that cannot answer — a paused process would hold it for the whole drain timeout;
-    /// the new epoch fences the old master anyway.
-    #[serde(default)]
-    pub skip_drain: bool,
-}
-
-#[utoipa::path(post, path = "/v1/admin/partitions/{partition}/promote",
-    params(("partition" = u32, Path), ("skip_drain" = Option<bool>, Query, description = "do not try to drain the old master (known to be down)")),
-    responses((status = 200, body = PromoteReport), (status = 401), (status = 404, description = "partition not hosted here"),
-        (status = 409, description = "the promotion was refused; the message says why")))]
+#[utoipa::path(post, path = "/v1/admin/partitions/{partition}/promote", tag = "admin", security(("bearer" = [])),
+    params(("partition" = u32, Path, description = "the partition whose standby on this node should become master"), PromoteParams),
+    responses(
+        (status = 200, description = "promoted; the old master was drained first when it answered", body = PromoteReport),
+        (status = 400, description = "`invalid_path` or `invalid_query`", body = ErrorResponse),
+        (status = 401, description = "`unauthorized`: no `Authorization: Bearer` header, or the token is wrong", body = ErrorResponse),
+        (status = 404, description = "`no_such_partition`, or `partition_not_hosted` here", body = ErrorResponse),
+        (status = 409, description = "`promotion_failed`: the replica refused, the message says why; or `admin_disabled`: no cluster.admin_token is configured", body = ErrorResponse),
+        (status = 503, description = "`unavailable`: the replica could not be asked; retry", body = ErrorResponse)
+    ))]
 pub async fn promote(
     State(state): State<AppState>,
     partition: Result<Path<u32>, PathRejection>,
@@ -133,62 +147,27 @@ pub async fn promote(
     let Path(partition) = partition?;
     let Query(params) = params?;
     let r = replica(&state, partition)?;
-    let started = Instant::now();
-    let master = r.status.master();
-    let (mut drained, mut drain_error) = (None, None);
-    let drain_started = Instant::now();
-    if params.skip_drain {
-        drain_error = Some("skipped: the caller reported the old master down".to_owned());
-    } else if !r.status.is_serving_master() && !master.is_empty() && master != state.node_id {
-        match drain_remote(&state, &master, partition).await {
-            Ok(d) => drained = Some(d),
-            Err(e) => {
-                tracing::warn!(partition, master = %master, error = %e, "old master not drained; promoting anyway (the new epoch fences it)");
-                drain_error = Some(e);
-            }
-        }
-    }
-    let drain_ms = drain_started.elapsed().as_secs_f64() * 1e3;
-    let through = drained.as_ref().map(|d| d.changelog_next);
-    let promoted = command(&r, |reply| Command::Promote { through, reply }).await?.map_err(|e| {
-        let after_drain = if drained.is_some() {
-            "; the old master was drained and is a standby now: promote a replica again"
-        } else {
-            ""
-        };
-        ApiError::Conflict { code: "promotion_failed", message: format!("{e}{after_drain}") }
-    })?;
-    Ok(Json(PromoteReport {
-        promoted,
-        drained,
-        drain_error,
-        drain_ms,
-        elapsed_ms: started.elapsed().as_millis() as u64,
-    }))
+    let url_of = |node: &str| state.peer_url(node);
+    let report =
+        handover::take_over(&Local(&r), &state.node_id, state.peers.as_ref(), url_of, partition, params.skip_drain)
+            .await
+            .map_err(|e| match e {
+                TakeOverError::Refused { message } => ApiError::Conflict { code: "promotion_failed", message },
+                TakeOverError::Unavailable(m) => ApiError::Unavailable(m),
+            })?;
+    Ok(Json(report))
 }
 
-async fn drain_remote(state: &AppState, master: &str, partition: u32) -> Result<Drained, String> {
-    let url = state.peer_url(master).ok_or_else(|| format!("master {master:?} is not a known node"))?;
-    let token = state.cluster.admin_token.as_deref().unwrap_or_default();
-    let resp = state
-        .peer_client
-        .post(format!("{url}/v1/admin/partitions/{partition}/drain"))
-        .bearer_auth(token)
-        .timeout(DRAIN_TIMEOUT)
-        .send()
-        .await
-        .map_err(|e| format!("drain call to {master} at {url}: {e}"))?;
-    let status = resp.status();
-    if !status.is_success() {
-        let body = resp.text().await.unwrap_or_default();
-        return Err(format!("{master} refused the drain ({status}): {body}"));
-    }
-    resp.json::<Drained>().await.map_err(|e| format!("drain answer of {master}: {e}"))
-}
-
-#[utoipa::path(post, path = "/v1/admin/partitions/{partition}/drain", params(("partition" = u32, Path)),
-    responses((status = 200, description = "now a standby; the body has the last acknowledged changelog offset"),
-        (status = 401), (status = 404), (status = 409, description = "not the master")))]
+#[utoipa::path(post, path = "/v1/admin/partitions/{partition}/drain", tag = "admin", security(("bearer" = [])),
+    params(("partition" = u32, Path, description = "a partition mastered on this node")),
+    responses(
+        (status = 200, description = "now a standby; the body has the last acknowledged changelog offset", body = Drained),
+        (status = 400, description = "`invalid_path` or `invalid_query`", body = ErrorResponse),
+        (status = 401, description = "`unauthorized`: no `Authorization: Bearer` header, or the token is wrong", body = ErrorResponse),
+        (status = 404, description = "`no_such_partition`, or `partition_not_hosted` here", body = ErrorResponse),
+        (status = 409, description = "`not_master`: the replica is not the master; or `admin_disabled`", body = ErrorResponse),
+        (status = 503, description = "`unavailable`: the replica could not be asked; retry", body = ErrorResponse)
+    ))]
 pub async fn drain(
     State(state): State<AppState>,
     partition: Result<Path<u32>, PathRejection>,
@@ -198,35 +177,23 @@ pub async fn drain(
     let Path(partition) = partition?;
     let r = replica(&state, partition)?;
     let drained = command(&r, |reply| Command::Drain { reply })
-        .await?
-        .map_err(|message| ApiError::Conflict { code: "not_master", message })?;
+        .await
+        .map_err(ApiError::Unavailable)?
+        .map_err(|e| ApiError::Conflict { code: "not_master", message: e.to_string() })?;
     tracing::info!(partition, changelog_next = drained.changelog_next, "drained for a handover");
     Ok(Json(drained))
 }
 
-/// One partition's handover in a node drain.
-#[derive(Serialize, ToSchema)]
-pub struct NodeHandover {
-    pub partition: u32,
-    /// The standby chosen (least changelog lag among the reachable ready standbys).
-    pub to: Option<String>,
-    pub ok: bool,
-    pub error: Option<String>,
-    pub elapsed_ms: u64,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct NodeDrainReport {
-    pub node: String,
-    /// True when no partition is mastered on the node any more.
-    pub complete: bool,
-    pub handovers: Vec<NodeHandover>,
-    pub elapsed_ms: u64,
-}
-
-#[utoipa::path(post, path = "/v1/admin/nodes/{id}/drain", params(("id" = String, Path)),
-    responses((status = 200, body = NodeDrainReport), (status = 401), (status = 404, description = "no such node"),
-        (status = 409, description = "some masters could not be handed over; the report says which")))]
+#[utoipa::path(post, path = "/v1/admin/nodes/{id}/drain", tag = "admin", security(("bearer" = [])),
+    params(("id" = String, Path, description = "the node to drain; another node's drain is passed to it and its answer passed back")),
+    responses(
+        (status = 200, description = "every master of the node was handed over; /readyz now answers 503", body = NodeDrainReport),
+        (status = 400, description = "`invalid_path` or `invalid_query`", body = ErrorResponse),
+        (status = 401, description = "`unauthorized`: no `Authorization: Bearer` header, or the token is wrong", body = ErrorResponse),
+        (status = 404, description = "`no_such_node`", body = ErrorResponse),
+        (status = 409, description = "the report, when some masters could not be handed over (it says which); or an error: `single_node`, `admin_disabled`", body = NodeDrainConflict),
+        (status = 503, description = "`unavailable`: the node could not be reached", body = ErrorResponse)
+    ))]
 pub async fn drain_node(
     State(state): State<AppState>,
     id: Result<Path<String>, PathRejection>,
@@ -248,10 +215,18 @@ pub async fn drain_node(
             .send()
             .await
             .map_err(|e| ApiError::Unavailable(format!("node {id} at {url}: {e}")))?;
+        // Passed on as the node answered: its report (200 or 409), or its error.
         let status =
             axum::http::StatusCode::from_u16(resp.status().as_u16()).unwrap_or(axum::http::StatusCode::BAD_GATEWAY);
-        let body: Value = resp.json().await.map_err(|e| ApiError::Unavailable(format!("node {id}: {e}")))?;
-        return Ok((status, Json(body)).into_response());
+        let text = resp.text().await.map_err(|e| ApiError::Unavailable(format!("node {id}: {e}")))?;
+        let passed = match serde_json::from_str::<NodeDrainReport>(&text) {
+            Ok(report) => (status, Json(report)).into_response(),
+            Err(_) => match serde_json::from_str::<ErrorResponse>(&text) {
+                Ok(error) => (status, Json(error)).into_response(),
+                Err(e) => return Err(ApiError::Unavailable(format!("node {id} answered something else: {e}"))),
+            },
+        };
+        return Ok(passed);
     }
     if state.cluster.is_single_node() {
         return Err(ApiError::Conflict {
@@ -266,24 +241,10 @@ pub async fn drain_node(
         if !r.status.is_serving_master() {
             continue;
         }
-        let t = Instant::now();
-        let (to, result) = match choose_standby(&state, p).await {
-            Ok(to) => {
-                let r = promote_remote(&state, &to, p).await;
-                (Some(to), r)
-            }
-            Err(e) => (None, Err(e)),
-        };
-        if let Err(e) = &result {
-            tracing::warn!(partition = p, error = %e, "node drain: partition not handed over");
-        }
-        handovers.push(NodeHandover {
-            partition: p,
-            to,
-            ok: result.is_ok(),
-            error: result.err(),
-            elapsed_ms: t.elapsed().as_millis() as u64,
-        });
+        let hosts: Vec<(String, String)> =
+            state.placement(p).into_iter().filter_map(|n| Some((n.clone(), state.peer_url(&n)?))).collect();
+        let max_lag = state.cluster.max_promotion_lag;
+        handovers.push(handover::hand_off(state.peers.as_ref(), &state.node_id, &hosts, p, max_lag).await);
     }
     let complete = state.replicas.snapshot().values().all(|r| !r.status.is_serving_master());
     tracing::info!(complete, handed_over = handovers.len(), "node drained");
@@ -297,30 +258,16 @@ pub async fn drain_node(
     Ok((status, Json(report)).into_response())
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DecommissionParams {
-    /// Undo a decommission: the node becomes a member again and gets replicas back.
-    #[serde(default)]
-    pub cancel: bool,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct DecommissionReport {
-    pub node: String,
-    pub leaving: bool,
-    /// Partitions the coordinator's table still places on the node (placement empties this).
-    pub hosts: Vec<u32>,
-    /// The nodes that keep (or get) replicas.
-    pub members: Vec<String>,
-}
-
-#[utoipa::path(post, path = "/v1/admin/nodes/{id}/decommission",
-    params(("id" = String, Path), ("cancel" = Option<bool>, Query, description = "undo the decommission")),
-    responses((status = 202, body = DecommissionReport, description = "recorded; replicas move off the node in the background"),
-        (status = 401), (status = 404, description = "no such node registered"),
-        (status = 409, description = "too few nodes would remain for the replication factor"),
-        (status = 503, description = "the coordinator has no leader")))]
+#[utoipa::path(post, path = "/v1/admin/nodes/{id}/decommission", tag = "admin", security(("bearer" = [])),
+    params(("id" = String, Path, description = "the node to decommission"), DecommissionParams),
+    responses(
+        (status = 202, description = "recorded; replicas move off the node in the background", body = DecommissionReport),
+        (status = 400, description = "`invalid_path` or `invalid_query`", body = ErrorResponse),
+        (status = 401, description = "`unauthorized`: no `Authorization: Bearer` header, or the token is wrong", body = ErrorResponse),
+        (status = 404, description = "`no_such_node`: neither registered nor a configured peer", body = ErrorResponse),
+        (status = 409, description = "`too_few_nodes` would remain for the replication factor, the node is `pinned` by cluster.assignment, `single_node`, or `admin_disabled`", body = ErrorResponse),
+        (status = 503, description = "`unavailable`: the coordinator is starting or has no leader; retry", body = ErrorResponse)
+    ))]
 pub async fn decommission(
     State(state): State<AppState>,
     id: Result<Path<String>, PathRejection>,
@@ -383,61 +330,4 @@ pub async fn decommission(
     let report =
         DecommissionReport { node: id, leaving: !params.cancel, hosts, members: members.into_iter().collect() };
     Ok((axum::http::StatusCode::ACCEPTED, Json(report)))
-}
-
-/// The reachable, ready standby of `partition` with the least changelog lag (within
-/// `cluster.max_promotion_lag`; the promotion then catches up the rest before taking input).
-async fn choose_standby(state: &AppState, partition: u32) -> Result<String, String> {
-    let mut best: Option<(u64, String)> = None;
-    let mut seen = Vec::new();
-    for node in state.placement(partition) {
-        if node == state.node_id {
-            continue;
-        }
-        let Some(url) = state.peer_url(&node) else { continue };
-        let view: Result<Value, String> = async {
-            let r = state
-                .peer_client
-                .get(format!("{url}/v1/cluster"))
-                .timeout(DRAIN_TIMEOUT)
-                .send()
-                .await
-                .map_err(|e| e.to_string())?;
-            r.json::<Value>().await.map_err(|e| e.to_string())
-        }
-        .await;
-        let entry = view.as_ref().ok().and_then(|v| {
-            v["partitions"].as_array()?.iter().find(|e| e["partition"].as_u64() == Some(u64::from(partition))).cloned()
-        });
-        match entry {
-            Some(e) if e["role"] == "standby" && e["ready"] == true => {
-                let lag = e["changelog_lag"].as_u64().unwrap_or(u64::MAX);
-                seen.push(format!("{node}: lag {lag}"));
-                if lag <= state.cluster.max_promotion_lag && best.as_ref().is_none_or(|(l, _)| lag < *l) {
-                    best = Some((lag, node));
-                }
-            }
-            Some(e) => seen.push(format!("{node}: {} (ready {})", e["role"], e["ready"])),
-            None => seen.push(format!("{node}: unreachable ({})", view.err().unwrap_or_default())),
-        }
-    }
-    best.map(|(_, n)| n).ok_or_else(|| format!("no caught-up standby of partition {partition}: {}", seen.join("; ")))
-}
-
-async fn promote_remote(state: &AppState, node: &str, partition: u32) -> Result<(), String> {
-    let url = state.peer_url(node).ok_or_else(|| format!("{node} is not a known node"))?;
-    let resp = state
-        .peer_client
-        .post(format!("{url}/v1/admin/partitions/{partition}/promote"))
-        .bearer_auth(state.cluster.admin_token.as_deref().unwrap_or_default())
-        .timeout(COMMAND_TIMEOUT)
-        .send()
-        .await
-        .map_err(|e| format!("promote on {node}: {e}"))?;
-    if resp.status().is_success() {
-        Ok(())
-    } else {
-        let status = resp.status();
-        Err(format!("promote on {node}: {status} {}", resp.text().await.unwrap_or_default()))
-    }
 }

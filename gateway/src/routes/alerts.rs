@@ -10,26 +10,20 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
+use lightkeeper_api::error::ErrorResponse;
+pub use lightkeeper_api::ingest::Accepted;
 use lightkeeper_storage::log::Append;
 use lightkeeper_storage::partitioner::partition_for;
-use serde::Serialize;
-use utoipa::ToSchema;
 
-#[derive(Serialize, ToSchema)]
-pub struct Accepted {
-    pub key: String,
-    #[schema(value_type = String)]
-    pub alert_id: String,
-    pub topic: String,
-    pub partition: u32,
-    pub offset: u64,
-}
-
-#[utoipa::path(post, path = "/v1/alerts", request_body(content = Vec<u8>, content_type = "application/octet-stream",
+#[utoipa::path(post, path = "/v1/alerts", tag = "ingest",
+    request_body(content = Vec<u8>, content_type = "application/octet-stream",
         description = "one Avro container file (ZTF) or one Confluent wire-format message (LSST)"),
-    responses((status = 202, body = Accepted), (status = 400, description = "the packet does not decode; the message says why"),
-        (status = 503, description = "the schema registry could not be reached; retry"),
-        (status = 413, description = "larger than limits.max_body_bytes")))]
+    responses(
+        (status = 202, description = "the packet is durably in the input log; materialization follows", body = Accepted),
+        (status = 400, description = "`empty_body`, `invalid_body`, or `undecodable_alert`: the packet does not decode; the message says why", body = ErrorResponse),
+        (status = 413, description = "`payload_too_large`: larger than limits.max_body_bytes", body = ErrorResponse),
+        (status = 503, description = "`unavailable`: the schema registry could not be reached, or the input log refused the append; retry", body = ErrorResponse)
+    ))]
 pub async fn ingest(
     State(state): State<AppState>,
     body: Result<Bytes, BytesRejection>,

@@ -15,35 +15,52 @@ use axum::error_handling::HandleErrorLayer;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::post;
 use axum::{BoxError, Router};
 use std::time::{Duration, Instant};
 use tower::ServiceBuilder;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// The public API. Every route is registered through `routes!` from its `#[utoipa::path]`, so
+/// the OpenAPI document (`openapi::spec`, served at `/openapi.json`) lists exactly these routes
+/// and methods: a public handler without the annotation does not compile here.
+pub fn public_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(objects::summary))
+        .routes(routes!(objects::lightcurve))
+        .routes(routes!(objects::alerts))
+        .routes(routes!(alerts::ingest))
+        .routes(routes!(health::cluster))
+        .routes(routes!(admin::promote))
+        .routes(routes!(admin::drain))
+        .routes(routes!(admin::drain_node))
+        .routes(routes!(admin::decommission))
+        .routes(routes!(ws::upgrade))
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(health::metrics))
+        .routes(routes!(openapi::serve))
+        .merge(dashboard::routes())
+}
+
+/// Path prefix of the node-to-node routes; none of them is in the OpenAPI document.
+pub const INTERNAL_PREFIX: &str = "/v1/internal/";
 
 /// Builds the router (no socket: tests drive it with `tower::ServiceExt::oneshot`).
 pub fn router(state: AppState) -> Router {
     let limits = state.limits.clone();
     let timeout_ms = limits.request_timeout_ms;
-    Router::new()
-        .route("/v1/objects/{key}", get(objects::summary))
-        .route("/v1/objects/{key}/lightcurve", get(objects::lightcurve))
-        .route("/v1/objects/{key}/alerts", get(objects::alerts))
-        .route("/v1/alerts", post(alerts::ingest))
-        .route("/v1/cluster", get(health::cluster))
-        .route("/v1/admin/partitions/{partition}/promote", post(admin::promote))
-        .route("/v1/admin/partitions/{partition}/drain", post(admin::drain))
-        .route("/v1/admin/nodes/{id}/drain", post(admin::drain_node))
-        .route("/v1/admin/nodes/{id}/decommission", post(admin::decommission))
+    // The OpenApi half is `openapi::spec()`, built from this same `public_routes()`.
+    let (public, _) = public_routes().split_for_parts();
+    public
+        // Internal: the coordinators' Raft RPCs between nodes (admin token, openraft's own JSON
+        // bodies). Plain axum routes, deliberately left out of the public OpenAPI document.
         .route("/v1/internal/raft/append", post(raft::append))
         .route("/v1/internal/raft/vote", post(raft::vote))
         .route("/v1/internal/raft/snapshot", post(raft::snapshot))
         .route("/v1/internal/raft/write", post(raft::write))
-        .route("/v1/ws", get(ws::upgrade))
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
-        .route("/openapi.json", get(openapi::serve))
-        .merge(dashboard::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(
@@ -58,6 +75,8 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Answers of the layers above, which any route can give; `openapi::spec` adds them to every
+/// operation (see `openapi::LAYER_ERRORS`).
 fn layer_error(e: BoxError, timeout_ms: u64) -> Response {
     if e.is::<tower::timeout::error::Elapsed>() {
         ApiError::Timeout(timeout_ms).into_response()

@@ -10,13 +10,29 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{OriginalUri, Path, RawQuery, State};
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
+use lightkeeper_api::error::ErrorResponse;
+pub use lightkeeper_api::objects::{AlertHistory, Lightcurve};
 use lightkeeper_storage::model::{validate_key, Band, LightPoint, PointKind};
-use lightkeeper_storage::object::{AlertRef, ObjectState, ObjectSummary};
+use lightkeeper_storage::object::{ObjectState, ObjectSummary};
 use serde::Serialize;
-use utoipa::ToSchema;
 
-#[utoipa::path(get, path = "/v1/objects/{key}", params(("key" = String, Path, description = "survey-qualified key, e.g. ztf:ZTF21abiuvdk"), ("max_lag" = Option<u64>, Query, description = "allow a standby at most this many changelog records behind to answer; the x-lightkeeper-served-by, -role and -lag headers say who did")),
-    responses((status = 200, body = ObjectSummary), (status = 400, description = "invalid key"), (status = 404, description = "object_not_found"), (status = 503, description = "no replica could serve within the route deadline")))]
+#[utoipa::path(get, path = "/v1/objects/{key}", tag = "objects",
+    params(
+        ("key" = String, Path, description = "survey-qualified key, e.g. ztf:ZTF21abiuvdk"),
+        ("max_lag" = Option<u64>, Query, description = "allow a standby at most this many changelog records behind to answer; the x-lightkeeper-served-by, -role and -lag headers say who did")
+    ),
+    responses(
+        (status = 200, description = "the object's summary", body = ObjectSummary,
+            headers(
+                ("x-lightkeeper-served-by" = String, description = "the node whose replica answered"),
+                ("x-lightkeeper-role" = String, description = "that replica's role: master, standby or restoring"),
+                ("x-lightkeeper-lag" = u64, description = "that replica's changelog lag, in records (0 for the master)"),
+                ("x-lightkeeper-partition" = u32, description = "the object's partition")
+            )),
+        (status = 400, description = "`invalid_key`, `invalid_path` or `invalid_query`", body = ErrorResponse),
+        (status = 404, description = "`object_not_found`: the object is not known", body = ErrorResponse),
+        (status = 503, description = "`unavailable`: no replica could serve within cluster.route_deadline_ms; or `not_master`, to a forwarded read", body = ErrorResponse)
+    ))]
 pub async fn summary(
     State(state): State<AppState>,
     key: Result<Path<String>, PathRejection>,
@@ -46,6 +62,7 @@ fn no_other_params(rest: Option<String>) -> Result<(), ApiError> {
 }
 
 const JSON: &str = "application/json";
+const CSV: &str = "text/csv; charset=utf-8";
 
 fn json_body<T: Serialize>(v: &T) -> Result<Cached, ApiError> {
     Ok(Cached { content_type: JSON, body: serde_json::to_vec(v).map_err(ApiError::internal)?.into() })
@@ -75,13 +92,6 @@ where
     .await??;
     state.cache.insert(&key, &variant, generation, rendered.clone());
     Ok(respond(rendered))
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct Lightcurve {
-    pub key: String,
-    pub version: u64,
-    pub points: Vec<LightPoint>,
 }
 
 /// Light-curve query: `since_mjd`, `until_mjd`, `band` and `kind` (repeatable or
@@ -150,12 +160,29 @@ impl LightcurveQuery {
     }
 }
 
-#[utoipa::path(get, path = "/v1/objects/{key}/lightcurve",
-    params(("key" = String, Path), ("max_lag" = Option<u64>, Query, description = "allow a standby at most this many changelog records behind to answer; the x-lightkeeper-served-by, -role and -lag headers say who did"), ("since_mjd" = Option<f64>, Query), ("until_mjd" = Option<f64>, Query),
-        ("band" = Option<String>, Query, description = "repeatable: u g r i z y"),
-        ("kind" = Option<String>, Query, description = "repeatable: detection, upper_limit, forced"),
-        ("format" = Option<String>, Query, description = "json (default) or csv")),
-    responses((status = 200, body = Lightcurve), (status = 400), (status = 404)))]
+#[utoipa::path(get, path = "/v1/objects/{key}/lightcurve", tag = "objects",
+    params(
+        ("key" = String, Path, description = "survey-qualified key, e.g. ztf:ZTF21abiuvdk"),
+        ("max_lag" = Option<u64>, Query, description = "allow a standby at most this many changelog records behind to answer; the x-lightkeeper-served-by, -role and -lag headers say who did"),
+        ("since_mjd" = Option<f64>, Query, description = "earliest point, MJD"),
+        ("until_mjd" = Option<f64>, Query, description = "latest point, MJD"),
+        ("band" = Option<Vec<Band>>, Query, explode, description = "repeatable or comma-separated: u g r i z y"),
+        ("kind" = Option<Vec<PointKind>>, Query, explode, description = "repeatable or comma-separated: detection, upper_limit, forced"),
+        ("format" = Option<String>, Query, description = "json (default) or csv")
+    ),
+    responses(
+        (status = 200, description = "the light curve, sorted by time: JSON, or with format=csv a header line and one row per point (the point's fields)",
+            content((Lightcurve = JSON), (String = CSV)),
+            headers(
+                ("x-lightkeeper-served-by" = String, description = "the node whose replica answered"),
+                ("x-lightkeeper-role" = String, description = "that replica's role: master, standby or restoring"),
+                ("x-lightkeeper-lag" = u64, description = "that replica's changelog lag, in records (0 for the master)"),
+                ("x-lightkeeper-partition" = u32, description = "the object's partition")
+            )),
+        (status = 400, description = "`invalid_key`, `invalid_path` or `invalid_query`", body = ErrorResponse),
+        (status = 404, description = "`object_not_found`: the object is not known", body = ErrorResponse),
+        (status = 503, description = "`unavailable`: no replica could serve within cluster.route_deadline_ms; or `not_master`, to a forwarded read", body = ErrorResponse)
+    ))]
 pub async fn lightcurve(
     State(state): State<AppState>,
     key: Result<Path<String>, PathRejection>,
@@ -172,7 +199,7 @@ pub async fn lightcurve(
         cached(&state, key, variant, move |obj| {
             let points: Vec<LightPoint> = obj.points.into_iter().filter(|p| q.keeps(p)).collect();
             if q.csv {
-                return Ok(Cached { content_type: "text/csv; charset=utf-8", body: to_csv(&points)?.into() });
+                return Ok(Cached { content_type: CSV, body: to_csv(&points)?.into() });
             }
             json_body(&Lightcurve { key: obj.key, version: obj.version, points })
         })
@@ -223,15 +250,23 @@ fn to_csv(points: &[LightPoint]) -> Result<String, ApiError> {
     String::from_utf8(w.into_inner().map_err(ApiError::internal)?).map_err(ApiError::internal)
 }
 
-#[derive(Serialize, ToSchema)]
-pub struct AlertHistory {
-    pub key: String,
-    pub version: u64,
-    pub alerts: Vec<AlertRef>,
-}
-
-#[utoipa::path(get, path = "/v1/objects/{key}/alerts", params(("key" = String, Path), ("max_lag" = Option<u64>, Query, description = "allow a standby at most this many changelog records behind to answer; the x-lightkeeper-served-by, -role and -lag headers say who did")),
-    responses((status = 200, body = AlertHistory), (status = 400), (status = 404)))]
+#[utoipa::path(get, path = "/v1/objects/{key}/alerts", tag = "objects",
+    params(
+        ("key" = String, Path, description = "survey-qualified key, e.g. ztf:ZTF21abiuvdk"),
+        ("max_lag" = Option<u64>, Query, description = "allow a standby at most this many changelog records behind to answer; the x-lightkeeper-served-by, -role and -lag headers say who did")
+    ),
+    responses(
+        (status = 200, description = "the alerts that built the object, and where each was read from", body = AlertHistory,
+            headers(
+                ("x-lightkeeper-served-by" = String, description = "the node whose replica answered"),
+                ("x-lightkeeper-role" = String, description = "that replica's role: master, standby or restoring"),
+                ("x-lightkeeper-lag" = u64, description = "that replica's changelog lag, in records (0 for the master)"),
+                ("x-lightkeeper-partition" = u32, description = "the object's partition")
+            )),
+        (status = 400, description = "`invalid_key`, `invalid_path` or `invalid_query`", body = ErrorResponse),
+        (status = 404, description = "`object_not_found`: the object is not known", body = ErrorResponse),
+        (status = 503, description = "`unavailable`: no replica could serve within cluster.route_deadline_ms; or `not_master`, to a forwarded read", body = ErrorResponse)
+    ))]
 pub async fn alerts(
     State(state): State<AppState>,
     key: Result<Path<String>, PathRejection>,
