@@ -1,7 +1,8 @@
 //! The coordinator's failover against in-process peers: a real one-member Raft group (RocksDB
 //! store in a temp dir), and fake nodes behind the `Peers` trait — no sockets, no HTTP. The
-//! partition's master stops answering (refused); the leader must promote the least-lagging
-//! placed standby, without a drain, exactly once.
+//! partition's master stops answering (refused) while another partition is healthy; the leader
+//! must promote the least-lagging placed standby of the orphaned partition, without a drain,
+//! exactly once, and leave the healthy one alone.
 
 use futures::future::BoxFuture;
 use lightkeeper_api::admin::{Drained, PromoteReport, Promoted};
@@ -72,18 +73,24 @@ struct FakeNodes {
     promotions: Mutex<Vec<(String, u32, bool)>>,
 }
 
-fn view(node: &str, role: Role, lag: u64, master: &str, epoch: u64) -> ClusterView {
+/// One replica as a node reports it: (partition, role, changelog lag, master, epoch).
+type Replica = (u32, Role, u64, &'static str, u64);
+
+fn view(node: &str, replicas: &[Replica]) -> ClusterView {
     ClusterView {
         node: node.into(),
         nodes: BTreeMap::new(),
-        partitions: vec![PartitionView {
-            role,
-            ready: true,
-            changelog_lag: lag,
-            master: master.into(),
-            epoch,
-            ..PartitionView::not_hosted(0, vec![])
-        }],
+        partitions: replicas
+            .iter()
+            .map(|&(p, role, lag, master, epoch)| PartitionView {
+                role,
+                ready: true,
+                changelog_lag: lag,
+                master: master.into(),
+                epoch,
+                ..PartitionView::not_hosted(p, vec![])
+            })
+            .collect(),
         watched_objects: 0,
         draining: false,
         coordinator: None,
@@ -105,10 +112,11 @@ impl Peers for FakeNodes {
         let node = url.trim_start_matches("http://").to_owned();
         let mut views = self.views.lock();
         for (u, v) in views.iter_mut() {
-            let part = &mut v.partitions[0];
-            (part.master, part.epoch) = (node.clone(), 2);
-            if *u == url {
-                (part.role, part.changelog_lag) = (Role::Master, 0);
+            for part in v.partitions.iter_mut().filter(|r| r.partition == p) {
+                (part.master, part.epoch) = (node.clone(), 2);
+                if *u == url {
+                    (part.role, part.changelog_lag) = (Role::Master, 0);
+                }
             }
         }
         let promoted = Promoted {
@@ -154,19 +162,20 @@ async fn a_dead_master_is_replaced_by_the_least_lagging_placed_standby_without_a
     let nodes = Arc::new(FakeNodes::default());
     {
         let mut views = nodes.views.lock();
-        views.insert("http://a".into(), ClusterView { partitions: vec![], ..view("a", Role::NotHosted, 0, "", 0) });
-        // m, the master of epoch 1, is gone (refused). b and c are ready standbys; x is the
-        // least lagging of all, but not placed on the partition.
-        views.insert("http://b".into(), view("b", Role::Standby, 5, "m", 1));
-        views.insert("http://c".into(), view("c", Role::Standby, 2, "m", 1));
-        views.insert("http://x".into(), view("x", Role::Standby, 0, "m", 1));
+        views.insert("http://a".into(), view("a", &[]));
+        // Partition 0 is healthy: b masters it. Partition 1's master m (epoch 1) is gone
+        // (refused); b and c are ready standbys of it, and x is the least lagging of all but
+        // not placed on it.
+        views.insert("http://b".into(), view("b", &[(0, Role::Master, 0, "b", 1), (1, Role::Standby, 5, "m", 1)]));
+        views.insert("http://c".into(), view("c", &[(0, Role::Standby, 0, "b", 1), (1, Role::Standby, 2, "m", 1)]));
+        views.insert("http://x".into(), view("x", &[(1, Role::Standby, 0, "m", 1)]));
     }
     let settings = Settings {
         node_id: "a".into(),
         url: "http://a".into(),
         dir: dir.path().join("raft"),
         cluster: Cluster { rebalance: false, ..Cluster::default() },
-        partitions: 1,
+        partitions: 2,
     };
     let c = Coordinator::start(settings, nodes.clone(), NoNetwork).await.unwrap();
     let leader = c.clone();
@@ -174,20 +183,22 @@ async fn a_dead_master_is_replaced_by_the_least_lagging_placed_standby_without_a
     for n in ["m", "b", "c", "x"] {
         c.write(Request::RegisterNode { name: n.into(), url: format!("http://{n}") }).await.unwrap();
     }
-    let replicas = vec!["m".to_owned(), "b".to_owned(), "c".to_owned()];
-    c.write(Request::SetReplicas { partition: 0, replicas }).await.unwrap();
-    c.write(Request::SetPartition { partition: 0, master: "m".into(), epoch: 1 }).await.unwrap();
+    let placed = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    c.write(Request::SetReplicas { partition: 0, replicas: placed(&["b", "c"]) }).await.unwrap();
+    c.write(Request::SetReplicas { partition: 1, replicas: placed(&["m", "b", "c"]) }).await.unwrap();
+    c.write(Request::SetPartition { partition: 0, master: "b".into(), epoch: 1 }).await.unwrap();
+    c.write(Request::SetPartition { partition: 1, master: "m".into(), epoch: 1 }).await.unwrap();
 
     let stop = CancellationToken::new();
     let task = tokio::spawn(c.clone().run("a".into(), "http://a".into(), Vec::new, stop.clone()));
     let promoted = nodes.clone();
     let first = wait_for("a promotion", Duration::from_secs(10), || promoted.promotions.lock().first().cloned()).await;
-    assert_eq!(first, ("http://c".to_owned(), 0, true), "least lag among the placed standbys, no drain");
+    assert_eq!(first, ("http://c".to_owned(), 1, true), "least lag among the placed standbys, no drain");
     // The new master serves: no second failover.
     let dead = c.clone();
     wait_for("m recorded dead", Duration::from_secs(10), || dead.read(|s| (!s.nodes["m"].alive).then_some(()))).await;
-    let again = nodes.promotions.lock().iter().filter(|(_, _, skip)| *skip).count();
-    assert_eq!(again, 1, "exactly one failover: {:?}", nodes.promotions.lock());
+    let failovers: Vec<_> = nodes.promotions.lock().iter().filter(|(_, _, skip)| *skip).cloned().collect();
+    assert_eq!(failovers, vec![("http://c".to_owned(), 1, true)], "exactly one failover, of partition 1 only");
     stop.cancel();
     task.await.unwrap();
     c.raft.shutdown().await.unwrap();

@@ -224,18 +224,18 @@ impl Duties {
                 now.duration_since(*self.masterless_since.entry(p).or_insert(now)) > MASTERLESS_GRACE
             };
             if !view.dead(master, now) && !masterless {
-                return;
+                continue;
             }
             failing_over = true;
             if self.in_flight.contains_key(&p) {
-                return;
+                continue;
             }
             let Some((lag, to)) = view.failover_target(p, master, &c.replicas_of(p), max_lag, now) else {
                 if self.warned.get(&p).is_none_or(|t| now.duration_since(*t) > WARN_EVERY) {
                     self.warned.insert(p, now);
                     tracing::warn!(partition = p, master = %master, max_lag, "failover: no master serves the partition and no standby is alive, ready and within the promotion bound");
                 }
-                return;
+                continue;
             };
             tracing::warn!(partition = p, master = %master, master_dead = !masterless, to = %to, lag, "failover: no master serves the partition; promoting a standby");
             let task = self.promotions.spawn(promote(c.clone(), p, to.clone(), !masterless));
