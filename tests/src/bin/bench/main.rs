@@ -1,0 +1,97 @@
+//! The benchmark harness (not timed tests): `target/release/bench <benchmark> --flags`. Every
+//! figure is reported next to a baseline, measured in the same run wherever one can be (the
+//! machines are noisy: compare ratios, not absolute times); each module's doc says what it
+//! measures, against what, and why. BENCHMARKS.md records the figures.
+//!
+//! - `bench ingest` ([`ingest`]): alerts/s of a node materializing a topic end to end, against
+//!   a bare rdkafka consumer reading the same topic.
+//! - `bench query` ([`query`]): open-loop latency of light-curve reads, against `/healthz`
+//!   under the same load.
+//! - `bench restore` ([`restore`]): records/s of a fresh node restoring from the changelog,
+//!   against bare rdkafka consumers reading that changelog.
+//! - `bench handover` ([`handover`]): the gap in successful reads a client sees during a drained
+//!   handover, against the longest gap in an equally long quiet window; then a manual failover.
+//! - `bench failover` ([`failover`]): SIGKILL of the master → first read answered by a new
+//!   master, with automatic detection and promotion, split by whether the Raft leader died too.
+//! - `bench membership` ([`membership`]): a node joining and the Raft leader being
+//!   decommissioned, with the read latency in each phase against the same readers before.
+//!
+//! Shared pieces: [`common`] (loading real-size alerts, the bare consumers' settings, clean-up,
+//! the machine line of each report) and [`stats`] (percentiles).
+
+mod common;
+mod failover;
+mod handover;
+mod ingest;
+mod membership;
+mod query;
+mod restore;
+mod stats;
+
+use clap::{Parser, Subcommand};
+
+// No doc comments on `Args` and `Cmd`: clap would turn them into `--help` text.
+#[derive(Parser)]
+struct Args {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    Ingest {
+        #[arg(long, default_value_t = 50_000)]
+        alerts: usize,
+        #[arg(long, default_value_t = 5)]
+        alerts_per_object: usize,
+        #[arg(long, default_value_t = 4)]
+        partitions: u32,
+    },
+    Restore {
+        #[arg(long, default_value_t = 30_000)]
+        alerts: usize,
+        #[arg(long, default_value_t = 5)]
+        alerts_per_object: usize,
+        #[arg(long, default_value_t = 4)]
+        partitions: u32,
+    },
+    Handover {
+        #[arg(long, default_value_t = 10)]
+        handovers: usize,
+    },
+    Failover {
+        #[arg(long, default_value_t = 20)]
+        kills: usize,
+    },
+    Membership {
+        #[arg(long, default_value_t = 5_000)]
+        alerts: usize,
+        #[arg(long, default_value_t = 5)]
+        alerts_per_object: usize,
+    },
+    Query {
+        #[arg(long, default_value_t = 1000)]
+        points: usize,
+        #[arg(long, default_value_t = 5000)]
+        rate: u64,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let rt = tokio::runtime::Runtime::new()?;
+    match args.cmd {
+        Cmd::Ingest { alerts, alerts_per_object, partitions } => {
+            rt.block_on(ingest::run(alerts, alerts_per_object, partitions))
+        }
+        Cmd::Query { points, rate, seconds } => rt.block_on(query::run(points, rate, seconds)),
+        Cmd::Restore { alerts, alerts_per_object, partitions } => {
+            rt.block_on(restore::run(alerts, alerts_per_object, partitions))
+        }
+        Cmd::Handover { handovers } => rt.block_on(handover::run(handovers)),
+        Cmd::Failover { kills } => rt.block_on(failover::run(kills)),
+        Cmd::Membership { alerts, alerts_per_object } => rt.block_on(membership::run(alerts, alerts_per_object)),
+    }
+}

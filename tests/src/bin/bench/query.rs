@@ -1,0 +1,104 @@
+//! `bench query`: latency of light-curve reads under load — an embedded node holding one
+//! object of P real-size alerts, hit by open-loop `GET /v1/objects/{key}/lightcurve` at R
+//! requests/s for S seconds; p50, p99 and max, and errors.
+//!
+//! Baseline: the same open-loop load on `GET /healthz` in the same run, which costs the node
+//! almost nothing: what the load generator and the HTTP stack cost by themselves on this
+//! machine (they share its cores). The ratio of the p99s is what the light curve adds.
+//! Latency is measured from each request's scheduled start, not from when it was sent, so a
+//! stalled server is charged for the requests that queued behind it (no coordinated omission).
+
+use crate::common::machine;
+use crate::stats::{percentile, sorted};
+use lightkeeper_clients::api::objects::Lightcurve;
+use lightkeeper_clients::Client;
+use lightkeeper_tests::synth::{load_templates, reissue};
+use lightkeeper_tests::{shared_data, NodeProcess};
+use std::time::Duration;
+
+pub async fn run(points: usize, rate: u64, seconds: u64) -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let node = NodeProcess::start(&tmp.path().join("node"), &[], &[])?;
+    node.wait_ready(Duration::from_secs(60)).await?;
+    let client = Client::new(&node.url)?;
+    // One object with `points` detections: one real-size alert per point.
+    let templates = load_templates(&shared_data().join("ztf/alerts/fink-alert-simulator/datasim_20181129"), 1);
+    let oid = "ZTF99lcbench";
+    for i in 0..points {
+        client.ingest(reissue(&templates[0], oid, 4_000_000_000_000_000_000 + i as i64)).await?;
+    }
+    let key = format!("ztf:{oid}");
+    loop {
+        if client.summary(&key).await.map(|o| o.n_alerts == points).unwrap_or(false) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let n_points = serde_json::from_value::<Lightcurve>(client.lightcurve(&key, "").await?)?.points.len();
+    let body_bytes = reqwest::get(format!("{}/v1/objects/ztf:{oid}/lightcurve", node.url)).await?.bytes().await?.len();
+    let lc_url = format!("{}/v1/objects/ztf:{oid}/lightcurve", node.url);
+    let base_url = format!("{}/healthz", node.url);
+    let lc = load(&lc_url, rate, seconds).await;
+    let base = load(&base_url, rate, seconds).await;
+    println!(
+        "## query: light curve of {n_points} points ({body_bytes} B of JSON), open loop {rate} req/s for {seconds} s — {}",
+        machine()
+    );
+    println!("| target | sent | errors | p50 ms | p99 ms | max ms |\n|---|---|---|---|---|---|");
+    for (name, r) in [("GET lightcurve", &lc), ("GET /healthz (baseline)", &base)] {
+        println!("| {name} | {} | {} | {:.3} | {:.3} | {:.3} |", r.sent, r.errors, r.p(0.5), r.p(0.99), r.p(1.0));
+    }
+    println!("| ratio p99 lightcurve / healthz | {:.1} |", lc.p(0.99) / base.p(0.99).max(1e-6));
+    Ok(())
+}
+
+/// What an open-loop [`load`] run saw.
+struct LoadResult {
+    sent: usize,
+    errors: usize,
+    /// Successful requests only, ascending.
+    latencies_ms: Vec<f64>,
+}
+
+impl LoadResult {
+    /// The `q`-quantile of the successful requests' latency in ms (NaN if none succeeded).
+    fn p(&self, q: f64) -> f64 {
+        if self.latencies_ms.is_empty() {
+            return f64::NAN;
+        }
+        percentile(&self.latencies_ms, q)
+    }
+}
+
+/// GETs `url` at `rate` requests/s for `seconds`, each request on its own task at its
+/// scheduled time whether or not the earlier ones have finished (open loop).
+async fn load(url: &str, rate: u64, seconds: u64) -> LoadResult {
+    let http = reqwest::Client::builder().pool_max_idle_per_host(512).build().unwrap();
+    let interval = Duration::from_nanos(1_000_000_000 / rate);
+    let total = (rate * seconds) as usize;
+    let start = tokio::time::Instant::now();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Option<f64>>(total.max(1));
+    for i in 0..total {
+        let scheduled = start + interval * i as u32;
+        tokio::time::sleep_until(scheduled).await;
+        let (http, url, tx) = (http.clone(), url.to_owned(), tx.clone());
+        tokio::spawn(async move {
+            let ok = match http.get(&url).send().await {
+                Ok(r) if r.status().is_success() => r.bytes().await.is_ok(),
+                _ => false,
+            };
+            let ms = scheduled.elapsed().as_secs_f64() * 1000.0;
+            let _ = tx.send(ok.then_some(ms)).await;
+        });
+    }
+    drop(tx);
+    let mut errors = 0;
+    let mut latencies_ms = Vec::with_capacity(total);
+    while let Some(v) = rx.recv().await {
+        match v {
+            Some(ms) => latencies_ms.push(ms),
+            None => errors += 1,
+        }
+    }
+    LoadResult { sent: total, errors, latencies_ms: sorted(latencies_ms) }
+}
