@@ -3,7 +3,9 @@
 
 use crate::kafka::TopicSet;
 use crate::NodeProcess;
-use serde_json::Value;
+use lightkeeper_clients::api::admin::{DecommissionReport, NodeDrainReport, PromoteReport};
+use lightkeeper_clients::api::cluster::{ClusterView, PartitionView};
+use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -122,31 +124,49 @@ fn http() -> reqwest::Client {
     reqwest::Client::builder().timeout(Duration::from_secs(90)).build().expect("client")
 }
 
-/// `POST /v1/admin/partitions/{p}/promote` on `url`; the JSON report, or the error body.
-pub async fn promote(url: &str, partition: u32) -> anyhow::Result<Value> {
-    let resp = http().post(format!("{url}/v1/admin/partitions/{partition}/promote")).bearer_auth(TOKEN).send().await?;
+/// An admin `POST` to `path` on `url` with the token; the answer decoded as `T` when its status
+/// is `expected` (or any success, if `None`), else an error with the status and the body.
+async fn admin_post<T: DeserializeOwned>(url: &str, path: &str, expected: Option<u16>) -> anyhow::Result<T> {
+    let resp = http().post(format!("{url}{path}")).bearer_auth(TOKEN).send().await?;
     let status = resp.status();
-    let body: Value = resp.json().await?;
-    anyhow::ensure!(status.is_success(), "promote {partition} on {url}: {status} {body}");
-    Ok(body)
+    let text = resp.text().await?;
+    let ok = match expected {
+        Some(code) => status.as_u16() == code,
+        None => status.is_success(),
+    };
+    anyhow::ensure!(ok, "POST {path} on {url}: {status} {text}");
+    serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("POST {path} on {url}: {e}: {text}"))
 }
 
-pub async fn cluster_view(url: &str) -> anyhow::Result<Value> {
-    Ok(http().get(format!("{url}/v1/cluster")).send().await?.error_for_status()?.json().await?)
+/// `POST /v1/admin/partitions/{p}/promote` on `url`: the report; an error (with the error body)
+/// unless the node answered with a success.
+pub async fn promote(url: &str, partition: u32) -> anyhow::Result<PromoteReport> {
+    admin_post(url, &format!("/v1/admin/partitions/{partition}/promote"), None).await
+}
+
+/// `POST /v1/admin/nodes/{node}/drain` through the node at `via`: the report of a complete drain
+/// (200); an error with the status and the body otherwise (409: some masters were not handed over).
+pub async fn drain_node(via: &str, node: &str) -> anyhow::Result<NodeDrainReport> {
+    admin_post(via, &format!("/v1/admin/nodes/{node}/drain"), Some(200)).await
+}
+
+/// `POST /v1/admin/nodes/{node}/decommission` through the node at `via`: the report (202); an
+/// error with the status and the body otherwise.
+pub async fn decommission(via: &str, node: &str) -> anyhow::Result<DecommissionReport> {
+    admin_post(via, &format!("/v1/admin/nodes/{node}/decommission"), Some(202)).await
+}
+
+/// `GET /v1/cluster` on `url`.
+pub async fn cluster_view(url: &str) -> anyhow::Result<ClusterView> {
+    Ok(http().get(format!("{url}/v1/cluster")).send().await?.error_for_status()?.json::<ClusterView>().await?)
 }
 
 /// Partition → replicas (preferred master first), from the coordinator's table as the node at
 /// `url` has applied it, once every one of `partitions` is placed.
 pub async fn placement(url: &str, partitions: u32) -> Option<BTreeMap<u32, Vec<String>>> {
-    let v = cluster_view(url).await.ok()?;
-    let table = v["coordinator"]["replicated"]["partitions"].as_object()?.clone();
-    let placed: BTreeMap<u32, Vec<String>> = table
-        .iter()
-        .map(|(p, info)| {
-            let rs = info["replicas"].as_array().into_iter().flatten().filter_map(|r| r.as_str().map(str::to_owned));
-            (p.parse().unwrap_or(u32::MAX), rs.collect())
-        })
-        .collect();
+    let coordinator = cluster_view(url).await.ok()?.coordinator?;
+    let placed: BTreeMap<u32, Vec<String>> =
+        coordinator.replicated.partitions.into_iter().map(|(p, info)| (p, info.replicas)).collect();
     (placed.len() == partitions as usize).then_some(placed)
 }
 
@@ -159,8 +179,8 @@ pub fn hosted_by(placed: &BTreeMap<u32, Vec<String>>, node: &str, preferred: boo
 }
 
 /// The partition entries of `/v1/cluster` on `url`.
-pub async fn partitions(url: &str) -> anyhow::Result<Vec<Value>> {
-    Ok(cluster_view(url).await?["partitions"].as_array().cloned().unwrap_or_default())
+pub async fn partitions(url: &str) -> anyhow::Result<Vec<PartitionView>> {
+    Ok(cluster_view(url).await?.partitions)
 }
 
 /// Sum of a metric over all its label sets, from `/metrics` (OpenMetrics text).

@@ -229,8 +229,8 @@ pub fn python(script: &str, args: &[String]) -> anyhow::Result<String> {
 
 /// Input records a node has consumed, summed over its partitions (from `/v1/cluster`).
 pub async fn consumed(client: &lightkeeper_clients::Client) -> Option<u64> {
-    let c = client.get_json("/v1/cluster").await.ok()?;
-    c["partitions"].as_array()?.iter().map(|p| p["input_next"].as_u64()).sum()
+    let view = client.cluster().await.ok()?;
+    Some(view.partitions.iter().map(|p| p.input_next).sum())
 }
 
 /// Polls `f` until it returns `Some`, or fails after `timeout`. For state that becomes true

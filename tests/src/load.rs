@@ -2,6 +2,7 @@
 //! process, and a reader that behaves like a client behind a load balancer.
 
 use crate::{avro_files, broker, eventually, lsst_schemas, reference, shared_data, synth, workspace};
+use lightkeeper_clients::api::ws::ServerMsg;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -122,13 +123,11 @@ pub fn balanced_reader(urls: Vec<String>, keys: Vec<String>, stop: Arc<AtomicBoo
 /// Input records materialized by the cluster: per partition, the furthest any of the nodes at
 /// `urls` reports (a partition's replicas are on some of them only), summed.
 pub async fn cluster_input_next(urls: &[String]) -> u64 {
-    let mut furthest: std::collections::BTreeMap<u64, u64> = std::collections::BTreeMap::new();
+    let mut furthest: std::collections::BTreeMap<u32, u64> = std::collections::BTreeMap::new();
     for u in urls {
         for p in crate::cluster::partitions(u).await.unwrap_or_default() {
-            if let (Some(id), Some(next)) = (p["partition"].as_u64(), p["input_next"].as_u64()) {
-                let f = furthest.entry(id).or_default();
-                *f = (*f).max(next);
-            }
+            let f = furthest.entry(p.partition).or_default();
+            *f = (*f).max(p.input_next);
         }
     }
     furthest.values().sum()
@@ -154,12 +153,12 @@ pub fn watch_versions(
     tokio::spawn(async move {
         let mut seen: std::collections::BTreeMap<String, Vec<u64>> = std::collections::BTreeMap::new();
         while let Ok(Some(m)) = sub.next(Duration::from_secs(20)).await {
-            let key = m["key"].as_str().unwrap_or_default().to_owned();
-            let v = m["version"].as_u64().unwrap_or(u64::MAX);
-            match m["type"].as_str() {
-                Some("snapshot") if v == 0 => {}
-                Some("snapshot") | Some("update") => seen.entry(key).or_default().push(v),
-                other => panic!("unexpected message {other:?}: {m}"),
+            match m {
+                ServerMsg::Snapshot { version: 0, .. } => {}
+                ServerMsg::Snapshot { key, version, .. } | ServerMsg::Update { key, version, .. } => {
+                    seen.entry(key).or_default().push(version)
+                }
+                other => panic!("unexpected message: {other:?}"),
             }
             if seen.len() == objects && seen.values().all(|vs| vs.last() == Some(&last)) {
                 break;

@@ -2,9 +2,10 @@
 //! bad request answered with a 4xx JSON error.
 
 use futures::{SinkExt, StreamExt};
+use lightkeeper_clients::api::ws::{ClientOp, ServerMsg};
 use lightkeeper_clients::{Client, ClientError};
 use lightkeeper_tests::*;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -98,34 +99,39 @@ async fn bad_requests_get_4xx_json_errors() {
     // WebSocket: malformed ops, bad keys and filters get error messages; the socket stays usable.
     let (mut ws, _) =
         tokio_tungstenite::connect_async(format!("{}/v1/ws", node.url.replacen("http", "ws", 1))).await.unwrap();
-    for (op, code) in [
-        (json!("{not json").to_string(), "bad_message"),
-        (json!({"op": "subscribe", "sub": "a", "objects": ["nope"]}).to_string(), "invalid_key"),
-        (json!({"op": "subscribe", "sub": "b", "objects": []}).to_string(), "bad_message"),
-        (json!({"op": "subscribe", "sub": "c", "filter": {"mag_lt": 18}}).to_string(), "filter_not_supported"),
+    let subscribe = |sub: &str, objects: Option<Vec<String>>, filter: Option<serde_json::Value>| {
+        ClientOp::Subscribe { sub: sub.into(), objects, filter, from_version: None }.to_text()
+    };
+    for (text, code) in [
+        ("{not json".to_owned(), "bad_message"),
+        (subscribe("a", Some(vec!["nope".into()]), None), "invalid_key"),
+        (subscribe("b", Some(vec![]), None), "bad_message"),
+        (subscribe("c", None, Some(json!({"mag_lt": 18}))), "filter_not_supported"),
+        // Not a `ClientOp`: sent as raw text on purpose.
         (json!({"op": "dance"}).to_string(), "bad_message"),
     ] {
-        let text = if op.starts_with('"') { serde_json::from_str::<String>(&op).unwrap() } else { op };
         ws.send(Message::Text(text.into())).await.unwrap();
-        let m: Value = loop {
-            match tokio::time::timeout(WAIT, ws.next()).await.unwrap().unwrap().unwrap() {
-                Message::Text(t) => break serde_json::from_str(&t).unwrap(),
-                _ => continue,
-            }
-        };
-        assert_eq!(m["type"], "error", "{m}");
-        assert_eq!(m["error"]["code"], code, "{m}");
-        assert!(m["error"]["message"].as_str().is_some_and(|s| !s.is_empty()));
+        let m = next_msg(&mut ws).await;
+        let ServerMsg::Error { error, .. } = &m else { panic!("expected an error: {m:?}") };
+        assert_eq!(error.code, code, "{m:?}");
+        assert!(!error.message.is_empty());
     }
     // Still usable: a valid subscription gets its snapshot.
-    ws.send(Message::Text(json!({"op": "subscribe", "sub": "ok", "objects": ["ztf:ZTFnew"]}).to_string().into()))
-        .await
-        .unwrap();
-    let m: Value = loop {
+    let op = ClientOp::subscribe_objects("ok", vec!["ztf:ZTFnew".into()], None);
+    ws.send(Message::Text(op.to_text().into())).await.unwrap();
+    let m = next_msg(&mut ws).await;
+    assert!(matches!(&m, ServerMsg::Snapshot { sub, version: 0, .. } if sub == "ok"), "{m:?}");
+}
+
+/// The next text message of `ws`, as a server message.
+async fn next_msg<S>(ws: &mut S) -> ServerMsg
+where
+    S: StreamExt<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    loop {
         match tokio::time::timeout(WAIT, ws.next()).await.unwrap().unwrap().unwrap() {
             Message::Text(t) => break serde_json::from_str(&t).unwrap(),
             _ => continue,
         }
-    };
-    assert_eq!((m["type"].as_str(), m["sub"].as_str(), m["version"].as_u64()), (Some("snapshot"), Some("ok"), Some(0)));
+    }
 }

@@ -6,6 +6,7 @@
 //! from the master, then from the new master), sees every version once; the final state equals
 //! the independent fastavro reference.
 
+use lightkeeper_clients::api::cluster::{PartitionView, Role};
 use lightkeeper_clients::Client;
 use lightkeeper_storage::partitioner::partition_for;
 use lightkeeper_tests::cluster::{partitions, Cluster};
@@ -61,8 +62,8 @@ async fn a_killed_master_is_replaced_automatically_with_no_failed_read() {
         let mut owners = Vec::new();
         for u in &urls[1..] {
             for p in partitions(u).await.ok()? {
-                if p["role"] == "master" && p["ready"] == true {
-                    owners.push((p["partition"].as_u64()?, p["master"].as_str()?.to_owned()));
+                if p.role == Role::Master && p.ready {
+                    owners.push((p.partition, p.master));
                 }
             }
         }
@@ -121,8 +122,8 @@ async fn a_paused_node_is_deposed_fenced_and_rejoins() {
     // a mastered partition 0; b, its standby, takes over with epoch 2.
     eventually(WAIT, "b to master partition 0 in epoch 2", || async {
         let ps = partitions(&urls[1]).await.ok()?;
-        let p0 = ps.iter().find(|p| p["partition"] == 0)?;
-        (p0["role"] == "master" && p0["ready"] == true && p0["epoch"] == 2).then_some(())
+        let p0 = ps.iter().find(|p| p.partition == 0)?;
+        (p0.role == Role::Master && p0.ready && p0.epoch == 2).then_some(())
     })
     .await
     .unwrap();
@@ -139,10 +140,9 @@ async fn a_paused_node_is_deposed_fenced_and_rejoins() {
     // a steps down: a standby of partition 0 under b's epoch, and of partition 2 under c.
     eventually(WAIT, "a to rejoin as a standby", || async {
         let ps = partitions(&urls[0]).await.ok()?;
-        let hosted: Vec<&serde_json::Value> = ps.iter().filter(|p| p["role"] != "not_hosted").collect();
-        let p0 = ps.iter().find(|p| p["partition"] == 0)?;
-        (hosted.iter().all(|p| p["role"] == "standby" && p["ready"] == true) && p0["master"] == "b" && p0["epoch"] == 2)
-            .then_some(())
+        let hosted: Vec<&PartitionView> = ps.iter().filter(|p| p.role != Role::NotHosted).collect();
+        let p0 = ps.iter().find(|p| p.partition == 0)?;
+        (hosted.iter().all(|p| p.role == Role::Standby && p.ready) && p0.master == "b" && p0.epoch == 2).then_some(())
     })
     .await
     .unwrap();
@@ -158,7 +158,7 @@ async fn a_paused_node_is_deposed_fenced_and_rejoins() {
     // Every replica — the deposed one included, read locally — equals the reference.
     eventually(WAIT, "a caught up", || async {
         let ps = partitions(&urls[0]).await.ok()?;
-        ps.iter().filter(|p| p["role"] != "not_hosted").all(|p| p["changelog_lag"] == 0).then_some(())
+        ps.iter().filter(|p| p.role != Role::NotHosted).all(|p| p.changelog_lag == 0).then_some(())
     })
     .await
     .unwrap();

@@ -2,6 +2,7 @@
 //! real ZTF and LSST packets into the input topic; a real `lightkeeper` process materializes them;
 //! REST and WebSocket clients read the result.
 
+use lightkeeper_clients::api::ws::ServerMsg;
 use lightkeeper_clients::Client;
 use lightkeeper_storage::partitioner::partition_for;
 use lightkeeper_tests::kafka::{read_topic, topic_config, TopicSet};
@@ -64,9 +65,9 @@ async fn external_producer_to_rest_and_websocket() {
     let key = "ztf:ZTF21abiuvdk";
     let mut sub = client.subscribe("s1", &[key], None).await.unwrap();
     let snap = sub.next(WAIT).await.unwrap().expect("snapshot");
-    assert_eq!(snap["type"], "snapshot");
-    assert_eq!(snap["version"], 0);
-    assert!(snap["object"].is_null());
+    let ServerMsg::Snapshot { version, object, .. } = &snap else { panic!("expected a snapshot: {snap:?}") };
+    assert_eq!(*version, 0);
+    assert!(object.is_none());
 
     // Light-curve alerts in time order, plus LSST packets of every wire version.
     let mut files = lightcurve_files();
@@ -86,11 +87,13 @@ async fn external_producer_to_rest_and_websocket() {
     let mut pushed_points = 0;
     while versions.len() < 22 {
         let m = sub.next(WAIT).await.unwrap().expect("an update");
-        assert_eq!(m["type"], "update", "{m}");
-        assert_eq!(m["sub"], "s1");
-        assert_eq!(m["key"], key);
-        pushed_points += m["new_points"].as_array().unwrap().len();
-        versions.push(m["version"].as_u64().unwrap());
+        let ServerMsg::Update { sub: s, key: k, version, new_points, .. } = m else {
+            panic!("expected an update: {m:?}")
+        };
+        assert_eq!(s, "s1");
+        assert_eq!(k, key);
+        pushed_points += new_points.len();
+        versions.push(version);
     }
     assert_eq!(versions, (1..=22).collect::<Vec<_>>());
     assert_eq!(pushed_points, 22 + 15, "every point is pushed exactly once");
@@ -166,20 +169,20 @@ async fn external_producer_to_rest_and_websocket() {
     let mut resumed = client.subscribe("s2", &[key], Some(20)).await.unwrap();
     let a = resumed.next(WAIT).await.unwrap().unwrap();
     let b = resumed.next(WAIT).await.unwrap().unwrap();
-    assert_eq!((a["type"].as_str(), a["version"].as_u64()), (Some("update"), Some(21)));
-    assert_eq!((b["type"].as_str(), b["version"].as_u64()), (Some("update"), Some(22)));
+    assert!(matches!(a, ServerMsg::Update { version: 21, .. }), "{a:?}");
+    assert!(matches!(b, ServerMsg::Update { version: 22, .. }), "{b:?}");
     assert!(resumed.next(Duration::from_millis(300)).await.unwrap().is_none(), "nothing after the current version");
 
     // Producing the same alerts again changes nothing: no version bump, no new points.
     produce(&topics.input, &files[..5], &[]);
     let cluster = eventually(WAIT, "duplicates consumed", || async {
-        let c = client.get_json("/v1/cluster").await.ok()?;
+        let c = client.cluster().await.ok()?;
         let total = consumed(&client).await?;
         (total as usize == all.len() + 5).then_some(c)
     })
     .await
     .unwrap();
-    assert_eq!(cluster["partitions"].as_array().unwrap().len(), 4);
+    assert_eq!(cluster.partitions.len(), 4);
     assert_eq!(client.object(key).await.unwrap()["version"], 22);
     let text = reqwest::get(format!("{}/metrics", node.url)).await.unwrap().text().await.unwrap();
     assert!(

@@ -10,14 +10,15 @@
 //! (streams of a partition leaving a node move to a relay), and the final state equals the
 //! independent fastavro reference.
 
+use lightkeeper_clients::api::cluster::Role;
+use lightkeeper_clients::api::error::ErrorResponse;
 use lightkeeper_clients::Client;
 use lightkeeper_storage::partitioner::partition_for;
-use lightkeeper_tests::cluster::{cluster_view, hosted_by, partitions, placement, Cluster, TOKEN};
+use lightkeeper_tests::cluster::{cluster_view, decommission, hosted_by, partitions, placement, Cluster, TOKEN};
 use lightkeeper_tests::load::{
     balanced_reader, cluster_input_next, finish, producer, wait_cluster_input, watch_versions, Workload,
 };
 use lightkeeper_tests::*;
-use serde_json::Value;
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -27,22 +28,16 @@ const WAIT: Duration = Duration::from_secs(120);
 const PARTITIONS: u32 = 4;
 
 /// The (partition, node) pairs serving as ready masters, as the nodes at `urls` report them.
-async fn serving_masters(urls: &[String]) -> BTreeSet<(u64, String)> {
+async fn serving_masters(urls: &[String]) -> BTreeSet<(u32, String)> {
     let mut out = BTreeSet::new();
     for u in urls {
         for p in partitions(u).await.unwrap_or_default() {
-            if p["role"] == "master" && p["ready"] == true {
-                if let (Some(id), Some(m)) = (p["partition"].as_u64(), p["master"].as_str()) {
-                    out.insert((id, m.to_owned()));
-                }
+            if p.role == Role::Master && p.ready {
+                out.insert((p.partition, p.master));
             }
         }
     }
     out
-}
-
-fn names(v: &Value) -> Vec<String> {
-    v.as_array().into_iter().flatten().filter_map(|n| n.as_str().map(str::to_owned)).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -59,7 +54,7 @@ async fn a_node_joins_and_the_raft_leader_is_decommissioned_under_load_with_no_f
     finish(producer(&c.topics.input, &w.real, None)).await;
     wait_cluster_input(&urls[..3], w.real.len() as u64, WAIT).await;
     let before = placement(&urls[0], PARTITIONS).await.expect("the table is seeded");
-    let leader = cluster_view(&urls[0]).await.unwrap()["coordinator"]["leader"].as_str().unwrap().to_owned();
+    let leader = cluster_view(&urls[0]).await.unwrap().coordinator.and_then(|c| c.leader).unwrap();
     eprintln!("{:?}: seeded placement {before:?}, raft leader {leader}", started.elapsed());
 
     // Subscribers on the two founders that are not the leader (the leader is decommissioned and
@@ -89,8 +84,8 @@ async fn a_node_joins_and_the_raft_leader_is_decommissioned_under_load_with_no_f
         let members = ["a", "b", "c", "d"];
         let balanced = members.iter().all(|n| hosted_by(&placed, n, false) == 2 && hosted_by(&placed, n, true) == 1);
         let masters = serving_masters(&urls).await;
-        let d_ready = partitions(&d_url).await.ok()?.iter().filter(|p| p["ready"] == true).count();
-        let d_leads = u64::from(*placed.iter().find(|(_, rs)| rs[0] == "d")?.0);
+        let d_ready = partitions(&d_url).await.ok()?.iter().filter(|p| p.ready).count();
+        let d_leads = *placed.iter().find(|(_, rs)| rs[0] == "d")?.0;
         (balanced
             && masters.contains(&(d_leads, "d".to_owned()))
             && masters.len() == PARTITIONS as usize
@@ -101,8 +96,9 @@ async fn a_node_joins_and_the_raft_leader_is_decommissioned_under_load_with_no_f
     .unwrap();
     eprintln!("{:?}: after the join: {joined:?}", started.elapsed());
     let view = cluster_view(&urls[0]).await.unwrap();
-    assert!(names(&view["coordinator"]["learners"]).contains(&"d".to_owned()), "d is a Raft learner: {view}");
-    assert_eq!(names(&view["coordinator"]["voters"]).len(), 3, "an odd number of voters: {view}");
+    let coordinator = view.coordinator.as_ref();
+    assert!(coordinator.is_some_and(|c| c.learners.iter().any(|n| n == "d")), "d is a Raft learner: {view:?}");
+    assert_eq!(coordinator.map_or(0, |c| c.voters.len()), 3, "an odd number of voters: {view:?}");
     // Only d's share moved: every other replica stayed where it was.
     let moved: usize = joined.iter().map(|(p, rs)| rs.iter().filter(|r| !before[p].contains(r)).count()).sum();
     assert_eq!(moved, 2, "two replicas moved to d: {before:?} → {joined:?}");
@@ -124,38 +120,34 @@ async fn a_node_joins_and_the_raft_leader_is_decommissioned_under_load_with_no_f
     let resp =
         http.post(format!("{other}/v1/admin/nodes/nobody/decommission")).bearer_auth(TOKEN).send().await.unwrap();
     assert_eq!(resp.status(), 404);
-    let body: Value = resp.json().await.unwrap();
-    assert_eq!(body["error"]["code"], "no_such_node", "{body}");
-    let resp = reqwest::Client::new()
-        .post(format!("{other}/v1/admin/nodes/{leader}/decommission"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 202, "{:?}", resp.text().await);
+    let body: ErrorResponse = resp.json().await.unwrap();
+    assert_eq!(body.error.code, "no_such_node", "{body:?}");
+    // Answered 202 with the decommission report (anything else is an error carrying the body).
+    let report = decommission(&other, &leader).await.unwrap();
+    eprintln!("{:?}: decommission of {leader}: {report:?}", started.elapsed());
     let rest: Vec<String> = urls.iter().filter(|u| **u != c.url(&leader)).cloned().collect();
     let after = eventually(WAIT, "the leader's replicas to move off it and the leader to leave the group", || async {
         let placed = placement(&rest[0], PARTITIONS).await?;
         let view = cluster_view(&rest[0]).await.ok()?;
-        let coordinator = &view["coordinator"];
-        let left =
-            !names(&coordinator["voters"]).contains(&leader) && !names(&coordinator["learners"]).contains(&leader);
+        let coordinator = view.coordinator.as_ref()?;
+        let left = !coordinator.voters.contains(&leader) && !coordinator.learners.contains(&leader);
         let masters = serving_masters(&rest).await;
         let hosted_on_leader =
-            partitions(&c.url(&leader)).await.ok()?.iter().filter(|p| p["role"] != "not_hosted").count();
-        (placed.values().all(|rs| rs.len() == 2 && !rs.contains(&leader))
+            partitions(&c.url(&leader)).await.ok()?.iter().filter(|p| p.role != Role::NotHosted).count();
+        let done = placed.values().all(|rs| rs.len() == 2 && !rs.contains(&leader))
             && left
             && hosted_on_leader == 0
             && masters.len() == PARTITIONS as usize
-            && coordinator["leader"].as_str().is_some_and(|l| l != leader))
-        .then_some((placed, view))
+            && coordinator.leader.as_ref().is_some_and(|l| *l != leader);
+        done.then_some((placed, view))
     })
     .await
     .unwrap();
     let (placed, view) = after;
-    eprintln!("{:?}: after the decommission: {placed:?}, voters {}", started.elapsed(), view["coordinator"]["voters"]);
-    assert!(names(&view["coordinator"]["voters"]).contains(&"d".to_owned()), "d took the leaver's vote: {view}");
-    assert_eq!(names(&view["coordinator"]["voters"]).len(), 3);
+    let voters = view.coordinator.as_ref().map(|c| c.voters.clone()).unwrap_or_default();
+    eprintln!("{:?}: after the decommission: {placed:?}, voters {voters:?}", started.elapsed());
+    assert!(voters.iter().any(|n| n == "d"), "d took the leaver's vote: {view:?}");
+    assert_eq!(voters.len(), 3);
     let remaining: Vec<&str> = ["a", "b", "c", "d"].into_iter().filter(|n| *n != leader).collect();
     let loads: Vec<usize> = remaining.iter().map(|n| hosted_by(&placed, n, false)).collect();
     assert!(loads.iter().max().unwrap() - loads.iter().min().unwrap() <= 1, "balanced over the rest: {placed:?}");

@@ -7,6 +7,8 @@
 //!   write of the old epoch: no replica applies it, and a cold restore from an empty data
 //!   directory equals the live state.
 
+use lightkeeper_clients::api::cluster::{PartitionView, Role};
+use lightkeeper_clients::api::error::ErrorResponse;
 use lightkeeper_clients::Client;
 use lightkeeper_storage::changelog::{Change, ChangelogEntry};
 use lightkeeper_storage::log::{Append, KafkaConfig, KafkaTopic, Topic};
@@ -16,7 +18,6 @@ use lightkeeper_storage::partitioner::partition_for;
 use lightkeeper_tests::cluster::{metric, partitions, promote, Cluster};
 use lightkeeper_tests::load::{self, finish, input_next, producer, watch_versions, Workload};
 use lightkeeper_tests::*;
-use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,14 +31,12 @@ async fn wait_input(url: &str, total: u64) {
 }
 
 /// Waits until every partition on `url` has `role`, `master` and a changelog lag of 0.
-async fn wait_role(url: &str, role: &str, master: &str) -> Vec<Value> {
+async fn wait_role(url: &str, role: Role, master: &str) -> Vec<PartitionView> {
     let last = std::sync::Mutex::new(Vec::new());
     let r = eventually(WAIT, &format!("{url}: every partition {role} of master {master}"), || async {
         let ps = partitions(url).await.ok()?;
         *last.lock().unwrap() = ps.clone();
-        ps.iter()
-            .all(|p| p["role"] == role && p["master"] == master && p["changelog_lag"] == 0 && p["ready"] == true)
-            .then_some(ps)
+        ps.iter().all(|p| p.role == role && p.master == master && p.changelog_lag == 0 && p.ready).then_some(ps)
     })
     .await;
     r.unwrap_or_else(|e| panic!("{e}; last seen: {:?}", last.lock().unwrap()))
@@ -69,7 +68,7 @@ async fn sigkill_the_master_promote_the_standby_nothing_lost() {
     let b = c.start("b");
     a.wait_ready(WAIT).await.unwrap();
     b.wait_ready(WAIT).await.unwrap();
-    wait_role(&b.url, "standby", "a").await;
+    wait_role(&b.url, Role::Standby, "a").await;
 
     // A live subscriber on the standby's node, to 150 synthetic objects (4 alerts each) whose
     // alerts span the middle of the stream, where the kill lands: it must see every version
@@ -94,10 +93,10 @@ async fn sigkill_the_master_promote_the_standby_nothing_lost() {
 
     for p in 0..2 {
         let r = promote(&b.url, p).await.unwrap();
-        assert_eq!(r["promoted"]["changed"], true, "{r}");
-        assert_eq!(r["promoted"]["epoch"], 2, "{r}");
-        assert_eq!(r["promoted"]["previous_master"], "a", "{r}");
-        assert!(r["drain_error"].is_string(), "the dead master cannot be drained: {r}");
+        assert!(r.promoted.changed, "{r:?}");
+        assert_eq!(r.promoted.epoch, 2, "{r:?}");
+        assert_eq!(r.promoted.previous_master, "a", "{r:?}");
+        assert!(r.drain_error.is_some(), "the dead master cannot be drained: {r:?}");
     }
     let key = w.real_keys()[0].clone();
     let http = reqwest::Client::new();
@@ -120,8 +119,8 @@ async fn sigkill_the_master_promote_the_standby_nothing_lost() {
     // The old master comes back as a standby: the log says b is master now.
     let mut a = c.start("a");
     a.wait_ready(WAIT).await.unwrap();
-    let ps = wait_role(&a.url, "standby", "b").await;
-    assert!(ps.iter().all(|p| p["epoch"] == 2), "{ps:?}");
+    let ps = wait_role(&a.url, Role::Standby, "b").await;
+    assert!(ps.iter().all(|p| p.epoch == 2), "{ps:?}");
 
     // A clean restart reads only the changelog written while the node was down.
     a.terminate().unwrap();
@@ -130,7 +129,7 @@ async fn sigkill_the_master_promote_the_standby_nothing_lost() {
     wait_input(&b.url, w.total() + extra.len() as u64).await;
     let a = c.start("a");
     a.wait_ready(WAIT).await.unwrap();
-    wait_role(&a.url, "standby", "b").await;
+    wait_role(&a.url, Role::Standby, "b").await;
     let tail = metric(&a.url, "lightkeeper_changelog_applied_total").await.unwrap() as u64;
     assert_eq!(tail, extra.len() as u64, "a restart applies the 40 new changes only, not the whole changelog");
 
@@ -150,8 +149,8 @@ async fn sigkill_the_master_promote_the_standby_nothing_lost() {
     assert_eq!(r.status(), 401);
     let r = http.post(promote_url(0)).bearer_auth("wrong").send().await.unwrap();
     assert_eq!(r.status(), 401);
-    let body: Value = r.json().await.unwrap();
-    assert_eq!(body["error"]["code"], "unauthorized");
+    let body: ErrorResponse = r.json().await.unwrap();
+    assert_eq!(body.error.code, "unauthorized");
     let r = http.post(promote_url(7)).bearer_auth(lightkeeper_tests::cluster::TOKEN).send().await.unwrap();
     assert_eq!(r.status(), 404);
 }
@@ -200,16 +199,16 @@ async fn graceful_handover_there_and_back_under_load_fails_no_read() {
     tokio::time::sleep(Duration::from_millis(800)).await;
     for p in 0..2 {
         let r = promote(&b.url, p).await.unwrap();
-        assert!(r["drain_error"].is_null(), "a live master is drained: {r}");
-        assert_eq!(r["promoted"]["epoch"], 2, "{r}");
-        assert!(r["drained"]["changelog_next"].as_u64().unwrap() <= r["promoted"]["marker_offset"].as_u64().unwrap());
-        eprintln!("handover of partition {p} to b took {} ms", r["elapsed_ms"]);
+        assert!(r.drain_error.is_none(), "a live master is drained: {r:?}");
+        assert_eq!(r.promoted.epoch, 2, "{r:?}");
+        assert!(r.drained.as_ref().expect("the drain answer").changelog_next <= r.promoted.marker_offset);
+        eprintln!("handover of partition {p} to b took {} ms", r.elapsed_ms);
     }
     tokio::time::sleep(Duration::from_millis(800)).await;
     for p in 0..2 {
         let r = promote(&a.url, p).await.unwrap();
-        assert!(r["drain_error"].is_null(), "{r}");
-        assert_eq!(r["promoted"]["epoch"], 3, "{r}");
+        assert!(r.drain_error.is_none(), "{r:?}");
+        assert_eq!(r.promoted.epoch, 3, "{r:?}");
     }
     finish(produce).await;
     wait_input(&a.url, w.total()).await;
@@ -220,7 +219,7 @@ async fn graceful_handover_there_and_back_under_load_fails_no_read() {
     assert!(failed.is_empty(), "failed reads during the handovers: {failed:?}");
     assert!(ok > 200, "the reader kept reading ({ok})");
     assert!(served_by.contains("a") && served_by.contains("b"), "{served_by:?}");
-    wait_role(&b.url, "standby", "a").await;
+    wait_role(&b.url, Role::Standby, "a").await;
     reference::check(&Client::new(&a.url).unwrap(), &w.reference, "").await.unwrap();
     reference::check(&Client::new(&b.url).unwrap(), &w.reference, "?max_lag=0").await.unwrap();
 }
@@ -247,8 +246,8 @@ async fn a_paused_deposed_master_changes_no_replica_and_cold_restore_matches() {
     a.signal(libc::SIGSTOP);
     for p in 0..2 {
         let r = promote(&b.url, p).await.unwrap();
-        assert!(r["drain_error"].is_string(), "a paused master cannot answer the drain: {r}");
-        assert_eq!(r["promoted"]["epoch"], 2, "{r}");
+        assert!(r.drain_error.is_some(), "a paused master cannot answer the drain: {r:?}");
+        assert_eq!(r.promoted.epoch, 2, "{r:?}");
     }
 
     // A write of the old epoch landing after the new epoch started — what a deposed master's
@@ -287,8 +286,8 @@ async fn a_paused_deposed_master_changes_no_replica_and_cold_restore_matches() {
     a.signal(libc::SIGCONT);
     finish(backlog).await;
     wait_input(&b.url, w.total()).await;
-    let ps = wait_role(&a.url, "standby", "b").await;
-    assert!(ps.iter().all(|p| p["epoch"] == 2), "{ps:?}");
+    let ps = wait_role(&a.url, Role::Standby, "b").await;
+    assert!(ps.iter().all(|p| p.epoch == 2), "{ps:?}");
     eprintln!(
         "zombie: {} step-downs, {} fenced records seen",
         metric(&a.url, "lightkeeper_stepdowns_total").await.unwrap(),
@@ -298,7 +297,7 @@ async fn a_paused_deposed_master_changes_no_replica_and_cold_restore_matches() {
     // A replica restored cold from an empty data directory.
     let fresh = c.start("c");
     fresh.wait_ready(WAIT).await.unwrap();
-    wait_role(&fresh.url, "standby", "b").await;
+    wait_role(&fresh.url, Role::Standby, "b").await;
 
     let live = Client::new(&b.url).unwrap();
     reference::check(&live, &w.reference, "").await.unwrap();

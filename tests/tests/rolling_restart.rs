@@ -7,11 +7,11 @@
 //! and once the restarts are over the coordinator has moved every master back to its preferred
 //! replica.
 
+use lightkeeper_clients::api::cluster::{PartitionView, Role};
 use lightkeeper_clients::Client;
-use lightkeeper_tests::cluster::{partitions, Cluster, TOKEN};
+use lightkeeper_tests::cluster::{drain_node, partitions, Cluster};
 use lightkeeper_tests::load::{balanced_reader, finish, producer, wait_cluster_input, Workload};
 use lightkeeper_tests::*;
-use serde_json::Value;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -39,27 +39,25 @@ async fn rolling_restart_of_three_nodes_under_load_fails_no_request() {
         // Ask another node: the request is passed to the node being drained.
         let via = &urls[(i + 1) % 3];
         let started = Instant::now();
-        let r = http.post(format!("{via}/v1/admin/nodes/{id}/drain")).bearer_auth(TOKEN).send().await.unwrap();
-        let status = r.status();
-        let report: Value = r.json().await.unwrap();
-        assert_eq!(status, 200, "drain of {id}: {report}");
-        assert_eq!(report["complete"], true, "{report}");
-        eprintln!("drained {id} in {} ms: {}", started.elapsed().as_millis(), report["handovers"]);
+        // 200 and the drain report, or a panic with the status and the body.
+        let report = drain_node(via, id).await.unwrap_or_else(|e| panic!("drain of {id}: {e}"));
+        assert!(report.complete, "{report:?}");
+        eprintln!("drained {id} in {} ms: {:?}", started.elapsed().as_millis(), report.handovers);
         let ready = http.get(format!("{}/readyz", urls[i])).send().await.unwrap();
         assert_eq!(ready.status(), 503, "a drained node is not ready for traffic");
         let ps = partitions(&urls[i]).await.unwrap();
-        assert!(ps.iter().all(|p| p["role"] != "master"), "{id} masters nothing after its drain: {ps:?}");
+        assert!(ps.iter().all(|p| p.role != Role::Master), "{id} masters nothing after its drain: {ps:?}");
 
         let status = nodes[i].terminate().unwrap();
         assert!(status.success(), "{id} stops cleanly: {status:?}");
         nodes[i] = c.start(id);
         nodes[i].wait_ready(WAIT).await.unwrap();
         let ps = partitions(&urls[i]).await.unwrap();
-        let hosted: Vec<&Value> = ps.iter().filter(|p| p["role"] != "not_hosted").collect();
-        assert!(hosted.iter().all(|p| p["role"] == "standby"), "{id} rejoins as a standby: {ps:?}");
+        let hosted: Vec<&PartitionView> = ps.iter().filter(|p| p.role != Role::NotHosted).collect();
+        assert!(hosted.iter().all(|p| p.role == Role::Standby), "{id} rejoins as a standby: {ps:?}");
         eventually(WAIT, &format!("{id} caught up"), || async {
             let ps = partitions(&urls[i]).await.ok()?;
-            ps.iter().filter(|p| p["role"] != "not_hosted").all(|p| p["changelog_lag"] == 0).then_some(())
+            ps.iter().filter(|p| p.role != Role::NotHosted).all(|p| p.changelog_lag == 0).then_some(())
         })
         .await
         .unwrap();
@@ -69,8 +67,8 @@ async fn rolling_restart_of_three_nodes_under_load_fails_no_request() {
     eventually(WAIT, "every master back on its preferred replica", || async {
         for (p, node) in preferred {
             let ps = partitions(&c.url(node)).await.ok()?;
-            let mine = ps.iter().find(|e| e["partition"] == p)?;
-            if mine["role"] != "master" || mine["ready"] != true {
+            let mine = ps.iter().find(|e| e.partition == p)?;
+            if mine.role != Role::Master || !mine.ready {
                 return None;
             }
         }

@@ -2,10 +2,10 @@
 //! 4008 — never dropped silently (API.md; contract rule 4).
 
 use futures::{SinkExt, StreamExt};
+use lightkeeper_clients::api::ws::{ClientOp, ServerMsg};
 use lightkeeper_clients::Client;
 use lightkeeper_tests::synth::{load_templates, reissue_with_fresh_history};
 use lightkeeper_tests::*;
-use serde_json::{json, Value};
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
@@ -28,7 +28,8 @@ async fn a_client_that_stops_reading_gets_an_error_and_close_4008() {
     let stream = socket.connect(addr).await.unwrap();
     let (mut ws, _) = tokio_tungstenite::client_async(format!("ws://{addr}/v1/ws"), stream).await.unwrap();
     let key = "ztf:ZTF99slowpoke";
-    ws.send(Message::Text(json!({"op": "subscribe", "sub": "s", "objects": [key]}).to_string().into())).await.unwrap();
+    let op = ClientOp::subscribe_objects("s", vec![key.to_owned()], None);
+    ws.send(Message::Text(op.to_text().into())).await.unwrap();
 
     // Two thousand large updates (each alert brings its whole history as new points, ~5 kB per
     // message): ~10 MB, well over what the kernel's socket buffers (4 MiB send buffer at most
@@ -57,20 +58,17 @@ async fn a_client_that_stops_reading_gets_an_error_and_close_4008() {
     let close = loop {
         match tokio::time::timeout(Duration::from_secs(30), ws.next()).await.expect("the server closes the socket") {
             Some(Ok(Message::Text(t))) => {
-                let m: Value = serde_json::from_str(&t).unwrap();
-                match m["type"].as_str() {
-                    Some("snapshot") | Some("update") => {
-                        assert!(error.is_none(), "no update after the error");
-                        let v = m["version"].as_u64().unwrap();
-                        assert!(
-                            m["type"] == "snapshot" || v == last_version + 1,
-                            "no gap before the close: {last_version} → {v}"
-                        );
-                        last_version = v;
+                let (snapshot, v) = match serde_json::from_str::<ServerMsg>(&t).unwrap() {
+                    ServerMsg::Snapshot { version, .. } => (true, version),
+                    ServerMsg::Update { version, .. } => (false, version),
+                    ServerMsg::Error { error: e, .. } => {
+                        error = Some(e);
+                        continue;
                     }
-                    Some("error") => error = Some(m),
-                    other => panic!("unexpected message {other:?}"),
-                }
+                };
+                assert!(error.is_none(), "no update after the error");
+                assert!(snapshot || v == last_version + 1, "no gap before the close: {last_version} → {v}");
+                last_version = v;
             }
             Some(Ok(Message::Close(frame))) => break frame,
             Some(Ok(_)) => continue,
@@ -78,7 +76,7 @@ async fn a_client_that_stops_reading_gets_an_error_and_close_4008() {
         }
     };
     let error = error.expect("an error message before the close");
-    assert_eq!(error["error"]["code"], "slow_consumer");
+    assert_eq!(error.code, "slow_consumer");
     assert_eq!(close.expect("a close frame").code, CloseCode::from(4008));
     assert!(last_version < n as u64, "the client was cut off before the end ({last_version})");
     let metrics = reqwest::get(format!("{}/metrics", node.url)).await.unwrap().text().await.unwrap();

@@ -15,7 +15,9 @@
 //! `examples/rolling-restart.sh` runs it against a three-node cluster it starts locally.
 
 use anyhow::{bail, Context};
-use serde_json::Value;
+use lightkeeper_clients::api::admin::NodeDrainReport;
+use lightkeeper_clients::api::cluster::{ClusterView, Role};
+use lightkeeper_clients::api::error::ErrorResponse;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -183,10 +185,19 @@ async fn main() -> anyhow::Result<()> {
         let t = Instant::now();
         let r = http.post(format!("{via}/v1/admin/nodes/{id}/drain")).bearer_auth(&args.token).send().await?;
         let status = r.status();
-        let report: Value = r.json().await?;
+        let text = r.text().await?;
         if !status.is_success() {
-            bail!("drain of {id} failed ({status}): {report}");
+            // 409 carries the drain report (which masters could not be handed over); other
+            // failures the error body.
+            if let Ok(report) = serde_json::from_str::<NodeDrainReport>(&text) {
+                bail!("drain of {id} failed ({status}): {report:?}");
+            }
+            if let Ok(e) = serde_json::from_str::<ErrorResponse>(&text) {
+                bail!("drain of {id} failed ({status}): {}: {}", e.error.code, e.error.message);
+            }
+            bail!("drain of {id} failed ({status}): {text}");
         }
+        let report: NodeDrainReport = serde_json::from_str(&text).context("the drain report")?;
         let drained_ms = t.elapsed().as_millis();
         let cmd = args.restart.replace("{id}", id).replace("{url}", url);
         let t = Instant::now();
@@ -197,7 +208,7 @@ async fn main() -> anyhow::Result<()> {
         wait_caught_up(&http, id, url).await?;
         println!(
             "node {id}: drained in {drained_ms} ms ({} masters handed over), restarted and caught up in {} ms",
-            report["handovers"].as_array().map_or(0, Vec::len),
+            report.handovers.len(),
             t.elapsed().as_millis()
         );
     }
@@ -231,13 +242,12 @@ async fn wait_caught_up(http: &reqwest::Client, id: &str, url: &str) -> anyhow::
     loop {
         let ready = http.get(format!("{url}/readyz")).send().await.is_ok_and(|r| r.status().is_success());
         if ready {
-            let view: Option<Value> = match http.get(format!("{url}/v1/cluster")).send().await {
+            let view: Option<ClusterView> = match http.get(format!("{url}/v1/cluster")).send().await {
                 Ok(r) => r.json().await.ok(),
                 Err(_) => None,
             };
-            let caught_up = view.as_ref().and_then(|v| v["partitions"].as_array()).is_some_and(|ps| {
-                ps.iter().all(|p| p["role"] == "not_hosted" || p["changelog_lag"].as_u64() == Some(0))
-            });
+            let caught_up =
+                view.is_some_and(|v| v.partitions.iter().all(|p| p.role == Role::NotHosted || p.changelog_lag == 0));
             if caught_up {
                 return Ok(());
             }

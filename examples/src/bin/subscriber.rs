@@ -2,6 +2,7 @@
 //!
 //! `cargo run -p lightkeeper-examples --bin subscriber -- http://127.0.0.1:8080 ztf:ZTF21abiuvdk`
 
+use lightkeeper_clients::api::ws::{ClientOp, ServerMsg};
 use lightkeeper_clients::Client;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -19,26 +20,24 @@ async fn main() -> anyhow::Result<()> {
         let first = &keys[0];
         let mut sub = client.subscribe("k0", &[first.as_str()], last.get(first).copied()).await?;
         for (i, k) in keys.iter().enumerate().skip(1) {
-            let mut op = serde_json::json!({"op": "subscribe", "sub": format!("k{i}"), "objects": [k]});
-            if let Some(v) = last.get(k) {
-                op["from_version"] = (*v).into();
-            }
-            sub.send(op).await?;
+            let op = ClientOp::subscribe_objects(format!("k{i}"), vec![k.clone()], last.get(k).copied());
+            sub.send(&op).await?;
         }
         while let Some(m) = sub.next(Duration::from_secs(3600)).await? {
-            let key = m["key"].as_str().unwrap_or_default().to_owned();
-            let version = m["version"].as_u64().unwrap_or(0);
-            match m["type"].as_str() {
-                Some("snapshot") => println!("{key}: snapshot at version {version}"),
-                Some("update") => {
-                    let new = m["new_points"].as_array().map_or(0, Vec::len);
+            match m {
+                ServerMsg::Snapshot { key, version, .. } => {
+                    println!("{key}: snapshot at version {version}");
+                    last.insert(key, version);
+                }
+                ServerMsg::Update { key, version, new_points, .. } => {
                     let prev = last.get(&key).copied().unwrap_or(0);
                     let gap = if version != prev + 1 { " (GAP!)" } else { "" };
-                    println!("{key}: version {version}, {new} new points{gap}");
+                    println!("{key}: version {version}, {} new points{gap}", new_points.len());
+                    last.insert(key, version);
                 }
-                _ => println!("{m}"),
+                // An error (a refused subscription, or `slow_consumer` before a close): shown as sent.
+                other @ ServerMsg::Error { .. } => println!("{}", other.to_text()),
             }
-            last.insert(key, version);
         }
         eprintln!("connection closed; resuming in 1 s");
         tokio::time::sleep(Duration::from_secs(1)).await;
