@@ -152,7 +152,10 @@ async fn a_peer_that_never_starts_is_decommissioned() {
     b.wait_ready(WAIT).await.unwrap();
     c_node.wait_ready(WAIT).await.unwrap();
     // Answered 202 with the decommission report (anything else is an error carrying the body).
-    let report = lightkeeper_tests::cluster::decommission(&b.url, "a").await.unwrap();
+    let report = match lightkeeper_tests::cluster::decommission(&b.url, "a").await {
+        Ok(r) => r,
+        Err(e) => panic!("{e}\n--- b:\n{}\n--- c:\n{}", b.stderr(), c_node.stderr()),
+    };
     eprintln!("decommission of a: {report:?}");
     let urls = vec![b.url.clone(), c_node.url.clone()];
     agree(&urls, |v| {

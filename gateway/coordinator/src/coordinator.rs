@@ -297,18 +297,25 @@ impl Coordinator {
     ) {
         let mut registered = false;
         let mut unregistered_since = std::time::Instant::now();
+        // At once, then every 250 ms; every 50 ms while this node is not registered yet, so a
+        // node joins the table as soon as the group has a leader (it is not ready before).
+        let mut pause = Duration::ZERO;
         loop {
             tokio::select! {
                 () = stop.cancelled() => return,
-                () = tokio::time::sleep(Duration::from_millis(250)) => {}
+                () = tokio::time::sleep(pause) => {}
             }
+            pause = Duration::from_millis(if registered { 250 } else { 50 });
             self.reconcile_membership().await;
             let state = self.state();
             // Once registered, again only if the table holds another address (a joining node
             // does not see its own entry until the leader has added it and sent it the log).
             if !registered || state.nodes.get(&name).is_some_and(|n| n.url != url) {
                 match self.write(Request::RegisterNode { name: name.clone(), url: url.clone() }).await {
-                    Ok(_) => registered = true,
+                    Ok(_) => {
+                        registered = true;
+                        pause = Duration::from_millis(250);
+                    }
                     Err(e) => {
                         registered = false;
                         if unregistered_since.elapsed() > Duration::from_secs(10) {

@@ -19,8 +19,9 @@ pub async fn healthz() -> Json<Health> {
 }
 
 /// Ready when the node knows what it hosts (a cluster node: the coordinator's placement has
-/// reached it) and every replica it started with has restored and serves in its role. A
-/// replica added later by placement restores in the background: the node keeps serving.
+/// reached it, and its table has this node) and every replica it started with has restored and
+/// serves in its role. A replica added later by placement restores in the background: the node
+/// keeps serving.
 #[utoipa::path(get, path = "/readyz", tag = "health",
     responses(
         (status = 200, description = "ready: every replica this node started with serves in its role", body = Ready),
@@ -33,6 +34,17 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Ready>, ApiErr
     if state.coordinator.get().is_some_and(|c| c.read(|s| s.has_left(&state.node_id))) {
         return Err(ApiError::Unavailable(format!(
             "node {} is decommissioned and hosts nothing; it can be stopped",
+            state.node_id
+        )));
+    }
+    // A cluster node is not part of the cluster until the coordinator's table has it: before
+    // that, other nodes count it neither for routing nor as a live member (a decommission
+    // checks that enough live members remain). A restarted node is in the table already.
+    if !state.cluster.is_single_node()
+        && !state.coordinator.get().is_some_and(|c| c.read(|s| s.nodes.contains_key(&state.node_id)))
+    {
+        return Err(ApiError::Unavailable(format!(
+            "node {} is not registered with the coordinator yet",
             state.node_id
         )));
     }

@@ -113,8 +113,11 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
         .get_or_create(&vec![("route".to_owned(), route.clone())])
         .observe(started.elapsed().as_secs_f64());
     // 503 from /readyz is an answer (restoring, or drained), not a failure; nor is a 503 to a
-    // forwarded read during a handover (`not_master`): the forwarding node retries elsewhere.
-    let answer_503 = status == axum::http::StatusCode::SERVICE_UNAVAILABLE && (route == "/readyz" || forwarded);
+    // forwarded read during a handover (`not_master`): the forwarding node retries elsewhere;
+    // nor a 503 to another node's Raft RPC while this node's coordinator starts (the caller's
+    // transport treats the peer as unreachable for the moment and says so once).
+    let expected = route == "/readyz" || forwarded || route.starts_with(INTERNAL_PREFIX);
+    let answer_503 = status == axum::http::StatusCode::SERVICE_UNAVAILABLE && expected;
     if answer_503 {
         tracing::debug!(%method, route, forwarded, "answered 503");
     } else if status.is_server_error() {
