@@ -6,10 +6,9 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
-pub use lightkeeper_api::cluster::{ClusterView, PartitionView, Role};
+pub use lightkeeper_api::cluster::{ClusterView, PartitionView};
 use lightkeeper_api::error::ErrorResponse;
 use lightkeeper_api::health::{Health, Ready};
-use lightkeeper_partition::worker::Role as WorkerRole;
 use std::sync::atomic::Ordering;
 
 #[utoipa::path(get, path = "/healthz", tag = "health",
@@ -89,11 +88,7 @@ pub async fn cluster(State(state): State<AppState>) -> Json<ClusterView> {
             let applied = s.changelog_next.load(Ordering::Relaxed);
             PartitionView {
                 partition: p,
-                role: match s.role() {
-                    WorkerRole::Restoring => Role::Restoring,
-                    WorkerRole::Standby => Role::Standby,
-                    WorkerRole::Master => Role::Master,
-                },
+                role: s.role(),
                 master: s.master(),
                 replicas,
                 epoch: s.epoch.load(Ordering::Relaxed),

@@ -7,24 +7,9 @@
 use parking_lot::RwLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
-/// A replica's role on this node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// Reading the changelog at start-up.
-    Restoring,
-    Standby,
-    Master,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Restoring => "restoring",
-            Role::Standby => "standby",
-            Role::Master => "master",
-        }
-    }
-}
+/// A replica's role on this node: the wire contract's role (`/v1/cluster` shows it as is); a
+/// running replica is never `NotHosted`.
+pub use lightkeeper_api::cluster::Role;
 
 /// What the rest of the node can see of a replica (lock-free reads for `/readyz`, `/v1/cluster`
 /// and routing).
@@ -69,7 +54,12 @@ impl PartitionStatus {
     }
 
     pub(super) fn set_role(&self, role: Role) {
-        self.role.store(role as u8, Ordering::Release);
+        let code = match role {
+            Role::Restoring | Role::NotHosted => 0,
+            Role::Standby => 1,
+            Role::Master => 2,
+        };
+        self.role.store(code, Ordering::Release);
     }
 
     /// The node that started the newest epoch this replica has applied.
