@@ -2,7 +2,7 @@
 //! table, and the writes it proposes (forwarded to the leader when it is not the leader).
 
 use crate::config::Cluster;
-use crate::peers::{Hop, Peers};
+use crate::peers::{CallError, Hop, Peers};
 use crate::types::{NodeId, Raft, Request, Response, TypeConfig};
 use crate::{failover, store};
 use anyhow::Context;
@@ -46,6 +46,26 @@ pub struct Coordinator {
     pub(crate) partitions: u32,
     /// How other nodes are reached.
     pub(crate) remote: Arc<dyn Peers>,
+}
+
+/// Why a coordinator write was not applied.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// A write sent to this node as the leader, which it no longer is (the sender retries).
+    #[error("not the coordinator leader (any more)")]
+    NotLeader,
+    /// Neither this node nor the peers it asked know a leader (an election, or no quorum).
+    #[error("no coordinator leader known yet")]
+    NoLeader,
+    /// The member the write was forwarded to refused it; its words (they cross nodes as text).
+    #[error("{url} refused the write: {message}")]
+    Refused { url: String, message: String },
+    /// The member the write was forwarded to could not be reached.
+    #[error("forwarding the write: {0}")]
+    Unreachable(#[source] CallError),
+    /// Raft itself refused it here (shutting down, a membership change in progress…).
+    #[error(transparent)]
+    Raft(#[from] RaftError<NodeId, ClientWriteError<NodeId, openraft::BasicNode>>),
 }
 
 /// What a node needs to start its coordinator.
@@ -230,17 +250,17 @@ impl Coordinator {
     /// Proposes `req`: on the leader directly, else forwarded to the leader over HTTP. A node
     /// that knows no leader (one joining the cluster) hands it to the configured peers, which
     /// pass it to the leader they know — a write makes at most two hops and never loops.
-    pub async fn write(&self, req: Request) -> Result<Response, String> {
+    pub async fn write(&self, req: Request) -> Result<Response, WriteError> {
         self.write_via(req, Hop::Origin).await
     }
 
-    /// [`Coordinator::write`] for a write that arrived over HTTP with `hop`.
-    pub async fn write_via(&self, req: Request, hop: Hop) -> Result<Response, String> {
+    /// [`Coordinator::write`] for a write that arrived from another node with `hop`.
+    pub async fn write_via(&self, req: Request, hop: Hop) -> Result<Response, WriteError> {
         match self.raft.client_write(req.clone()).await {
             Ok(r) => Ok(r.data),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                 let targets: Vec<(String, Hop)> = match (f.leader_node, hop) {
-                    (_, Hop::ToLeader) => return Err("not the coordinator leader (any more)".into()),
+                    (_, Hop::ToLeader) => return Err(WriteError::NotLeader),
                     (Some(node), _) => vec![(node.addr, Hop::ToLeader)],
                     (None, Hop::Origin) => self
                         .peers
@@ -248,29 +268,25 @@ impl Coordinator {
                         .filter(|(n, _)| **n != self.name)
                         .map(|(_, u)| (u.clone(), Hop::ViaPeer))
                         .collect(),
-                    (None, Hop::ViaPeer) => return Err("no coordinator leader known here either".into()),
+                    (None, Hop::ViaPeer) => return Err(WriteError::NoLeader),
                 };
-                let mut last = "no coordinator leader yet".to_owned();
+                let mut last = WriteError::NoLeader;
                 for (url, hop) in targets {
-                    match self.forward_write(&url, &req, hop).await {
-                        Ok(r) => return r,
-                        Err(e) => last = e,
+                    match self.remote.forward_write(&url, &req, hop).await {
+                        Ok(answer) => return answer.map_err(|message| WriteError::Refused { url, message }),
+                        Err(e) => last = WriteError::Unreachable(e),
                     }
                 }
                 Err(last)
             }
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(WriteError::Raft(e)),
         }
     }
 
     /// A write only the leader may make (placement): applied here or dropped, never forwarded,
     /// so a member that has just lost the leadership cannot overwrite the new leader's steps.
-    pub async fn write_as_leader(&self, req: Request) -> Result<Response, String> {
-        self.raft.client_write(req).await.map(|r| r.data).map_err(|e| e.to_string())
-    }
-
-    async fn forward_write(&self, url: &str, req: &Request, hop: Hop) -> Result<Result<Response, String>, String> {
-        self.remote.forward_write(url, req, hop).await.map_err(|e| format!("forwarding to {e}"))
+    pub async fn write_as_leader(&self, req: Request) -> Result<Response, WriteError> {
+        self.raft.client_write(req).await.map(|r| r.data).map_err(WriteError::Raft)
     }
 
     /// Background duties until `stop`: register this node, record the partitions it masters,

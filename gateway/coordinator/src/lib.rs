@@ -43,5 +43,5 @@ pub mod placement;
 pub mod store;
 pub mod types;
 
-pub use coordinator::{raft_id, Coordinator, Settings, ELECTION};
+pub use coordinator::{raft_id, Coordinator, Settings, WriteError, ELECTION};
 pub use peers::{CallError, Hop, Peers};

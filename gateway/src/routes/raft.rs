@@ -62,5 +62,6 @@ pub async fn write(
 ) -> Result<Json<Result<Response, String>>, ApiError> {
     let c = coordinator(&state, &headers)?;
     let hop = Hop::received(headers.get(HOP_HEADER).and_then(|v| v.to_str().ok()));
-    Ok(Json(c.write_via(req, hop).await))
+    // The refusal crosses to the other node as its message (the wire keeps it a string).
+    Ok(Json(c.write_via(req, hop).await.map_err(|e| e.to_string())))
 }
