@@ -60,7 +60,7 @@ pub fn broker() -> String {
             let b = std::env::var("KAFKA_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:9092".into());
             let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", &b).set("group.id", "probe").create().expect("client");
             if let Err(e) = c.fetch_metadata(None, Duration::from_secs(10)) {
-                panic!("no Kafka-protocol broker at {b} ({e}); start one as .ci/run does (see BROKER.md) or set KAFKA_BOOTSTRAP");
+                panic!("no Kafka-protocol broker at {b} ({e}); run the tests with `cargo xtask test`, which starts one, or set KAFKA_BOOTSTRAP");
             }
             b
         })

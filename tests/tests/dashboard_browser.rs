@@ -22,7 +22,7 @@ fn chromium() -> String {
 async fn dashboard_renders_a_live_object_in_chromium() {
     assert!(
         std::path::Path::new(&chromium()).exists(),
-        "no Chromium at {} (apt-get install chromium, or set CHROMIUM); .ci/run installs it",
+        "no Chromium at {} (apt-get install chromium, or set CHROMIUM); `cargo xtask test` installs it",
         chromium()
     );
     let tmp = tempfile::tempdir().unwrap();

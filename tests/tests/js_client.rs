@@ -10,7 +10,7 @@ fn browser_client_unit_tests_pass_under_node() {
         .args(["--test", "js/test/"])
         .current_dir(workspace())
         .output()
-        .expect("running node (install Node.js; .ci/run does)");
+        .expect("running node (install Node.js; `cargo xtask test` does)");
     let report = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "node --test failed:\n{report}\n{}", String::from_utf8_lossy(&out.stderr));
     // The runner must actually have run tests, not found none.
