@@ -32,7 +32,7 @@ impl EmbeddedLog {
         let mut opts = rocksdb::Options::default();
         opts.create_if_missing(true);
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
-        let db = DB::open(&opts, dir).map_err(|e| LogError::Embedded(format!("open {}: {e}", dir.display())))?;
+        let db = DB::open(&opts, dir).map_err(|e| LogError::embedded(format!("open {}", dir.display()), e))?;
         Ok(EmbeddedLog { db: Arc::new(db) })
     }
 
@@ -69,7 +69,7 @@ fn last_offset(db: &DB, topic: &str, partition: u32) -> Result<Option<u64>, LogE
         Some(Ok((k, _))) if k.starts_with(&p) && k.len() == p.len() + 8 => {
             Ok(Some(u64::from_be_bytes(k[p.len()..].try_into().expect("8 bytes"))))
         }
-        Some(Err(e)) => Err(LogError::Embedded(e.to_string())),
+        Some(Err(e)) => Err(LogError::embedded(format!("reading the end of {topic}/{partition}"), e)),
         _ => Ok(None),
     }
 }
@@ -124,13 +124,15 @@ impl Topic for EmbeddedTopic {
                 headers: r.headers.iter().map(|(k, v)| ((*k).to_owned(), v.to_vec())).collect(),
             };
             let mut value = vec![FORMAT];
-            value.extend(postcard::to_stdvec(&stored).map_err(|e| LogError::Embedded(e.to_string()))?);
+            value.extend(
+                postcard::to_stdvec(&stored).map_err(|e| LogError::Corrupt(format!("encoding a record: {e}")))?,
+            );
             batch.put(record_key(&self.name, partition, offset), value);
             offsets.push(offset);
         }
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
-        self.db.write_opt(batch, &wo).map_err(|e| LogError::Embedded(e.to_string()))?;
+        self.db.write_opt(batch, &wo).map_err(|e| LogError::embedded("appending", e))?;
         *next += records.len() as u64;
         part.grown.notify_all();
         Ok(offsets)
@@ -160,18 +162,21 @@ impl EmbeddedReader {
         let start = record_key(&self.topic, self.partition, self.position);
         let p = prefix(&self.topic, self.partition);
         for item in self.db.iterator(IteratorMode::From(&start, Direction::Forward)) {
-            let (k, v) = item.map_err(|e| LogError::Embedded(e.to_string()))?;
+            let (k, v) = item.map_err(|e| LogError::embedded("reading", e))?;
             if !k.starts_with(&p) || out.len() >= max {
                 break;
             }
-            let offset = u64::from_be_bytes(k[p.len()..].try_into().map_err(|_| LogError::Embedded("bad key".into()))?);
+            let offset = u64::from_be_bytes(
+                k[p.len()..].try_into().map_err(|_| LogError::Corrupt("a record key without an offset".into()))?,
+            );
             if offset >= end {
                 break;
             }
             if v.first() != Some(&FORMAT) {
-                return Err(LogError::Embedded(format!("record {offset} has unknown format {:?}", v.first())));
+                return Err(LogError::Corrupt(format!("record {offset} has unknown format {:?}", v.first())));
             }
-            let stored: StoredRecord = postcard::from_bytes(&v[1..]).map_err(|e| LogError::Embedded(e.to_string()))?;
+            let stored: StoredRecord =
+                postcard::from_bytes(&v[1..]).map_err(|e| LogError::Corrupt(format!("record {offset}: {e}")))?;
             out.push(LogRecord {
                 partition: self.partition,
                 offset,

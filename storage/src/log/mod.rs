@@ -51,8 +51,17 @@ pub enum LogError {
     /// Broker metadata does not list the topic (after retrying until the client timeout).
     #[error("kafka: topic {0} does not exist")]
     UnknownTopic(String),
+    /// The embedded log's RocksDB failed; `context` says which call.
+    #[error("embedded log: {context}: {source}")]
+    Embedded {
+        context: String,
+        #[source]
+        source: rocksdb::Error,
+    },
+    /// A record of the embedded log does not decode (a bad key or an unknown format): the log
+    /// directory is damaged or was written by another version.
     #[error("embedded log: {0}")]
-    Embedded(String),
+    Corrupt(String),
     #[error("partition {partition} out of range for topic {topic} ({partitions} partitions)")]
     NoSuchPartition { topic: String, partition: u32, partitions: u32 },
     #[error("timed out after {0:?}")]
@@ -63,6 +72,11 @@ pub enum LogError {
 }
 
 impl LogError {
+    /// An embedded-log (RocksDB) failure, with what was being done when it happened.
+    pub fn embedded(context: impl Into<String>, source: rocksdb::Error) -> LogError {
+        LogError::Embedded { context: context.into(), source }
+    }
+
     /// A Kafka failure, with what was being done when it happened.
     pub fn kafka(context: impl Into<String>, source: KafkaError) -> LogError {
         LogError::Kafka { context: context.into(), source }
@@ -77,7 +91,8 @@ impl LogError {
             LogError::Kafka { source, .. } => kafka_is_retriable(source),
             LogError::Timeout(_) => true,
             LogError::UnknownTopic(_)
-            | LogError::Embedded(_)
+            | LogError::Embedded { .. }
+            | LogError::Corrupt(_)
             | LogError::NoSuchPartition { .. }
             | LogError::Handler { .. } => false,
         }
