@@ -15,6 +15,8 @@
 //! - [`state`]: what handlers share, and the gateway's metric definitions.
 //! - [`routing`]: which replica answers a read (local master, forwarded master, or a standby
 //!   within `max_lag`), and retries through a handover.
+//! - [`query`]: finding objects — cone search and attribute queries scattered to every
+//!   partition's serving replica and gathered in order, with page cursors.
 //! - [`cache`]: rendered-response cache for hot objects, invalidated on change.
 //! - [`cli`]: the `decode`, `ingest` and `demo` commands.
 
@@ -25,6 +27,7 @@ pub mod error;
 pub mod hosting;
 pub mod node;
 pub mod peers;
+pub mod query;
 pub mod replicas;
 pub mod routes;
 pub mod routing;

@@ -121,8 +121,74 @@ where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = Result<Response, ApiError>>,
 {
-    let mut serve_local = Some(serve_local);
     let partition = partition_for(key.as_bytes(), state.partition_count);
+    match serve(state, partition, path_and_query, opts, serve_local).await? {
+        Answer::Local { mut value, role, lag } => {
+            let h = value.headers_mut();
+            set(h, SERVED_BY, &state.node_id);
+            set(h, ROLE, role.as_str());
+            set(h, LAG, &lag.to_string());
+            set(h, PARTITION, &partition.to_string());
+            Ok(value)
+        }
+        Answer::Forwarded(resp) => Ok(resp),
+    }
+}
+
+/// Serves one partition's part of a query with a typed answer: `serve_local` computes it here;
+/// otherwise `path_and_query` (an internal route answering `T` as JSON) is forwarded to the
+/// partition's serving replica, with the same retries through a handover as [`route`].
+pub async fn route_partition<T, F, Fut>(
+    state: &AppState,
+    partition: u32,
+    path_and_query: &str,
+    opts: ReadOptions,
+    serve_local: F,
+) -> Result<T, ApiError>
+where
+    T: serde::de::DeserializeOwned,
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ApiError>>,
+{
+    match serve(state, partition, path_and_query, opts, serve_local).await? {
+        Answer::Local { value, .. } => Ok(value),
+        Answer::Forwarded(resp) => {
+            let status = resp.status();
+            let body = axum::body::to_bytes(resp.into_body(), usize::MAX).await.map_err(|e| {
+                ApiError::Unavailable(format!("partition {partition}: reading a forwarded answer: {e}"))
+            })?;
+            if !status.is_success() {
+                let why = serde_json::from_slice::<lightkeeper_api::error::ErrorResponse>(&body)
+                    .map_or_else(|_| String::from_utf8_lossy(&body).into_owned(), |e| e.error.message);
+                return Err(ApiError::Unavailable(format!("partition {partition}: answered {status}: {why}")));
+            }
+            serde_json::from_slice(&body).map_err(|e| {
+                ApiError::Internal(format!("partition {partition}: a forwarded answer does not decode: {e}"))
+            })
+        }
+    }
+}
+
+/// Who answered: this node's replica (with its role and lag), or another node.
+enum Answer<T> {
+    Local { value: T, role: Role, lag: u64 },
+    Forwarded(Response),
+}
+
+/// The routing loop: serve locally, or forward, re-resolving the serving replica on each
+/// attempt until `cluster.route_deadline_ms`.
+async fn serve<T, F, Fut>(
+    state: &AppState,
+    partition: u32,
+    path_and_query: &str,
+    opts: ReadOptions,
+    serve_local: F,
+) -> Result<Answer<T>, ApiError>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ApiError>>,
+{
+    let mut serve_local = Some(serve_local);
     let deadline = Instant::now() + Duration::from_millis(state.cluster.route_deadline_ms);
     let mut attempt = 0;
     // The node whose forwarded attempt last ran out of time: asked again (no failover has moved
@@ -132,18 +198,12 @@ where
         let why = match choose(state, partition, opts, attempt) {
             Target::Local { role, lag } => {
                 let serve = serve_local.take().expect("a local answer is returned, so this runs once");
-                let mut resp = serve().await?;
-                let h = resp.headers_mut();
-                set(h, SERVED_BY, &state.node_id);
-                set(h, ROLE, role.as_str());
-                set(h, LAG, &lag.to_string());
-                set(h, PARTITION, &partition.to_string());
-                return Ok(resp);
+                return Ok(Answer::Local { value: serve().await?, role, lag });
             }
             Target::Remote { url } => {
                 let patient = timed_out.as_deref() == Some(url.as_str());
                 match forward(state, &url, path_and_query, deadline, patient).await {
-                    Ok(resp) => return Ok(resp),
+                    Ok(resp) => return Ok(Answer::Forwarded(resp)),
                     Err(Forward::TimedOut(e)) => {
                         timed_out = Some(url);
                         e

@@ -7,7 +7,7 @@
 //!   id-less forced points by (time, band). When two alerts carry the same point, the copy kept
 //!   is chosen by a total order — the point's own alert first, then the highest alert id — so the
 //!   result is the same whatever order the alerts arrive in.
-//! - Position and solar-system association come from the newest alert by (observation time,
+//! - Position, solar-system association and survey attributes come from the newest alert by (observation time,
 //!   alert id), again independent of arrival order.
 //! - The version rises by one per applied alert, so it equals the number of distinct alerts.
 
@@ -85,6 +85,7 @@ pub fn merge(state: &mut ObjectState, alert: &Alert, source: AlertSource, timest
             state.dec = alert.dec;
         }
         state.solar_system = alert.solar_system.clone();
+        state.attributes = alert.attributes.clone();
     }
     state.version += 1;
     state.updated_at_ms = state.updated_at_ms.max(timestamp_ms);
@@ -95,6 +96,7 @@ pub fn merge(state: &mut ObjectState, alert: &Alert, source: AlertSource, timest
 mod tests {
     use super::*;
     use lightkeeper_storage::model::*;
+    use lightkeeper_storage::object::Attributes;
     use proptest::prelude::*;
 
     fn point(kind: PointKind, mjd: f64, band: Band, source_id: Option<i64>, alert_id: i64) -> LightPoint {
@@ -138,6 +140,7 @@ mod tests {
             schema_version: "4.02".into(),
             solar_system: None,
             points,
+            attributes: Attributes { rb: Some(id as f64 / 100.0), ..Attributes::default() },
         }
     }
 

@@ -23,7 +23,9 @@ use crate::model::LightPoint;
 use crate::object::ObjectState;
 use serde::{Deserialize, Serialize};
 
-pub const CHANGELOG_FORMAT: u8 = 1;
+/// Format 2 added `ObjectState::attributes`; format 1 records (written before) are still read,
+/// with empty attributes until the object's next alert.
+pub const CHANGELOG_FORMAT: u8 = 2;
 /// Key prefix of epoch markers (not a valid object key: no survey prefix).
 pub const EPOCH_KEY_PREFIX: &str = "~epoch/";
 
@@ -79,8 +81,132 @@ impl ChangelogEntry {
             Some((&CHANGELOG_FORMAT, rest)) => {
                 postcard::from_bytes(rest).map_err(|e| CodecError::Decode(e.to_string()))
             }
+            Some((&1, rest)) => postcard::from_bytes::<v1::Entry>(rest)
+                .map(ChangelogEntry::from)
+                .map_err(|e| CodecError::Decode(e.to_string())),
             other => Err(CodecError::UnknownFormat(other.map(|(b, _)| *b))),
         }
+    }
+}
+
+/// Format 1: the same records before `ObjectState` had `attributes` (postcard is not
+/// self-describing, so the old layout is spelled out to be read).
+mod v1 {
+    use crate::model::{LightPoint, SolarSystemMatch, Survey};
+    use crate::object::{AlertRef, Attributes, ObjectState};
+    use serde::Deserialize;
+
+    #[derive(Deserialize)]
+    pub(super) enum Entry {
+        EpochStart { epoch: u64, input_next: u64, node: String },
+        Change(Box<Change>),
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct Change {
+        epoch: u64,
+        input_next: u64,
+        state: State,
+        new_points: Vec<LightPoint>,
+    }
+
+    #[derive(Deserialize)]
+    struct State {
+        key: String,
+        survey: Survey,
+        object_id: String,
+        version: u64,
+        ra: Option<f64>,
+        dec: Option<f64>,
+        solar_system: Option<SolarSystemMatch>,
+        points: Vec<LightPoint>,
+        alerts: Vec<AlertRef>,
+        updated_at_ms: i64,
+    }
+
+    impl From<Entry> for super::ChangelogEntry {
+        fn from(e: Entry) -> Self {
+            match e {
+                Entry::EpochStart { epoch, input_next, node } => {
+                    super::ChangelogEntry::EpochStart { epoch, input_next, node }
+                }
+                Entry::Change(c) => {
+                    let Change { epoch, input_next, state: s, new_points } = *c;
+                    let state = ObjectState {
+                        key: s.key,
+                        survey: s.survey,
+                        object_id: s.object_id,
+                        version: s.version,
+                        ra: s.ra,
+                        dec: s.dec,
+                        solar_system: s.solar_system,
+                        points: s.points,
+                        alerts: s.alerts,
+                        updated_at_ms: s.updated_at_ms,
+                        attributes: Attributes::default(),
+                    };
+                    super::ChangelogEntry::Change(Box::new(super::Change { epoch, input_next, state, new_points }))
+                }
+            }
+        }
+    }
+
+    /// Encodes a format-1 record, for the compatibility test.
+    #[cfg(test)]
+    pub(super) fn encode(e: &super::ChangelogEntry) -> Vec<u8> {
+        #[derive(serde::Serialize)]
+        enum EntryOut<'a> {
+            EpochStart { epoch: u64, input_next: u64, node: &'a str },
+            Change(Box<ChangeOut<'a>>),
+        }
+        #[derive(serde::Serialize)]
+        struct ChangeOut<'a> {
+            epoch: u64,
+            input_next: u64,
+            state: StateOut<'a>,
+            new_points: &'a [LightPoint],
+        }
+        #[derive(serde::Serialize)]
+        struct StateOut<'a> {
+            key: &'a str,
+            survey: Survey,
+            object_id: &'a str,
+            version: u64,
+            ra: Option<f64>,
+            dec: Option<f64>,
+            solar_system: &'a Option<SolarSystemMatch>,
+            points: &'a [LightPoint],
+            alerts: &'a [AlertRef],
+            updated_at_ms: i64,
+        }
+        let out = match e {
+            super::ChangelogEntry::EpochStart { epoch, input_next, node } => {
+                EntryOut::EpochStart { epoch: *epoch, input_next: *input_next, node }
+            }
+            super::ChangelogEntry::Change(c) => {
+                let s = &c.state;
+                EntryOut::Change(Box::new(ChangeOut {
+                    epoch: c.epoch,
+                    input_next: c.input_next,
+                    state: StateOut {
+                        key: &s.key,
+                        survey: s.survey,
+                        object_id: &s.object_id,
+                        version: s.version,
+                        ra: s.ra,
+                        dec: s.dec,
+                        solar_system: &s.solar_system,
+                        points: &s.points,
+                        alerts: &s.alerts,
+                        updated_at_ms: s.updated_at_ms,
+                    },
+                    new_points: &c.new_points,
+                }))
+            }
+        };
+        let mut bytes = vec![1];
+        bytes.extend(postcard::to_stdvec(&out).expect("plain data serializes"));
+        bytes
     }
 }
 
@@ -125,6 +251,7 @@ mod tests {
             points: vec![],
             alerts: vec![],
             updated_at_ms: 0,
+            attributes: Default::default(),
         };
         ChangelogEntry::Change(Box::new(Change { epoch, input_next: 0, state, new_points: vec![] }))
     }
@@ -160,5 +287,12 @@ mod tests {
             assert_eq!(ChangelogEntry::decode(&e.encode()).unwrap(), e);
         }
         assert!(matches!(ChangelogEntry::decode(&[9, 1, 2]), Err(CodecError::UnknownFormat(Some(9)))));
+    }
+
+    #[test]
+    fn format_1_records_are_still_read_with_empty_attributes() {
+        for e in [start(9, "node-1"), change(4)] {
+            assert_eq!(ChangelogEntry::decode(&v1::encode(&e)).unwrap(), e);
+        }
     }
 }

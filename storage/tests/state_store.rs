@@ -18,6 +18,7 @@ fn object(key: &str, version: u64) -> ObjectState {
         points: vec![],
         alerts: vec![],
         updated_at_ms: 7,
+        attributes: Default::default(),
     }
 }
 
@@ -56,12 +57,32 @@ fn a_store_with_an_unknown_key_format_is_refused_with_a_clear_error() {
     drop(RocksStore::open(dir.path(), &StoreOptions::default()).unwrap());
     {
         // Simulate a store written by a future build with a different key layout.
-        let cfs = ["default", "objects", "history", "progress"];
-        let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), dir.path(), cfs).unwrap();
-        db.put_cf(db.cf_handle("progress").unwrap(), b"key-format", [9u8]).unwrap();
+        set_key_format(dir.path(), 9);
     }
     let err = RocksStore::open(dir.path(), &StoreOptions::default()).err().expect("refused").to_string();
     assert!(err.contains("key format") && err.contains("rebuild"), "{err}");
+}
+
+fn set_key_format(dir: &std::path::Path, format: u8) {
+    let cfs = rocksdb::DB::list_cf(&rocksdb::Options::default(), dir).unwrap();
+    let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), dir, cfs).unwrap();
+    db.put_cf(db.cf_handle("progress").unwrap(), b"key-format", [format]).unwrap();
+}
+
+#[test]
+fn a_store_of_an_older_key_format_is_rebuilt_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = RocksStore::open(dir.path(), &StoreOptions::default()).unwrap();
+        let progress = PartitionProgress { epoch: 1, input_next: 5, changelog_next: 9, master: "a".into() };
+        store
+            .apply(StateBatch { partition: 0, progress, objects: vec![object("ztf:ZTF1", 1)], history: vec![] })
+            .unwrap();
+    }
+    set_key_format(dir.path(), 1);
+    let store = RocksStore::open(dir.path(), &StoreOptions::default()).unwrap();
+    assert!(store.get("ztf:ZTF1").unwrap().is_none(), "the old layout's objects are gone");
+    assert_eq!(store.progress(0).unwrap(), PartitionProgress::default(), "so the changelog is read from the start");
 }
 
 #[test]

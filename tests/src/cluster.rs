@@ -82,6 +82,7 @@ impl Cluster {
         let text = format!(
             "node_id = \"{id}\"\nbatch_size = {batch}\n\n[kafka]\nbootstrap = \"{bootstrap}\"\n\n[topics]\n\
              input = \"{input}\"\nchangelog = \"{changelog}\"\ndead_letter = \"{dlq}\"\npartitions = {partitions}\n\n\
+             [schemas]\ndir = \"{schemas}\"\n\n\
              [cluster]\nadmin_token = \"{TOKEN}\"\n{rf}{extra}\n[cluster.peers]\n{peers}",
             rf = self.replication_factor.map(|n| format!("replication_factor = {n}\n")).unwrap_or_default(),
             extra = self.cluster_extra,
@@ -91,6 +92,7 @@ impl Cluster {
             changelog = t.changelog,
             dlq = t.dead_letter,
             partitions = self.partitions,
+            schemas = crate::lsst_schemas().display(),
         );
         let path = self.root.join(format!("{id}.toml"));
         std::fs::create_dir_all(&self.root).expect("cluster root");

@@ -10,11 +10,13 @@
 //! Layout:
 //! - [`model`], [`object`], [`id_serde`]: the normalized alert model and the object state and
 //!   summary (re-exported by `lightkeeper-storage`, which stores them).
+//! - [`filter`]: the filter language of `where`, `cone`, subscriptions and processor filters.
 //! - [`error`]: the `{"error":{"code","message"}}` body of every 4xx/5xx answer.
 //! - [`cluster`]: `/v1/cluster` — partition roles and lag, the coordinator's replicated table.
 //! - [`admin`]: promote, drain, node drain and decommission answers.
 //! - [`ws`]: WebSocket client operations and server messages.
 //! - [`objects`]: light-curve and alert-history bodies.
+//! - [`query`]: cone search and attribute queries, and their per-partition parts.
 //! - [`ingest`], [`health`]: `POST /v1/alerts` and the health answers.
 //! - [`partitioner`]: Kafka's murmur2 partitioner — which partition an object key lives in,
 //!   the same for producers, routing and clients.
@@ -22,6 +24,7 @@
 pub mod admin;
 pub mod cluster;
 pub mod error;
+pub mod filter;
 pub mod health;
 pub mod id_serde;
 pub mod ingest;
@@ -29,4 +32,5 @@ pub mod model;
 pub mod object;
 pub mod objects;
 pub mod partitioner;
+pub mod query;
 pub mod ws;

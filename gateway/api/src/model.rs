@@ -227,6 +227,8 @@ pub struct Alert {
     /// Every point the packet carries: the triggering detection, its history, upper limits and
     /// forced photometry.
     pub points: Vec<LightPoint>,
+    /// The triggering source's survey attributes (what filters select on).
+    pub attributes: crate::object::Attributes,
 }
 
 /// Builds the survey-qualified key of an object.

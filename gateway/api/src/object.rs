@@ -51,15 +51,67 @@ pub struct ObjectState {
     /// Log timestamp (ms since the epoch) of the last input record that changed the object.
     /// Taken from the input log, not the wall clock, so replays reproduce it.
     pub updated_at_ms: i64,
+    /// The survey attributes of the most recent alert (same rule as the position).
+    pub attributes: Attributes,
 }
 
-/// Latest brightness in one band.
+/// What the latest alert says about its source, beyond the light curve: the columns
+/// astronomers filter on (Lasair's, ALeRCE's and Fink's common ones). Each survey fills its
+/// own fields and leaves the other's null; sentinels (ZTF's −999) are null.
+///
+/// Taken from the newest alert by (observation time, alert id), the same rule as the position,
+/// so every replica and every replay holds the same values whatever order the alerts came in.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Attributes {
+    /// ZTF: deep-learning real/bogus score (schema 3.3 and later).
+    pub drb: Option<f64>,
+    /// ZTF: random-forest real/bogus score.
+    pub rb: Option<f64>,
+    /// ZTF: star/galaxy score of the closest PS1 source (1 = star).
+    pub sgscore1: Option<f64>,
+    /// ZTF: distance to the closest PS1 source, arcsec.
+    pub distpsnr1: Option<f64>,
+    /// ZTF: number of earlier detections at this position, any program.
+    pub ndethist: Option<i64>,
+    /// ZTF: the difference is positive (science brighter than template).
+    pub isdiffpos: Option<bool>,
+    /// ZTF: distance to the nearest known solar-system body, arcsec.
+    pub ssdistnr: Option<f64>,
+    /// ZTF: magnitude of that body.
+    pub ssmagnr: Option<f64>,
+    /// ZTF: distance to the nearest source in the reference image, pixels.
+    pub distnr: Option<f64>,
+    /// ZTF: magnitude of that reference source.
+    pub magnr: Option<f64>,
+    /// ZTF: full width at half maximum, pixels.
+    pub fwhm: Option<f64>,
+    /// ZTF: elongation (a / b).
+    pub elong: Option<f64>,
+    /// ZTF: number of bad pixels in a 5×5 box.
+    pub nbad: Option<i64>,
+    /// ZTF `rb` / LSST `reliability` of the triggering source.
+    pub reliability: Option<f64>,
+    /// LSST: signal-to-noise of the difference-image source.
+    pub snr: Option<f64>,
+    /// LSST: signed difference flux of the triggering source, nJy.
+    #[serde(rename = "psfFlux")]
+    pub psf_flux: Option<f64>,
+    /// LSST: extendedness of the source (0 = point-like, 1 = extended), where the schema has it.
+    pub extendedness: Option<f64>,
+}
+
+/// Detections in one band: the latest one's brightness, the first and last times, the count.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct BandLatest {
+    /// Time of the latest detection in the band (its `last_mjd`).
     pub mjd: f64,
     pub mag: Option<f64>,
     pub mag_err: Option<f64>,
     pub flux_njy: Option<f64>,
+    /// Time of the first detection in the band.
+    pub first_mjd: f64,
+    /// Detections in the band.
+    pub n_detections: usize,
 }
 
 /// The object summary served by `GET /v1/objects/{key}` and pushed to subscribers.
@@ -82,6 +134,8 @@ pub struct ObjectSummary {
     #[schema(value_type = Option<String>)]
     pub latest_alert_id: Option<i64>,
     pub solar_system: Option<SolarSystemMatch>,
+    /// The latest alert's survey attributes.
+    pub attributes: Attributes,
     pub version: u64,
     /// RFC 3339 time of the input record that last changed the object.
     pub updated_at: String,
@@ -101,6 +155,7 @@ impl ObjectState {
             points: Vec::new(),
             alerts: Vec::new(),
             updated_at_ms: 0,
+            attributes: Attributes::default(),
         }
     }
 
@@ -113,8 +168,18 @@ impl ObjectState {
             first = Some(first.map_or(p.mjd, |f| f.min(p.mjd)));
             last = Some(last.map_or(p.mjd, |l| l.max(p.mjd)));
             if p.kind == PointKind::Detection {
-                // Points are time-sorted, so the last detection per band wins.
-                bands.insert(p.band, BandLatest { mjd: p.mjd, mag: p.mag, mag_err: p.mag_err, flux_njy: p.flux_njy });
+                // Points are time-sorted: the first detection per band opens its entry, and each
+                // later one becomes the latest.
+                let b = bands.entry(p.band).or_insert(BandLatest {
+                    mjd: p.mjd,
+                    mag: None,
+                    mag_err: None,
+                    flux_njy: None,
+                    first_mjd: p.mjd,
+                    n_detections: 0,
+                });
+                b.n_detections += 1;
+                (b.mjd, b.mag, b.mag_err, b.flux_njy) = (p.mjd, p.mag, p.mag_err, p.flux_njy);
             }
         }
         let latest_alert = self.alerts.iter().max_by(|a, b| a.mjd.total_cmp(&b.mjd).then(a.alert_id.cmp(&b.alert_id)));
@@ -133,6 +198,7 @@ impl ObjectState {
             bands,
             latest_alert_id: latest_alert.map(|a| a.alert_id),
             solar_system: self.solar_system.clone(),
+            attributes: self.attributes.clone(),
             version: self.version,
             updated_at: format_rfc3339_ms(self.updated_at_ms),
         }

@@ -6,6 +6,7 @@ mod dashboard;
 mod health;
 mod objects;
 pub mod openapi;
+mod query;
 mod raft;
 mod ws;
 
@@ -15,7 +16,7 @@ use axum::error_handling::HandleErrorLayer;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{BoxError, Router};
 use std::time::{Duration, Instant};
 use tower::ServiceBuilder;
@@ -31,6 +32,9 @@ pub fn public_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(objects::summary))
         .routes(routes!(objects::lightcurve))
         .routes(routes!(objects::alerts))
+        .routes(routes!(query::cone))
+        .routes(routes!(query::objects))
+        .routes(routes!(query::fields))
         .routes(routes!(alerts::ingest))
         .routes(routes!(health::cluster))
         .routes(routes!(admin::promote))
@@ -61,6 +65,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/internal/raft/vote", post(raft::vote))
         .route("/v1/internal/raft/snapshot", post(raft::snapshot))
         .route("/v1/internal/raft/write", post(raft::write))
+        // Internal: one partition's part of a scattered query (see `crate::query`).
+        .route("/v1/internal/partitions/{p}/cone", get(query::partition_cone))
+        .route("/v1/internal/partitions/{p}/objects", get(query::partition_objects))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(

@@ -12,6 +12,7 @@
 use super::avro_value::*;
 use super::DecodeError;
 use crate::model::*;
+use crate::object::Attributes;
 use apache_avro::types::Value;
 
 const MJD: &[&str] = &["midpointMjdTai", "midPointTai"];
@@ -64,6 +65,13 @@ pub fn decode_record(rec: &Value, schema_version: String) -> Result<Alert, Decod
         schema_version,
         solar_system: solar_system(rec, ss_object),
         points,
+        attributes: Attributes {
+            reliability: f64_field(source, &["reliability"]),
+            snr: f64_field(source, &["snr"]),
+            psf_flux: f64_field(source, FLUX),
+            extendedness: f64_field(source, &["extendedness"]),
+            ..Attributes::default()
+        },
     })
 }
 

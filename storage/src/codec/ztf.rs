@@ -10,13 +10,15 @@
 use super::avro_value::*;
 use super::DecodeError;
 use crate::model::*;
+use crate::object::Attributes;
 use apache_avro::types::Value;
 
 /// ZTF Julian dates → MJD.
 const JD_TO_MJD: f64 = 2_400_000.5;
 /// Flux value ZTF forced photometry writes for a failed measurement.
 const FP_FLUX_SENTINEL: f64 = -99_999.0;
-/// Sentinel for "no solar-system body" in ssdistnr / ssmagnr.
+/// ZTF's "no value" sentinel: no solar-system body in ssdistnr / ssmagnr, no PS1 or reference
+/// source in sgscore1, distpsnr1, distnr, magnr.
 const SS_SENTINEL: f64 = -999.0;
 
 pub fn decode_record(rec: &Value) -> Result<Alert, DecodeError> {
@@ -60,7 +62,31 @@ pub fn decode_record(rec: &Value) -> Result<Alert, DecodeError> {
         schema_version,
         solar_system: solar_system(candidate),
         points,
+        attributes: attributes(candidate),
     })
+}
+
+/// The candidate's filter columns; ZTF's −999 "no value" sentinel becomes null.
+fn attributes(c: &Value) -> Attributes {
+    let f = |name: &str| f64_field(c, &[name]).filter(|v| *v != SS_SENTINEL);
+    let rb = f("rb");
+    Attributes {
+        drb: f("drb"),
+        rb,
+        sgscore1: f("sgscore1"),
+        distpsnr1: f("distpsnr1"),
+        ndethist: i64_field(c, &["ndethist"]),
+        isdiffpos: is_negative(c).map(|negative| !negative),
+        ssdistnr: f("ssdistnr"),
+        ssmagnr: f("ssmagnr"),
+        distnr: f("distnr"),
+        magnr: f("magnr"),
+        fwhm: f("fwhm"),
+        elong: f("elong"),
+        nbad: i64_field(c, &["nbad"]),
+        reliability: rb,
+        ..Attributes::default()
+    }
 }
 
 fn mjd_band(rec: &Value) -> Option<(f64, Band)> {

@@ -4,6 +4,7 @@
 //! The trait is the seam; [`RocksStore`] is the engine. All methods block (RocksDB I/O): call
 //! them from worker threads or `spawn_blocking`.
 
+pub mod index;
 mod rocks;
 
 pub use rocks::{RocksStore, StoreOptions};
@@ -44,6 +45,13 @@ pub struct StateBatch {
     pub history: Vec<std::sync::Arc<HistoryEntry>>,
 }
 
+/// An object found by a cone search, with its exact distance from the centre.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConeCandidate {
+    pub distance_deg: f64,
+    pub summary: ObjectSummary,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("rocksdb: {0}")]
@@ -65,6 +73,27 @@ pub trait StateStore: Send + Sync {
     /// Blocking, and proportional to the whole store (objects are keyed by object, not by
     /// partition): run it off the async runtime, never while a replica of the partition runs.
     fn purge_partition(&self, partition: u32, owned: &dyn Fn(&str) -> bool) -> Result<u64, StoreError>;
+    /// The summaries of `partition`'s objects within `radius_deg` of (`ra`, `dec`) (degrees),
+    /// found through the HEALPix index, with exact distances; in no particular order.
+    fn cone(&self, partition: u32, ra: f64, dec: f64, radius_deg: f64) -> Result<Vec<ConeCandidate>, StoreError>;
+    /// Visits `partition`'s summaries in key order, from the first key after `after`, until
+    /// `visit` returns false.
+    fn scan_summaries(
+        &self,
+        partition: u32,
+        after: Option<&str>,
+        visit: &mut dyn FnMut(ObjectSummary) -> bool,
+    ) -> Result<(), StoreError>;
+    /// Visits `partition`'s summaries ordered by (`last_mjd`, key) — descending when `desc` —
+    /// strictly after `after` in that order, until `visit` returns false. Objects without a
+    /// `last_mjd` are not in this index.
+    fn scan_recent(
+        &self,
+        partition: u32,
+        desc: bool,
+        after: Option<(f64, &str)>,
+        visit: &mut dyn FnMut(ObjectSummary) -> bool,
+    ) -> Result<(), StoreError>;
     /// Makes everything applied so far durable locally (at shutdown: the next start then reads
     /// only the changelog written since).
     fn flush(&self) -> Result<(), StoreError>;

@@ -9,28 +9,41 @@
 //!   `master` was added, still read); and the key
 //!   [`KEY_FORMAT_KEY`] → the key-encoding format ([`KEY_FORMAT`]) the store was created with,
 //!   checked at open so a build never misreads a layout it does not know.
+//! - `summaries`, `sky`, `recency`: the per-partition secondary indexes (see [`super::index`]),
+//!   written in the same batch as the objects they point at.
+//!
+//! Key format 2 added the indexes. A store of an older format is rebuilt at open: it is deleted
+//! and the replicas restore it from the changelog (the durable copy), which writes the indexes
+//! as it goes. A store of a newer format is refused.
 //!
 //! Memory: one LRU block cache shared by every column family, and a write-buffer manager that
 //! charges memtables to the same cache, so the configured budget bounds both (the usual cause of
 //! unbounded RocksDB memory in Kafka Streams deployments is per-store caches and memtables).
 
-use super::{HistoryEntry, PartitionProgress, StateBatch, StateStore, StoreError};
-use crate::object::ObjectState;
+use super::index::{self, IndexKeys};
+use super::{ConeCandidate, HistoryEntry, PartitionProgress, StateBatch, StateStore, StoreError};
+use crate::object::{ObjectState, ObjectSummary};
 use rocksdb::{BlockBasedOptions, Cache, ColumnFamilyDescriptor, Options, WriteBatch, WriteBufferManager, DB};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::collections::HashMap;
 use std::path::Path;
+use tracing::warn;
 
 const FORMAT: u8 = 1;
 /// Progress values: format 2 added `PartitionProgress::master`.
 const PROGRESS_FORMAT: u8 = 2;
 /// Version of the key layout above. Values carry their own format byte ([`FORMAT`]).
-pub const KEY_FORMAT: u8 = 1;
+pub const KEY_FORMAT: u8 = 2;
 /// Where the key format is recorded (not a valid partition key: those are 4 bytes).
 pub const KEY_FORMAT_KEY: &[u8] = b"key-format";
 const CF_OBJECTS: &str = "objects";
 const CF_HISTORY: &str = "history";
 const CF_PROGRESS: &str = "progress";
+const CF_SUMMARIES: &str = "summaries";
+const CF_SKY: &str = "sky";
+const CF_RECENCY: &str = "recency";
+const ALL_CFS: [&str; 6] = [CF_OBJECTS, CF_HISTORY, CF_PROGRESS, CF_SUMMARIES, CF_SKY, CF_RECENCY];
 /// Versions of update history kept per object for subscription resume.
 pub const HISTORY_PER_OBJECT: u64 = 64;
 
@@ -55,6 +68,12 @@ impl Default for StoreOptions {
 pub struct RocksStore {
     db: DB,
     sync: bool,
+}
+
+enum Opened {
+    Current(RocksStore),
+    /// The store's key format, older than [`KEY_FORMAT`].
+    Older(RocksStore, u8),
 }
 
 fn encode<T: Serialize>(v: &T) -> Vec<u8> {
@@ -103,7 +122,28 @@ fn history_key(key: &str, version: u64) -> Vec<u8> {
 }
 
 impl RocksStore {
+    /// Opens (or creates) the store in `dir`. A store of an older key format is deleted and
+    /// created empty (its replicas then restore from the changelog); a newer one is refused.
     pub fn open(dir: &Path, options: &StoreOptions) -> Result<RocksStore, StoreError> {
+        match Self::open_as_is(dir, options)? {
+            Opened::Current(store) => Ok(store),
+            Opened::Older(store, format) => {
+                drop(store);
+                warn!(
+                    dir = %dir.display(),
+                    format, current = KEY_FORMAT,
+                    "state store has an older key format; deleting it to rebuild from the changelog"
+                );
+                DB::destroy(&Options::default(), dir)?;
+                match Self::open_as_is(dir, options)? {
+                    Opened::Current(store) => Ok(store),
+                    Opened::Older(..) => unreachable!("a new store is created with the current format"),
+                }
+            }
+        }
+    }
+
+    fn open_as_is(dir: &Path, options: &StoreOptions) -> Result<Opened, StoreError> {
         let cache = Cache::new_lru_cache(options.memory_budget_bytes);
         // Memtables may use half the budget; their memory is charged to the shared cache.
         let wbm = WriteBufferManager::new_write_buffer_manager_with_cache(
@@ -129,13 +169,14 @@ impl RocksStore {
         // Objects, history and progress are written in one batch; without a WAL they must also
         // reach disk together, or a crash could keep progress without the state it describes.
         db_opts.set_atomic_flush(true);
-        let cfs = [CF_OBJECTS, CF_HISTORY, CF_PROGRESS].map(|n| ColumnFamilyDescriptor::new(n, cf_opts()));
+        let cfs = ALL_CFS.map(|n| ColumnFamilyDescriptor::new(n, cf_opts()));
         let db = DB::open_cf_descriptors(&db_opts, dir, cfs)?;
         let store = RocksStore { db, sync: options.sync_writes };
         let cf = store.cf(CF_PROGRESS);
         match store.db.get_cf(cf, KEY_FORMAT_KEY)? {
             None => store.db.put_cf(cf, KEY_FORMAT_KEY, [KEY_FORMAT])?,
             Some(v) if v.as_slice() == [KEY_FORMAT] => {}
+            Some(v) if v.len() == 1 && v[0] < KEY_FORMAT => return Ok(Opened::Older(store, v[0])),
             Some(v) => {
                 return Err(StoreError::Corrupt {
                     what: format!("state store in {}", dir.display()),
@@ -146,11 +187,47 @@ impl RocksStore {
                 })
             }
         }
-        Ok(store)
+        Ok(Opened::Current(store))
     }
 
     fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
         self.db.cf_handle(name).expect("column families are created at open")
+    }
+
+    /// Stages `summary` and its index entries, replacing the ones of the stored summary.
+    fn index(&self, wb: &mut WriteBatch, partition: u32, summary: &ObjectSummary) -> Result<(), StoreError> {
+        let key = index::summary_key(partition, &summary.key);
+        let new = IndexKeys::of(partition, summary);
+        if let Some(old) = self.db.get_pinned_cf(self.cf(CF_SUMMARIES), &key)? {
+            let old = IndexKeys::of(partition, &decode::<ObjectSummary>(&summary.key, &old)?);
+            if let Some((k, _)) = old.sky.filter(|o| Some(&o.0) != new.sky.as_ref().map(|n| &n.0)) {
+                wb.delete_cf(self.cf(CF_SKY), k);
+            }
+            if let Some(k) = old.recency.filter(|o| Some(o) != new.recency.as_ref()) {
+                wb.delete_cf(self.cf(CF_RECENCY), k);
+            }
+        }
+        wb.put_cf(self.cf(CF_SUMMARIES), key, encode(summary));
+        if let Some((k, v)) = new.sky {
+            wb.put_cf(self.cf(CF_SKY), k, v);
+        }
+        if let Some(k) = new.recency {
+            wb.put_cf(self.cf(CF_RECENCY), k, []);
+        }
+        Ok(())
+    }
+
+    fn summaries_of(&self, partition: u32, keys: &[String]) -> Result<Vec<Option<ObjectSummary>>, StoreError> {
+        let cf = self.cf(CF_SUMMARIES);
+        let ks: Vec<Vec<u8>> = keys.iter().map(|k| index::summary_key(partition, k)).collect();
+        let mut out = Vec::with_capacity(keys.len());
+        for (v, k) in self.db.batched_multi_get_cf(cf, &ks, false).into_iter().zip(keys) {
+            out.push(match v? {
+                Some(bytes) => Some(decode::<ObjectSummary>(k, &bytes)?),
+                None => None,
+            });
+        }
+        Ok(out)
     }
 }
 
@@ -171,8 +248,27 @@ impl StateStore for RocksStore {
 
     fn apply(&self, batch: StateBatch) -> Result<(), StoreError> {
         let mut wb = WriteBatch::default();
+        // The newest state of each object in the batch (an applier may stage one object twice).
+        let mut newest: HashMap<&str, &ObjectState> = HashMap::with_capacity(batch.objects.len());
         for o in &batch.objects {
             wb.put_cf(self.cf(CF_OBJECTS), o.key.as_bytes(), encode(o));
+            newest.insert(o.key.as_str(), o);
+        }
+        // Summaries were computed for the history entries; the last entry per key is the state.
+        let mut summaries: HashMap<&str, &ObjectSummary> = HashMap::with_capacity(newest.len());
+        for h in &batch.history {
+            summaries.insert(h.summary.key.as_str(), &h.summary);
+        }
+        for (key, state) in newest {
+            let computed;
+            let summary = match summaries.get(key) {
+                Some(s) if s.version == state.version => *s,
+                _ => {
+                    computed = state.summary();
+                    &computed
+                }
+            };
+            self.index(&mut wb, batch.partition, summary)?;
         }
         for h in &batch.history {
             wb.put_cf(self.cf(CF_HISTORY), history_key(&h.summary.key, h.version), encode(h.as_ref()));
@@ -191,6 +287,15 @@ impl StateStore for RocksStore {
     }
 
     fn purge_partition(&self, partition: u32, owned: &dyn Fn(&str) -> bool) -> Result<u64, StoreError> {
+        // The indexes are partition-prefixed: one range delete each.
+        let mut ix = WriteBatch::default();
+        for cf in [CF_SUMMARIES, CF_SKY, CF_RECENCY] {
+            ix.delete_range_cf(
+                self.cf(cf),
+                index::partition_prefix(partition).to_vec(),
+                index::partition_end(partition),
+            );
+        }
         // Without a WAL, writes reach disk in order (atomic flush of all column families), so
         // no flushed state has objects deleted but the progress that claims them still there.
         let wo = || {
@@ -199,6 +304,7 @@ impl StateStore for RocksStore {
             wo
         };
         self.db.delete_cf_opt(self.cf(CF_PROGRESS), partition.to_be_bytes(), &wo())?;
+        self.db.write_opt(ix, &wo())?;
         let (objects, history) = (self.cf(CF_OBJECTS), self.cf(CF_HISTORY));
         let mut deleted = 0u64;
         let mut wb = WriteBatch::default();
@@ -224,9 +330,118 @@ impl StateStore for RocksStore {
     }
 
     fn flush(&self) -> Result<(), StoreError> {
-        let cfs = [self.cf(CF_OBJECTS), self.cf(CF_HISTORY), self.cf(CF_PROGRESS)];
+        let cfs = ALL_CFS.map(|n| self.cf(n));
         self.db.flush_cfs_opt(&cfs, &rocksdb::FlushOptions::default())?;
         Ok(())
+    }
+
+    fn cone(&self, partition: u32, ra: f64, dec: f64, radius_deg: f64) -> Result<Vec<ConeCandidate>, StoreError> {
+        let cf = self.cf(CF_SKY);
+        let mut near: Vec<(f64, String)> = Vec::new();
+        for range in index::cone_ranges(partition, ra, dec, radius_deg) {
+            let mut ro = rocksdb::ReadOptions::default();
+            ro.set_iterate_upper_bound(range.end);
+            let mut it = self.db.raw_iterator_cf_opt(cf, ro);
+            it.seek(&range.start);
+            while let (Some(k), Some(v)) = (it.key(), it.value()) {
+                let (Some((ora, odec)), Some(key)) = (index::decode_sky_value(v), index::object_key_of(k, 12)) else {
+                    return Err(StoreError::Corrupt { what: "sky index entry".into(), reason: format!("{k:?}") });
+                };
+                let d = index::distance_deg(ra, dec, ora, odec);
+                if d <= radius_deg {
+                    near.push((d, key.to_owned()));
+                }
+                it.next();
+            }
+            it.status()?;
+        }
+        let keys: Vec<String> = near.iter().map(|(_, k)| k.clone()).collect();
+        Ok(near
+            .into_iter()
+            .zip(self.summaries_of(partition, &keys)?)
+            .filter_map(|((distance_deg, _), s)| s.map(|summary| ConeCandidate { distance_deg, summary }))
+            .collect())
+    }
+
+    fn scan_summaries(
+        &self,
+        partition: u32,
+        after: Option<&str>,
+        visit: &mut dyn FnMut(ObjectSummary) -> bool,
+    ) -> Result<(), StoreError> {
+        let mut ro = rocksdb::ReadOptions::default();
+        ro.set_iterate_upper_bound(index::partition_end(partition));
+        let mut it = self.db.raw_iterator_cf_opt(self.cf(CF_SUMMARIES), ro);
+        match after {
+            // The smallest key after `k`: keys are printable ASCII, so `k` then a 0 byte.
+            Some(k) => {
+                let mut from = index::summary_key(partition, k);
+                from.push(0);
+                it.seek(from);
+            }
+            None => it.seek(index::partition_prefix(partition)),
+        }
+        while let (Some(k), Some(v)) = (it.key(), it.value()) {
+            let key = index::object_key_of(k, 4).unwrap_or("?");
+            if !visit(decode::<ObjectSummary>(key, v)?) {
+                return Ok(());
+            }
+            it.next();
+        }
+        it.status()?;
+        Ok(())
+    }
+
+    fn scan_recent(
+        &self,
+        partition: u32,
+        desc: bool,
+        after: Option<(f64, &str)>,
+        visit: &mut dyn FnMut(ObjectSummary) -> bool,
+    ) -> Result<(), StoreError> {
+        let mut ro = rocksdb::ReadOptions::default();
+        ro.set_iterate_lower_bound(index::partition_prefix(partition).to_vec());
+        ro.set_iterate_upper_bound(index::partition_end(partition));
+        let mut it = self.db.raw_iterator_cf_opt(self.cf(CF_RECENCY), ro);
+        match (after, desc) {
+            (None, false) => it.seek_to_first(),
+            (None, true) => it.seek_to_last(),
+            (Some((mjd, key)), false) => {
+                let mut from = index::recency_key(partition, mjd, key);
+                from.push(0);
+                it.seek(from);
+            }
+            (Some((mjd, key)), true) => {
+                let at = index::recency_key(partition, mjd, key);
+                it.seek_for_prev(&at);
+                if it.key() == Some(at.as_slice()) {
+                    it.prev();
+                }
+            }
+        }
+        // Summaries are fetched a page at a time: one multi-get instead of a seek per object.
+        const PAGE: usize = 64;
+        loop {
+            let mut keys = Vec::with_capacity(PAGE);
+            while keys.len() < PAGE {
+                let Some(k) = it.key() else { break };
+                keys.push(index::object_key_of(k, 12).unwrap_or("?").to_owned());
+                if desc {
+                    it.prev();
+                } else {
+                    it.next();
+                }
+            }
+            it.status()?;
+            if keys.is_empty() {
+                return Ok(());
+            }
+            for s in self.summaries_of(partition, &keys)?.into_iter().flatten() {
+                if !visit(s) {
+                    return Ok(());
+                }
+            }
+        }
     }
 
     fn history_after(&self, key: &str, after: u64, current: u64) -> Result<Option<Vec<HistoryEntry>>, StoreError> {

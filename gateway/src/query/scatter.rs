@@ -1,0 +1,124 @@
+//! Scatter a query to every partition, gather the answers.
+//!
+//! Every partition is asked at once; each goes to its serving replica through
+//! [`route_partition`] (local, or forwarded with retries through a handover). The answers are
+//! merged in the query's order and cut at `limit`. A partition that fails — no replica within
+//! the route deadline, or a scan that ran out of time — fails the query with a 503 naming it,
+//! unless `partial` was asked, and then it is listed in `missing_partitions`.
+
+use super::cursor::Cursor;
+use super::local;
+use super::params::{ConeQuery, ObjectsQuery};
+use crate::error::ApiError;
+use crate::routing::{route_partition, ReadOptions};
+use crate::state::AppState;
+use lightkeeper_api::query::{ConeAnswer, ObjectsPage, PartitionCone, PartitionPage};
+use std::time::{Duration, Instant};
+
+/// Asks every partition with `ask`; returns the answers of those that answered and the
+/// partitions that did not (an error unless `partial`).
+async fn gather<T, F, Fut>(state: &AppState, partial: bool, ask: F) -> Result<(Vec<T>, Vec<u32>), ApiError>
+where
+    F: Fn(u32) -> Fut,
+    Fut: std::future::Future<Output = Result<T, ApiError>>,
+{
+    let answers = futures::future::join_all((0..state.partition_count).map(|p| {
+        let fut = ask(p);
+        async move { (p, fut.await) }
+    }))
+    .await;
+    let (mut ok, mut missing, mut why) = (Vec::new(), Vec::new(), Vec::new());
+    for (p, answer) in answers {
+        match answer {
+            Ok(t) => ok.push(t),
+            // A bad request is the same for every partition: say it once, as it is.
+            Err(e @ ApiError::BadRequest { .. }) => return Err(e),
+            Err(e) => {
+                missing.push(p);
+                // The gathered error says "retry later" once, not per partition.
+                let e = match e {
+                    ApiError::Unavailable(m) => m,
+                    other => other.to_string(),
+                };
+                why.push(format!("partition {p}: {e}"));
+            }
+        }
+    }
+    if !missing.is_empty() && !partial {
+        return Err(ApiError::Unavailable(format!(
+            "partitions {missing:?} did not answer ({}); no partial answer is given unless partial=true",
+            why.join("; ")
+        )));
+    }
+    if !missing.is_empty() {
+        tracing::warn!(?missing, "answering a query without some partitions (partial=true)");
+    }
+    Ok((ok, missing))
+}
+
+/// The internal route of one partition's part, with the query string unchanged.
+fn internal_path(partition: u32, what: &str, raw: Option<&str>) -> String {
+    match raw {
+        Some(q) if !q.is_empty() => format!("/v1/internal/partitions/{partition}/{what}?{q}"),
+        _ => format!("/v1/internal/partitions/{partition}/{what}"),
+    }
+}
+
+/// This node's part for `partition`, on the blocking pool.
+pub async fn local_cone(state: &AppState, partition: u32, q: ConeQuery) -> Result<PartitionCone, ApiError> {
+    let store = state.store.clone();
+    let objects = tokio::task::spawn_blocking(move || local::cone(store.as_ref(), partition, &q)).await??;
+    Ok(PartitionCone { partition, objects })
+}
+
+/// This node's part for `partition`, on the blocking pool, stopping at the route deadline.
+pub async fn local_page(state: &AppState, partition: u32, q: ObjectsQuery) -> Result<PartitionPage, ApiError> {
+    let store = state.store.clone();
+    let deadline = Instant::now() + Duration::from_millis(state.cluster.route_deadline_ms);
+    let objects = tokio::task::spawn_blocking(move || local::page(store.as_ref(), partition, &q, deadline)).await??;
+    Ok(PartitionPage { partition, objects })
+}
+
+/// `GET /v1/cone`: every partition's nearest `limit`, merged.
+pub async fn cone(
+    state: &AppState,
+    q: ConeQuery,
+    opts: ReadOptions,
+    raw: Option<&str>,
+) -> Result<ConeAnswer, ApiError> {
+    let (parts, missing) = gather(state, q.partial, |p| {
+        let q = q.clone();
+        let path = internal_path(p, "cone", raw);
+        async move { route_partition(state, p, &path, opts, || local_cone(state, p, q)).await }
+    })
+    .await?;
+    let mut objects: Vec<_> = parts.into_iter().flat_map(|p: PartitionCone| p.objects).collect();
+    objects.sort_by(local::cone_order);
+    objects.truncate(q.limit);
+    Ok(ConeAnswer { objects, missing_partitions: missing })
+}
+
+/// `GET /v1/objects`: every partition's first `limit` after the cursor, merged; the page's
+/// cursor is the last object's position when the page is full.
+pub async fn objects(
+    state: &AppState,
+    q: ObjectsQuery,
+    opts: ReadOptions,
+    raw: Option<&str>,
+) -> Result<ObjectsPage, ApiError> {
+    let (parts, missing) = gather(state, q.partial, |p| {
+        let q = q.clone();
+        let path = internal_path(p, "objects", raw);
+        async move { route_partition(state, p, &path, opts, || local_page(state, p, q)).await }
+    })
+    .await?;
+    let mut objects: Vec<_> = parts.into_iter().flat_map(|p: PartitionPage| p.objects).collect();
+    objects.sort_by(|a, b| local::by_order(&q.order, a, b));
+    objects.truncate(q.limit);
+    let next_cursor = if objects.len() == q.limit {
+        objects.last().and_then(|l| Cursor::after(&q.order, l)).map(|c| c.encode())
+    } else {
+        None
+    };
+    Ok(ObjectsPage { objects, next_cursor, missing_partitions: missing })
+}
