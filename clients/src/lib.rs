@@ -11,6 +11,7 @@ use api::cluster::ClusterView;
 use api::error::ErrorResponse;
 pub use api::ingest::Accepted;
 use api::object::ObjectSummary;
+use api::query::{ConeAnswer, ObjectsPage};
 use api::ws::{ClientOp, ServerMsg};
 use futures::{SinkExt, StreamExt};
 pub use lightkeeper_api as api;
@@ -108,12 +109,73 @@ impl Client {
         objects: &[&str],
         from_version: Option<u64>,
     ) -> Result<Subscription, ClientError> {
+        let objects = objects.iter().map(|o| (*o).to_owned()).collect();
+        self.open(&ClientOp::subscribe_objects(sub, objects, from_version)).await
+    }
+
+    /// Opens a WebSocket to `/v1/ws` with a filter subscription: `update` for every change
+    /// after which an object matches, `leave` when one stops matching, from every partition.
+    /// `from`: the `cursor` of the last message received on an earlier connection — the
+    /// subscription resumes right after it, with no gap and no duplicate. `snapshot`: first the
+    /// objects that match now (ignored when resuming).
+    pub async fn subscribe_filter(
+        &self,
+        sub: &str,
+        filter: &str,
+        from: Option<&str>,
+        snapshot: bool,
+    ) -> Result<Subscription, ClientError> {
+        self.open(&ClientOp::subscribe_filter(sub, filter, from.map(str::to_owned), snapshot)).await
+    }
+
+    async fn open(&self, op: &ClientOp) -> Result<Subscription, ClientError> {
         let ws_url = format!("{}/v1/ws", self.base.replacen("http", "ws", 1));
         let (mut ws, _) = tokio_tungstenite::connect_async(ws_url).await?;
-        let objects = objects.iter().map(|o| (*o).to_owned()).collect();
-        let op = ClientOp::subscribe_objects(sub, objects, from_version);
         ws.send(Message::Text(op.to_text().into())).await?;
         Ok(Subscription { ws })
+    }
+
+    /// `GET /v1/cone`: objects within `radius_arcsec` of (`ra`, `dec`) from every partition,
+    /// nearest first; `filter` narrows them (the filter language).
+    pub async fn cone(
+        &self,
+        ra: f64,
+        dec: f64,
+        radius_arcsec: f64,
+        filter: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<ConeAnswer, ClientError> {
+        let mut url = format!("{}/v1/cone?ra={ra}&dec={dec}&radius_arcsec={radius_arcsec}", self.base);
+        if let Some(f) = filter {
+            url.push_str(&format!("&where={}", form_urlencoded_component(f)));
+        }
+        if let Some(l) = limit {
+            url.push_str(&format!("&limit={l}"));
+        }
+        Ok(Self::check(self.http.get(url).send().await?).await?.json().await?)
+    }
+
+    /// `GET /v1/objects`: one page of the objects matching `filter` (all when `None`) in
+    /// `order` (`"last_mjd desc"`; key order when `None`); pass the page's `next_cursor` as
+    /// `cursor` for the next one.
+    pub async fn query(
+        &self,
+        filter: Option<&str>,
+        order: Option<&str>,
+        limit: Option<usize>,
+        cursor: Option<&str>,
+    ) -> Result<ObjectsPage, ClientError> {
+        let mut params = Vec::new();
+        for (name, value) in [("where", filter), ("order", order), ("cursor", cursor)] {
+            if let Some(v) = value {
+                params.push(format!("{name}={}", form_urlencoded_component(v)));
+            }
+        }
+        if let Some(l) = limit {
+            params.push(format!("limit={l}"));
+        }
+        let url = format!("{}/v1/objects?{}", self.base, params.join("&"));
+        Ok(Self::check(self.http.get(url).send().await?).await?.json().await?)
     }
 }
 

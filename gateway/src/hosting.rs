@@ -100,6 +100,7 @@ async fn release(state: &AppState, p: u32) -> bool {
         return false;
     }
     state.hub.close(owned_by(state.partition_count, p));
+    state.hub.close_feed(p);
     state.cache.clear();
     tracing::info!(partition = p, "stopped this node's replica: the partition is placed on other nodes");
     true

@@ -136,7 +136,7 @@ impl Node {
         let deps = WorkerDeps {
             node_id: config.node_id.clone(),
             input: topics.input.clone(),
-            changelog: topics.changelog,
+            changelog: topics.changelog.clone(),
             dead_letter: topics.dead_letter,
             store: store.clone(),
             decoder: decoder.clone(),
@@ -176,6 +176,7 @@ impl Node {
             hub,
             decoder,
             input: topics.input,
+            changelog: topics.changelog,
             partition_count,
             replicas,
             cluster: config.cluster.clone(),

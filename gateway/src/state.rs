@@ -60,6 +60,8 @@ pub struct Inner {
     pub decoder: Arc<Decoder>,
     /// The input topic: `POST /v1/alerts` appends here, partitioned by object key.
     pub input: Arc<dyn Topic>,
+    /// The changelog: filter subscriptions resuming from a cursor replay it (`partition::feed`).
+    pub changelog: Arc<dyn Topic>,
     /// Partitions of the input topic (routing hashes keys over this many).
     pub partition_count: u32,
     /// The replicas this node hosts, by partition (changes as placement moves replicas).

@@ -24,8 +24,8 @@ pub struct BadRecord {
 /// What one flush wrote.
 #[derive(Debug, Default)]
 pub struct Flushed {
-    /// Updates to publish to subscribers, in log order.
-    pub updates: Vec<Arc<HistoryEntry>>,
+    /// Updates to publish to subscribers, in log order, with their changelog offset and epoch.
+    pub updates: Vec<(u64, u64, Arc<HistoryEntry>)>,
     pub applied: u64,
     pub fenced: u64,
 }
@@ -37,6 +37,8 @@ pub struct Applier {
     batch: StateBatch,
     applied: u64,
     fenced: u64,
+    /// (offset, epoch) of each staged history entry.
+    positions: Vec<(u64, u64)>,
 }
 
 impl Applier {
@@ -49,6 +51,7 @@ impl Applier {
             progress,
             applied: 0,
             fenced: 0,
+            positions: Vec::new(),
         }
     }
 
@@ -88,6 +91,7 @@ impl Applier {
                     new_points: change.new_points,
                 }));
                 self.batch.objects.push(change.state);
+                self.positions.push((rec.offset, self.fence.current));
                 self.applied += 1;
             }
         }
@@ -100,7 +104,8 @@ impl Applier {
         let mut batch =
             std::mem::replace(&mut self.batch, StateBatch { partition: self.partition, ..Default::default() });
         batch.progress = self.progress.clone();
-        let updates = batch.history.clone();
+        let positions = std::mem::take(&mut self.positions);
+        let updates = positions.into_iter().zip(batch.history.iter().cloned()).map(|((o, e), u)| (o, e, u)).collect();
         store.apply(batch)?;
         let out = Flushed { updates, applied: self.applied, fenced: self.fenced };
         self.applied = 0;

@@ -8,10 +8,13 @@
 //!   One file per concept under `worker/` (its module doc has the table).
 //! - [`apply`]: folding changelog records into the store behind the epoch fence (restore,
 //!   standbys and promotion share it).
-//! - [`hub`]: per-object broadcast channels for live subscriptions.
+//! - [`hub`]: per-object and per-partition broadcast channels for live subscriptions.
+//! - [`feed`]: a partition's changes with their changelog positions, live and replayed, for
+//!   filter subscriptions.
 //! - [`metrics`]: metric definitions.
 
 pub mod apply;
+pub mod feed;
 pub mod hub;
 pub mod merge;
 pub mod metrics;

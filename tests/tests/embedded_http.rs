@@ -99,14 +99,24 @@ async fn bad_requests_get_4xx_json_errors() {
     // WebSocket: malformed ops, bad keys and filters get error messages; the socket stays usable.
     let (mut ws, _) =
         tokio_tungstenite::connect_async(format!("{}/v1/ws", node.url.replacen("http", "ws", 1))).await.unwrap();
-    let subscribe = |sub: &str, objects: Option<Vec<String>>, filter: Option<serde_json::Value>| {
-        ClientOp::Subscribe { sub: sub.into(), objects, filter, from_version: None }.to_text()
+    let subscribe = |sub: &str, objects: Option<Vec<String>>, filter: Option<&str>| {
+        ClientOp::Subscribe {
+            sub: sub.into(),
+            objects,
+            from_version: None,
+            filter: filter.map(str::to_owned),
+            from: None,
+            snapshot: None,
+            partitions: None,
+        }
+        .to_text()
     };
     for (text, code) in [
         ("{not json".to_owned(), "bad_message"),
         (subscribe("a", Some(vec!["nope".into()]), None), "invalid_key"),
         (subscribe("b", Some(vec![]), None), "bad_message"),
-        (subscribe("c", None, Some(json!({"mag_lt": 18}))), "filter_not_supported"),
+        (subscribe("c", None, Some("mag_lt < 18")), "bad_filter"),
+        (subscribe("d", Some(vec!["ztf:A".into()]), Some("mag_g < 18")), "bad_message"),
         // Not a `ClientOp`: sent as raw text on purpose.
         (json!({"op": "dance"}).to_string(), "bad_message"),
     ] {

@@ -65,6 +65,7 @@ async fn a_client_that_stops_reading_gets_an_error_and_close_4008() {
                         error = Some(e);
                         continue;
                     }
+                    other => panic!("an object subscription gets no filter messages: {other:?}"),
                 };
                 assert!(error.is_none(), "no update after the error");
                 assert!(snapshot || v == last_version + 1, "no gap before the close: {last_version} → {v}");

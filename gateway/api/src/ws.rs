@@ -17,15 +17,30 @@ pub enum ClientOp {
     /// Subscribe `sub` to objects (a snapshot, then every change). With `from_version`, every
     /// change after that version instead (or a fresh snapshot when history no longer reaches
     /// back), so a reconnecting client misses nothing.
+    ///
+    /// Or subscribe `sub` to a filter (API.md, Filter language): an `update` for every change
+    /// after which an object matches, a `leave` when a change makes it stop matching, from every
+    /// partition. With `snapshot`, the objects that match now first. With `from` (the `cursor`
+    /// of the last message received), every change after it instead, with no gap and no
+    /// duplicate.
     Subscribe {
         sub: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         objects: Option<Vec<String>>,
-        /// A filter expression (API.md, Filter language).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        filter: Option<serde_json::Value>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         from_version: Option<u64>,
+        /// A filter expression.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        filter: Option<String>,
+        /// Resume a filter subscription after this cursor.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<String>,
+        /// Send the objects that match now before the changes.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        snapshot: Option<bool>,
+        /// Node to node: only these partitions (a relay's subscription to the node serving them).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        partitions: Option<Vec<u32>>,
     },
     Unsubscribe {
         sub: String,
@@ -35,7 +50,33 @@ pub enum ClientOp {
 impl ClientOp {
     /// Subscribe `sub` to `objects`, optionally resuming after `from_version`.
     pub fn subscribe_objects(sub: impl Into<String>, objects: Vec<String>, from_version: Option<u64>) -> ClientOp {
-        ClientOp::Subscribe { sub: sub.into(), objects: Some(objects), filter: None, from_version }
+        ClientOp::Subscribe {
+            sub: sub.into(),
+            objects: Some(objects),
+            from_version,
+            filter: None,
+            from: None,
+            snapshot: None,
+            partitions: None,
+        }
+    }
+
+    /// Subscribe `sub` to `filter`, optionally resuming after cursor `from`.
+    pub fn subscribe_filter(
+        sub: impl Into<String>,
+        filter: impl Into<String>,
+        from: Option<String>,
+        snapshot: bool,
+    ) -> ClientOp {
+        ClientOp::Subscribe {
+            sub: sub.into(),
+            objects: None,
+            from_version: None,
+            filter: Some(filter.into()),
+            from,
+            snapshot: snapshot.then_some(true),
+            partitions: None,
+        }
     }
 
     /// The JSON text frame.
@@ -50,9 +91,31 @@ impl ClientOp {
 pub enum ServerMsg {
     /// The object's current state (once per object on subscribe; `object` is null for an object
     /// that does not exist yet, at version 0).
-    Snapshot { sub: String, key: String, version: u64, object: Option<ObjectSummary> },
-    /// One applied change: `version` is the previous one plus one.
-    Update { sub: String, key: String, version: u64, object: ObjectSummary, new_points: Vec<LightPoint> },
+    Snapshot {
+        sub: String,
+        key: String,
+        version: u64,
+        object: Option<ObjectSummary>,
+        /// Filter subscriptions: where to resume from after this message.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cursor: Option<String>,
+    },
+    /// One applied change: `version` is the previous one plus one (for a filter subscription,
+    /// versions jump while the object does not match).
+    Update {
+        sub: String,
+        key: String,
+        version: u64,
+        object: ObjectSummary,
+        new_points: Vec<LightPoint>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cursor: Option<String>,
+    },
+    /// Filter subscriptions: change `version` made the object stop matching.
+    Leave { sub: String, key: String, version: u64, cursor: String },
+    /// Filter subscriptions: every partition is being followed (after the snapshot, if one was
+    /// asked for); `cursor` resumes from here even if no change comes.
+    Subscribed { sub: String, cursor: String },
     /// A refused operation (`sub` set) or a connection-level error such as `slow_consumer`.
     Error { sub: Option<String>, error: ErrorBody },
 }
@@ -66,7 +129,13 @@ impl ServerMsg {
 
 /// The text of an `update` without cloning the object: the fan-out path serializes the shared
 /// history entry by reference. Decodes as [`ServerMsg::Update`] (tested below).
-pub fn update_text(sub: &str, version: u64, object: &ObjectSummary, new_points: &[LightPoint]) -> String {
+pub fn update_text(
+    sub: &str,
+    version: u64,
+    object: &ObjectSummary,
+    new_points: &[LightPoint],
+    cursor: Option<&str>,
+) -> String {
     #[derive(Serialize)]
     #[serde(tag = "type", rename = "update")]
     struct UpdateRef<'a> {
@@ -75,8 +144,10 @@ pub fn update_text(sub: &str, version: u64, object: &ObjectSummary, new_points: 
         version: u64,
         object: &'a ObjectSummary,
         new_points: &'a [LightPoint],
+        #[serde(skip_serializing_if = "Option::is_none")]
+        cursor: Option<&'a str>,
     }
-    let msg = UpdateRef { sub, key: &object.key, version, object, new_points };
+    let msg = UpdateRef { sub, key: &object.key, version, object, new_points, cursor };
     serde_json::to_string(&msg).expect("an update always serializes")
 }
 
@@ -86,6 +157,8 @@ pub fn update_text(sub: &str, version: u64, object: &ObjectSummary, new_points: 
 pub enum MsgType {
     Snapshot,
     Update,
+    Leave,
+    Subscribed,
     Error,
 }
 
@@ -102,6 +175,55 @@ pub struct Envelope {
     pub version: Option<u64>,
     #[serde(default)]
     pub error: Option<ErrorBody>,
+    #[serde(default)]
+    pub cursor: Option<String>,
+}
+
+/// Where a filter subscription stands in each partition: the first changelog offset whose
+/// change it has not yet delivered, and the epoch the changelog's fence had reached before it
+/// (a replay from there admits exactly what every replica admitted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FeedPosition {
+    pub next: u64,
+    pub epoch: u64,
+}
+
+/// The resume cursor of a filter subscription: a [`FeedPosition`] per partition. Its text is
+/// `p:next:epoch` per partition, comma-separated — opaque to clients, who pass it back as
+/// `from`; readable when debugging.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FeedCursor(pub std::collections::BTreeMap<u32, FeedPosition>);
+
+impl FeedCursor {
+    pub fn encode(&self) -> String {
+        let parts: Vec<String> = self.0.iter().map(|(p, pos)| format!("{p}:{}:{}", pos.next, pos.epoch)).collect();
+        parts.join(",")
+    }
+
+    /// Parses a cursor; the error says what is wrong with it.
+    pub fn decode(text: &str) -> Result<FeedCursor, String> {
+        const MAX_PARTITIONS: usize = 4096;
+        let mut out = std::collections::BTreeMap::new();
+        if text.is_empty() {
+            return Ok(FeedCursor(out));
+        }
+        for (i, part) in text.split(',').enumerate() {
+            if i >= MAX_PARTITIONS {
+                return Err(format!("cursor has more than {MAX_PARTITIONS} partitions"));
+            }
+            let fields: Vec<&str> = part.split(':').collect();
+            let nums: Option<Vec<u64>> = fields.iter().map(|f| f.parse::<u64>().ok()).collect();
+            match nums.as_deref() {
+                Some(&[p, next, epoch]) if p <= u64::from(u32::MAX) => {
+                    if out.insert(p as u32, FeedPosition { next, epoch }).is_some() {
+                        return Err(format!("cursor names partition {p} twice"));
+                    }
+                }
+                _ => return Err(format!("cursor part {part:?} is not partition:offset:epoch")),
+            }
+        }
+        Ok(FeedCursor(out))
+    }
 }
 
 #[cfg(test)]
@@ -121,7 +243,7 @@ mod tests {
 
     #[test]
     fn the_envelope_reads_every_server_message() {
-        let snap = ServerMsg::Snapshot { sub: "s".into(), key: "ztf:A".into(), version: 0, object: None };
+        let snap = ServerMsg::Snapshot { sub: "s".into(), key: "ztf:A".into(), version: 0, object: None, cursor: None };
         let env: Envelope = serde_json::from_str(&snap.to_text()).unwrap();
         assert_eq!(
             (env.kind, env.sub.as_deref(), env.key.as_deref(), env.version),
@@ -134,5 +256,30 @@ mod tests {
         let env: Envelope = serde_json::from_str(&text).unwrap();
         assert_eq!(env.kind, MsgType::Error);
         assert_eq!(env.error.unwrap().code, "slow_consumer");
+    }
+
+    #[test]
+    fn feed_cursors_round_trip_and_garbage_is_refused() {
+        let mut c = FeedCursor::default();
+        c.0.insert(0, FeedPosition { next: 17, epoch: 2 });
+        c.0.insert(5, FeedPosition { next: 0, epoch: 0 });
+        assert_eq!(c.encode(), "0:17:2,5:0:0");
+        assert_eq!(FeedCursor::decode(&c.encode()).unwrap(), c);
+        assert_eq!(FeedCursor::decode("").unwrap(), FeedCursor::default());
+        for bad in ["x", "1:2", "1:2:3:4", "0:1:1,0:2:2", "-1:0:0", "1:a:0"] {
+            assert!(FeedCursor::decode(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn filter_subscriptions_match_the_documented_json() {
+        let op: ClientOp = serde_json::from_str(
+            r#"{"op":"subscribe","sub":"f1","filter":"n_detections >= 3 and mag_g < 18","snapshot":true}"#,
+        )
+        .unwrap();
+        assert_eq!(op, ClientOp::subscribe_filter("f1", "n_detections >= 3 and mag_g < 18", None, true));
+        let leave = ServerMsg::Leave { sub: "f1".into(), key: "ztf:A".into(), version: 4, cursor: "0:9:1".into() };
+        let env: Envelope = serde_json::from_str(&leave.to_text()).unwrap();
+        assert_eq!((env.kind, env.cursor.as_deref()), (MsgType::Leave, Some("0:9:1")));
     }
 }

@@ -136,6 +136,7 @@ impl Core {
         // 4. changelog, acknowledged by the log before the state is written.
         let mut changelog_next = progress.changelog_next;
         let mut deposed: Option<Deposed> = None;
+        let mut appended: Vec<u64> = Vec::new();
         if !entries.is_empty() {
             let payloads: Vec<Vec<u8>> = entries.iter().map(ChangelogEntry::encode).collect();
             let keys: Vec<_> = entries.iter().map(ChangelogEntry::key).collect();
@@ -166,6 +167,7 @@ impl Core {
             }
             changelog_next = last + 1;
             self.deps.metrics.changelog_records.get_or_create(&label).inc_by(offsets.len() as u64);
+            appended = offsets;
         }
 
         let logged = self.observe_phase("changelog", decoded);
@@ -186,10 +188,13 @@ impl Core {
         self.progress = progress;
         self.publish_progress();
 
-        // 6. notify.
-        for u in history {
-            self.deps.hub.publish(u);
+        // 6. notify (the position was published first: see `crate::feed` on ordering).
+        for u in &history {
+            self.deps.hub.publish(u.clone());
         }
+        let epoch = self.progress.epoch;
+        let changes = appended.into_iter().zip(history).map(|(offset, u)| (offset, epoch, u)).collect();
+        crate::feed::publish(&self.deps.hub, self.deps.store.as_ref(), self.partition, changes);
         self.deps.metrics.batch_seconds.observe(started.elapsed().as_secs_f64());
         // If deposed, this batch preceded the newer epoch, so every replica admits it; now yield.
         Ok(deposed)

@@ -79,6 +79,7 @@ impl Core {
         self.status.epoch.store(p.epoch, Ordering::Relaxed);
         self.status.input_next.store(p.input_next, Ordering::Relaxed);
         self.status.changelog_next.store(p.changelog_next, Ordering::Relaxed);
+        self.status.set_feed_position(p.changelog_next, p.epoch);
         if self.status.role() == Role::Master {
             self.status.changelog_end.store(p.changelog_next, Ordering::Relaxed);
         }

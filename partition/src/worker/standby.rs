@@ -64,9 +64,12 @@ impl Tail {
             core.progress = self.applier.progress().clone();
             out.applied += flushed.applied;
             out.fenced += flushed.fenced;
-            for u in flushed.updates {
-                core.deps.hub.publish(u);
+            // The position first, then the feed: see `crate::feed` on ordering.
+            core.publish_progress();
+            for (_, _, u) in &flushed.updates {
+                core.deps.hub.publish(u.clone());
             }
+            crate::feed::publish(&core.deps.hub, core.deps.store.as_ref(), core.partition, flushed.updates);
         }
         let label = core.label();
         core.deps.metrics.changelog_applied.get_or_create(&label).inc_by(out.applied);

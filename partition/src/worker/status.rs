@@ -28,6 +28,9 @@ pub struct PartitionStatus {
     /// Input records seen at the end of the last poll that reached the end of the partition.
     pub input_end: AtomicU64,
     master: RwLock<String>,
+    /// (`changelog_next`, `epoch`) read together: where a filter subscription that starts now
+    /// begins (see `crate::feed`). Set after each applied batch, before its feed is published.
+    feed_position: parking_lot::Mutex<(u64, u64)>,
 }
 
 impl PartitionStatus {
@@ -42,7 +45,17 @@ impl PartitionStatus {
             changelog_end: AtomicU64::new(0),
             input_end: AtomicU64::new(0),
             master: RwLock::new(String::new()),
+            feed_position: parking_lot::Mutex::new((0, 0)),
         }
+    }
+
+    /// The applied position as one consistent pair: (next changelog offset, epoch).
+    pub fn feed_position(&self) -> (u64, u64) {
+        *self.feed_position.lock()
+    }
+
+    pub(crate) fn set_feed_position(&self, next: u64, epoch: u64) {
+        *self.feed_position.lock() = (next, epoch);
     }
 
     pub fn role(&self) -> Role {

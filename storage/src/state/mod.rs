@@ -94,6 +94,15 @@ pub trait StateStore: Send + Sync {
         after: Option<(f64, &str)>,
         visit: &mut dyn FnMut(ObjectSummary) -> bool,
     ) -> Result<(), StoreError>;
+    /// Visits `partition`'s summaries in key order, all read from one consistent snapshot of
+    /// the store, and returns that snapshot's progress: the summaries are exactly the state
+    /// through `changelog_next` (what a filter subscription's snapshot needs, so that the live
+    /// feed continues from there with no gap and no duplicate).
+    fn snapshot_scan(
+        &self,
+        partition: u32,
+        visit: &mut dyn FnMut(ObjectSummary) -> bool,
+    ) -> Result<PartitionProgress, StoreError>;
     /// Makes everything applied so far durable locally (at shutdown: the next start then reads
     /// only the changelog written since).
     fn flush(&self) -> Result<(), StoreError>;

@@ -444,6 +444,32 @@ impl StateStore for RocksStore {
         }
     }
 
+    fn snapshot_scan(
+        &self,
+        partition: u32,
+        visit: &mut dyn FnMut(ObjectSummary) -> bool,
+    ) -> Result<PartitionProgress, StoreError> {
+        let snapshot = self.db.snapshot();
+        let progress = match snapshot.get_cf(self.cf(CF_PROGRESS), partition.to_be_bytes())? {
+            Some(v) => decode_progress(&v)?,
+            None => PartitionProgress::default(),
+        };
+        let mut ro = rocksdb::ReadOptions::default();
+        ro.set_snapshot(&snapshot);
+        ro.set_iterate_upper_bound(index::partition_end(partition));
+        let mut it = self.db.raw_iterator_cf_opt(self.cf(CF_SUMMARIES), ro);
+        it.seek(index::partition_prefix(partition));
+        while let (Some(k), Some(v)) = (it.key(), it.value()) {
+            let key = index::object_key_of(k, 4).unwrap_or("?");
+            if !visit(decode::<ObjectSummary>(key, v)?) {
+                break;
+            }
+            it.next();
+        }
+        it.status()?;
+        Ok(progress)
+    }
+
     fn history_after(&self, key: &str, after: u64, current: u64) -> Result<Option<Vec<HistoryEntry>>, StoreError> {
         if after >= current {
             return Ok(Some(Vec::new()));

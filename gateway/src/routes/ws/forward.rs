@@ -42,7 +42,7 @@ pub(super) fn hosted(state: &AppState, key: &str) -> bool {
 }
 
 fn update_msg(sub: &str, e: &HistoryEntry) -> String {
-    ws::update_text(sub, e.version, &e.summary, &e.new_points)
+    ws::update_text(sub, e.version, &e.summary, &e.new_points, None)
 }
 
 /// Sends a snapshot of the current state; returns its version, or `None` (nothing sent) when
@@ -56,7 +56,10 @@ async fn snapshot(state: &AppState, outbox: &Outbox, sub: &str, key: &str) -> Re
     }
     let version = obj.as_ref().map_or(0, |o| o.version);
     let summary = obj.map(|o| o.summary());
-    outbox.send(ServerMsg::Snapshot { sub: sub.to_owned(), key: key.to_owned(), version, object: summary }.to_text());
+    outbox.send(
+        ServerMsg::Snapshot { sub: sub.to_owned(), key: key.to_owned(), version, object: summary, cursor: None }
+            .to_text(),
+    );
     Ok(Some(version))
 }
 

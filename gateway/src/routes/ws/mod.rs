@@ -10,11 +10,14 @@
 //! - a client whose queue is full is too slow: it gets an error message and a close with code
 //!   4008 — never a silent drop.
 //!
+//! Filter subscriptions (`"filter": "…"`) follow every partition's feed instead: see [`filter`].
+//!
 //! Objects of partitions this node does not host are subscribed through a [`relay`] to a node
 //! that does; it follows the partition to its new master across a failover or handover. When
 //! placement moves a partition's replica off this node, its hub channels close and each local
 //! stream moves to a relay, resuming after the last version it delivered.
 
+mod filter;
 mod forward;
 mod relay;
 
@@ -28,7 +31,6 @@ use forward::{forward, StreamCtx};
 use futures::{SinkExt, StreamExt};
 use lightkeeper_api::ws::{ClientOp, ServerMsg};
 use lightkeeper_storage::model::validate_key;
-use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -113,6 +115,8 @@ struct Moved {
 /// A connection's subscriptions: (sub, key) → how it is served, and the relays by partition.
 struct Subscriptions {
     streams: HashMap<(String, String), Stream>,
+    /// Filter subscriptions by `sub`.
+    filters: HashMap<String, filter::FilterSub>,
     relays: HashMap<u32, relay::Relay>,
     next_id: u64,
     moved: mpsc::Sender<Moved>,
@@ -122,7 +126,14 @@ struct Subscriptions {
 
 impl Subscriptions {
     fn new(moved: mpsc::Sender<Moved>, forwarded: bool) -> Subscriptions {
-        Subscriptions { streams: HashMap::new(), relays: HashMap::new(), next_id: 0, moved, forwarded }
+        Subscriptions {
+            streams: HashMap::new(),
+            filters: HashMap::new(),
+            relays: HashMap::new(),
+            next_id: 0,
+            moved,
+            forwarded,
+        }
     }
 
     /// Starts a forwarder of `key` from this node's replica.
@@ -157,6 +168,9 @@ impl Subscriptions {
     }
 
     async fn unsubscribe(&mut self, state: &AppState, sub: &str) {
+        if self.filters.remove(sub).is_some() {
+            state.metrics.ws_subscriptions.dec();
+        }
         let ended: Vec<(String, String)> = self.streams.keys().filter(|(s, _)| s == sub).cloned().collect();
         let mut partitions = std::collections::BTreeSet::new();
         for k in ended {
@@ -221,6 +235,9 @@ impl Subscriptions {
         let keys: Vec<(String, String)> = self.streams.keys().cloned().collect();
         for k in keys {
             self.end(state, &k).await;
+        }
+        for _ in self.filters.drain() {
+            state.metrics.ws_subscriptions.dec();
         }
         self.relays.clear();
     }
@@ -293,8 +310,8 @@ async fn session(socket: WebSocket, state: AppState, forwarded: bool) {
                 outbox.send(error_msg(None, &ApiError::bad_request("bad_message", format!("not a valid op: {e}"))));
             }
             Ok(ClientOp::Unsubscribe { sub }) => subs.unsubscribe(&state, &sub).await,
-            Ok(ClientOp::Subscribe { sub, objects, filter, from_version }) => {
-                let op = SubscribeOp { sub: &sub, objects, filter, from_version };
+            Ok(ClientOp::Subscribe { sub, objects, from_version, filter, from, snapshot, partitions }) => {
+                let op = SubscribeOp { sub: &sub, objects, from_version, filter, from, snapshot, partitions };
                 if let Err(e) = subscribe(&state, &outbox, &mut subs, op).await {
                     outbox.send(error_msg(Some(&sub), &e));
                 }
@@ -312,8 +329,11 @@ async fn session(socket: WebSocket, state: AppState, forwarded: bool) {
 struct SubscribeOp<'a> {
     sub: &'a str,
     objects: Option<Vec<String>>,
-    filter: Option<Value>,
     from_version: Option<u64>,
+    filter: Option<String>,
+    from: Option<String>,
+    snapshot: Option<bool>,
+    partitions: Option<Vec<u32>>,
 }
 
 async fn subscribe(
@@ -323,14 +343,23 @@ async fn subscribe(
     op: SubscribeOp<'_>,
 ) -> Result<(), ApiError> {
     let forwarded = subs.forwarded;
-    let SubscribeOp { sub, objects, filter, from_version } = op;
+    let SubscribeOp { sub, objects, from_version, filter, from, snapshot, partitions } = op;
     if sub.is_empty() || sub.len() > 128 {
         return Err(ApiError::bad_request("bad_message", "sub must be 1–128 characters"));
     }
-    if filter.is_some() {
+    if let Some(text) = filter {
+        if objects.is_some() || from_version.is_some() {
+            return Err(ApiError::bad_request(
+                "bad_message",
+                "a subscription has either \"objects\" (with from_version) or a \"filter\" (with from), not both",
+            ));
+        }
+        return subscribe_filter(state, outbox, subs, sub, &text, from, snapshot.unwrap_or(false), partitions);
+    }
+    if from.is_some() || snapshot.is_some() || partitions.is_some() {
         return Err(ApiError::bad_request(
-            "filter_not_supported",
-            "filter subscriptions are not implemented yet; subscribe to objects",
+            "bad_message",
+            "from, snapshot and partitions belong to filter subscriptions; objects resume with from_version",
         ));
     }
     let objects = objects
@@ -388,6 +417,61 @@ async fn subscribe(
         if relay.tx.send(cmd).await.is_err() {
             return Err(ApiError::internal("the subscription relay has stopped"));
         }
+    }
+    Ok(())
+}
+
+/// Starts (or replaces) filter subscription `sub`.
+#[allow(clippy::too_many_arguments)]
+fn subscribe_filter(
+    state: &AppState,
+    outbox: &Outbox,
+    subs: &mut Subscriptions,
+    sub: &str,
+    text: &str,
+    from: Option<String>,
+    snapshot: bool,
+    partitions: Option<Vec<u32>>,
+) -> Result<(), ApiError> {
+    let filter = lightkeeper_api::filter::Filter::parse(text)
+        .map_err(|e| ApiError::bad_request("bad_filter", format!("filter: {e}")))?;
+    let from = from
+        .map(|c| lightkeeper_api::ws::FeedCursor::decode(&c))
+        .transpose()
+        .map_err(|m| ApiError::bad_request("invalid_cursor", format!("from: {m}; pass a cursor the server sent")))?;
+    if let Some(c) = &from {
+        if let Some(p) = c.0.keys().find(|p| **p >= state.partition_count) {
+            return Err(ApiError::bad_request(
+                "invalid_cursor",
+                format!("from names partition {p}, which does not exist"),
+            ));
+        }
+    }
+    let partitions: Vec<u32> = match partitions {
+        // Node to node: only what this node hosts, never relayed again.
+        Some(ps) if subs.forwarded => {
+            if let Some(p) = ps.iter().find(|p| !state.replicas.contains(**p)) {
+                return Err(ApiError::bad_request(
+                    "partition_not_hosted",
+                    format!("partition {p} is not hosted on node {}", state.node_id),
+                ));
+            }
+            ps
+        }
+        Some(_) => {
+            return Err(ApiError::bad_request("bad_message", "partitions is for node-to-node subscriptions only"))
+        }
+        None => (0..state.partition_count).collect(),
+    };
+    if !subs.filters.contains_key(sub) && subs.filters.len() >= filter::MAX_FILTERS_PER_CONNECTION {
+        return Err(ApiError::bad_request(
+            "too_many_subscriptions",
+            format!("a connection may hold at most {} filter subscriptions", filter::MAX_FILTERS_PER_CONNECTION),
+        ));
+    }
+    let started = filter::start(state, outbox, sub, filter, from, snapshot, &partitions);
+    if subs.filters.insert(sub.to_owned(), started).is_none() {
+        state.metrics.ws_subscriptions.inc();
     }
     Ok(())
 }

@@ -88,7 +88,7 @@ fn subscribe_op(sub: &str, key: &str, last: Option<u64>) -> String {
 }
 
 /// Base URLs of the nodes to try for `partition`, the likeliest master first.
-fn upstreams(state: &AppState, partition: u32) -> Vec<String> {
+pub(super) fn upstreams(state: &AppState, partition: u32) -> Vec<String> {
     crate::routing::hosting_nodes(state, partition).into_iter().filter_map(|n| state.peer_url(&n)).collect()
 }
 
@@ -167,9 +167,9 @@ async fn run(state: AppState, outbox: Outbox, partition: u32, mut rx: mpsc::Rece
     }
 }
 
-type Upstream = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+pub(super) type Upstream = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn connect(base: &str) -> Result<Upstream, String> {
+pub(super) async fn connect(base: &str) -> Result<Upstream, String> {
     let url = format!("{}/v1/ws", base.replacen("http", "ws", 1));
     let mut req = url.as_str().into_client_request().map_err(|e| format!("{url}: {e}"))?;
     req.headers_mut().insert(FORWARDED, HeaderValue::from_static("relay"));
@@ -342,8 +342,10 @@ mod tests {
         let (out, mut rx) = outbox();
         let mut streams = Streams::new();
         apply(&mut streams, &Command::Subscribe { sub: "s".into(), keys: vec!["ztf:A".into()], from_version: None });
-        let snap =
-            || msg(ServerMsg::Snapshot { sub: "s".into(), key: "ztf:A".into(), version: 3, object: None }.to_text());
+        let snap = || {
+            msg(ServerMsg::Snapshot { sub: "s".into(), key: "ztf:A".into(), version: 3, object: None, cursor: None }
+                .to_text())
+        };
         assert!(matches!(send(&out, &mut streams, snap()), Delivery::Sent));
         assert!(matches!(send(&out, &mut streams, update(4)), Delivery::Sent));
         // The old upstream dies; the new one replays 4 and a stale snapshot: both are dropped.
