@@ -1,7 +1,8 @@
 /**
- * Lightkeeper browser client: REST reads of objects and light curves, and live
- * WebSocket subscriptions that resume from the last version seen, so an update
- * is never missed or delivered twice across gaps and reconnects.
+ * Lightkeeper browser client: REST reads of objects and light curves, cone search and
+ * attribute queries, and live WebSocket subscriptions — to objects, resuming from the last
+ * version seen, and to filters, resuming from the last cursor seen — so an update is never
+ * missed or delivered twice across gaps and reconnects.
  *
  * Plain ES module, no dependencies. See js/README.md and the API contract.
  * @module lightkeeper
@@ -36,8 +37,17 @@ export class LightkeeperError extends Error {
  */
 
 /**
- * Events handed to a subscriber: the server's `snapshot`, `update` and `error`
- * messages as sent, plus `{type: 'status', state: 'open'|'reconnecting'|'closed'}`.
+ * @typedef {object} FilterSubscription
+ * @property {string} filter an expression of the filter language, e.g.
+ *   `n_detections >= 3 and mag_g < 18 and solar_system is null` (fields: `GET /v1/fields`)
+ * @property {boolean} [snapshot] first send the objects that match now
+ * @property {string} [from] resume after this cursor (from an earlier client's last event)
+ */
+
+/**
+ * Events handed to a subscriber: the server's `snapshot`, `update` and `error` messages as
+ * sent — and, for filter subscriptions, `leave` (the object stopped matching) and `subscribed`
+ * (every partition is followed) — plus `{type: 'status', state: 'open'|'reconnecting'|'closed'}`.
  * @callback EventHandler
  * @param {{type: string, [field: string]: any}} event
  */
@@ -60,8 +70,9 @@ export class LightkeeperClient {
   #attempt = 0;
   #timer = null;
   #nextSub = 1;
-  /** @type {Map<string, {id: string, objects: string[], filter?: object, onEvent: EventHandler,
-   *   versions: Map<string, number>, resync: Map<string, number>}>} */
+  /** @type {Map<string, {id: string, objects: string[], filter?: string, snapshot?: boolean,
+   *   cursor?: string, onEvent: EventHandler, versions: Map<string, number>,
+   *   resync: Map<string, number>}>} */
   #subs = new Map();
 
   /**
@@ -118,18 +129,67 @@ export class LightkeeperClient {
   }
 
   /**
-   * Subscribes to live objects (or to a filter) over the shared WebSocket, opening it if needed.
+   * Objects within `radiusArcsec` of (`ra`, `dec`) from every partition, nearest first, each
+   * with its `distance_arcsec` (`GET /v1/cone`).
+   * @param {number} ra degrees, 0 to 360
+   * @param {number} dec degrees, -90 to 90
+   * @param {number} radiusArcsec above 0, at most 3600
+   * @param {{where?: string, limit?: number, partial?: boolean}} [options]
+   * @returns {Promise<{objects: object[], missing_partitions: number[]}>}
+   */
+  cone(ra, dec, radiusArcsec, { where, limit, partial } = {}) {
+    const q = new URLSearchParams({ ra: String(ra), dec: String(dec), radius_arcsec: String(radiusArcsec) });
+    if (where != null) q.set('where', where);
+    if (limit != null) q.set('limit', String(limit));
+    if (partial) q.set('partial', 'true');
+    return this.#get(`/v1/cone?${q}`);
+  }
+
+  /**
+   * One page of the objects matching a filter, in order (`GET /v1/objects`); pass the page's
+   * `next_cursor` as `cursor` for the next (it is null on the last page).
+   * @param {{where?: string, order?: string, limit?: number, cursor?: string, partial?: boolean}} [query]
+   *   `order`: a field, optionally followed by `desc` (e.g. `last_mjd desc`); key order by default
+   * @returns {Promise<{objects: object[], next_cursor: string|null, missing_partitions: number[]}>}
+   */
+  query({ where, order, limit, cursor, partial } = {}) {
+    const q = new URLSearchParams();
+    if (where != null) q.set('where', where);
+    if (order != null) q.set('order', order);
+    if (limit != null) q.set('limit', String(limit));
+    if (cursor != null) q.set('cursor', cursor);
+    if (partial) q.set('partial', 'true');
+    const qs = q.toString();
+    return this.#get(`/v1/objects${qs ? `?${qs}` : ''}`);
+  }
+
+  /** Every field of the filter language with its type and meaning (`GET /v1/fields`). */
+  fields() {
+    return this.#get('/v1/fields');
+  }
+
+  /**
+   * Subscribes to live objects, or to a filter, over the shared WebSocket, opening it if needed.
    * Each object's updates arrive in version order, each once; a gap is refilled by resubscribing
-   * from the last version seen, and so is everything after a reconnect.
-   * @param {string[]|string|{filter: object}} keys object keys, or `{filter}` for a filter subscription
+   * from the last version seen, and so is everything after a reconnect. A filter subscription
+   * remembers the `cursor` of the last message and resumes after it on a reconnect, so it too
+   * misses nothing and repeats nothing (`lastCursor` gives it, to resume in another client).
+   * @param {string[]|string|FilterSubscription} keys object keys, or a filter subscription
    * @param {EventHandler} onEvent
    * @returns {string} the subscription id, for {@link LightkeeperClient#unsubscribe}
    */
   subscribe(keys, onEvent) {
-    const filter = keys && typeof keys === 'object' && !Array.isArray(keys) ? keys.filter : undefined;
+    const spec = keys && typeof keys === 'object' && !Array.isArray(keys) ? keys : undefined;
+    if (spec && (typeof spec.filter !== 'string' || spec.filter.trim() === '')) {
+      throw new TypeError('a filter subscription needs {filter: "<expression>"}');
+    }
+    const filter = spec?.filter;
     const objects = filter ? [] : [...new Set([].concat(keys))];
     if (!filter && objects.length === 0) throw new TypeError('subscribe needs at least one object key');
-    const sub = { id: `s${this.#nextSub++}`, objects, filter, onEvent, versions: new Map(), resync: new Map() };
+    const sub = {
+      id: `s${this.#nextSub++}`, objects, filter, snapshot: Boolean(spec?.snapshot), cursor: spec?.from,
+      onEvent, versions: new Map(), resync: new Map(),
+    };
     this.#subs.set(sub.id, sub);
     this.#closed = false;
     if (this.#ws?.readyState === WS_OPEN) this.#sendSubscribe(sub);
@@ -150,6 +210,16 @@ export class LightkeeperClient {
     if (!this.#subs.delete(sub)) return false;
     this.#send({ op: 'unsubscribe', sub });
     return true;
+  }
+
+  /**
+   * The cursor of the last message a filter subscription received (`undefined` before the
+   * first): `subscribe({filter, from: cursor})` resumes right after it.
+   * @param {string} sub
+   * @returns {string|undefined}
+   */
+  lastCursor(sub) {
+    return this.#subs.get(sub)?.cursor;
   }
 
   /** Closes the socket for good and ends every subscription; each is told `closed`. */
@@ -232,7 +302,13 @@ export class LightkeeperClient {
   /** Subscribes afresh, or resumes each object from the last version seen. */
   #sendSubscribe(sub) {
     sub.resync.clear();
-    if (sub.filter) { this.#send({ op: 'subscribe', sub: sub.id, filter: sub.filter }); return; }
+    if (sub.filter) {
+      const op = { op: 'subscribe', sub: sub.id, filter: sub.filter };
+      if (sub.cursor) op.from = sub.cursor; // resume: everything after the last message seen
+      else if (sub.snapshot) op.snapshot = true;
+      this.#send(op);
+      return;
+    }
     const fresh = [];
     for (const key of sub.objects) {
       const last = sub.versions.get(key);
@@ -260,6 +336,12 @@ export class LightkeeperClient {
       if (msg.type === 'error' && msg.sub == null) for (const s of this.#subs.values()) this.#emit(s, msg);
       return;
     }
+    if (sub.filter) {
+      // The server orders a filter subscription's messages and its cursor makes a resume exact.
+      if (typeof msg.cursor === 'string') sub.cursor = msg.cursor;
+      this.#emit(sub, msg);
+      return;
+    }
     if (msg.type === 'snapshot') {
       sub.versions.set(msg.key, msg.version);
       sub.resync.delete(msg.key);
@@ -272,8 +354,7 @@ export class LightkeeperClient {
   /** Whether an update is the next one for its object; asks for the missing ones on a gap. */
   #acceptUpdate(sub, msg) {
     const last = sub.versions.get(msg.key);
-    if (last === undefined || msg.version === last + 1 || (sub.filter && msg.version > last)) {
-      // A filter subscription sees an object only while it matches, so its versions may jump.
+    if (last === undefined || msg.version === last + 1) {
       sub.versions.set(msg.key, msg.version);
       sub.resync.delete(msg.key);
       return true;

@@ -212,3 +212,54 @@ test('with several nodes, a REST read goes to the next node when one is unreacha
   const down = new LightkeeperClient(['http://a.example', 'http://a2.example'], { fetchImpl: async () => { throw new TypeError('refused'); } });
   await assert.rejects(down.getObject(KEY), (e) => e.code === 'network_error' && e.message.includes('a2.example'));
 });
+
+test('a filter subscription sends its filter, keeps the last cursor and resumes after it on a reconnect', () => {
+  FakeWebSocket.instances = [];
+  const client = new LightkeeperClient(['https://a.example', 'https://b.example'], { WebSocketImpl: FakeWebSocket, random: () => 1 });
+  const events = [];
+  const sub = client.subscribe({ filter: 'mag_g < 18', snapshot: true }, (e) => events.push(e));
+  const ws = FakeWebSocket.latest();
+  ws.open();
+  assert.deepEqual(ws.sent, [{ op: 'subscribe', sub, filter: 'mag_g < 18', snapshot: true }]);
+  ws.push({ type: 'subscribed', sub, cursor: '0:10:1,1:4:1' });
+  ws.push({ type: 'update', sub, key: KEY, version: 7, object: { key: KEY }, new_points: [], cursor: '0:11:1,1:4:1' });
+  ws.push({ type: 'leave', sub, key: KEY, version: 9, cursor: '0:13:1,1:4:1' });
+  assert.deepEqual(events.filter((e) => e.type !== 'status').map((e) => e.type), ['subscribed', 'update', 'leave']);
+  assert.equal(client.lastCursor(sub), '0:13:1,1:4:1');
+  ws.drop();
+  return new Promise((resolve) => setTimeout(resolve, 300)).then(() => {
+    const next = FakeWebSocket.latest();
+    assert.notEqual(next, ws);
+    assert.equal(next.url, 'wss://b.example/v1/ws', 'the next node');
+    next.open();
+    // No snapshot again: the resume is exact from the cursor.
+    assert.deepEqual(next.sent, [{ op: 'subscribe', sub, filter: 'mag_g < 18', from: '0:13:1,1:4:1' }]);
+    client.close();
+  });
+});
+
+test('a filter subscription can resume from a cursor given by an earlier client', () => {
+  FakeWebSocket.instances = [];
+  const client = new LightkeeperClient('https://lk.example', { WebSocketImpl: FakeWebSocket, random: () => 1 });
+  const sub = client.subscribe({ filter: 'survey = \'ztf\'', from: '0:5:2' }, () => {});
+  FakeWebSocket.latest().open();
+  assert.deepEqual(FakeWebSocket.latest().sent, [{ op: 'subscribe', sub, filter: 'survey = \'ztf\'', from: '0:5:2' }]);
+  assert.throws(() => client.subscribe({ filter: '' }, () => {}), TypeError);
+  client.close();
+});
+
+test('cone and query build their URLs and return the answer', async () => {
+  const asked = [];
+  const fetchImpl = async (url) => {
+    asked.push(url);
+    return { ok: true, status: 200, text: async () => JSON.stringify({ objects: [], next_cursor: null, missing_partitions: [] }) };
+  };
+  const client = new LightkeeperClient('https://lk.example', { WebSocketImpl: FakeWebSocket, fetchImpl });
+  const cone = await client.cone(150.5, -2.25, 60, { where: 'mag_g < 18', limit: 5 });
+  assert.deepEqual(cone.objects, []);
+  await client.query({ where: 'n_detections >= 3', order: 'last_mjd desc', limit: 10, cursor: 'abc' });
+  assert.deepEqual(asked, [
+    'https://lk.example/v1/cone?ra=150.5&dec=-2.25&radius_arcsec=60&where=mag_g+%3C+18&limit=5',
+    'https://lk.example/v1/objects?where=n_detections+%3E%3D+3&order=last_mjd+desc&limit=10&cursor=abc',
+  ]);
+});
