@@ -36,7 +36,9 @@ pub struct FeedItem {
     pub update: Update,
 }
 
-pub type Feed = Arc<FeedItem>;
+/// A worker batch's changes, published at once: a follower wakes once per batch, not per change
+/// (with a thousand filter subscriptions, per-change wake-ups would cost more than the ingest).
+pub type Feed = Arc<Vec<FeedItem>>;
 
 pub struct Hub {
     channels: Mutex<HashMap<String, broadcast::Sender<Update>>>,
@@ -125,9 +127,7 @@ impl Hub {
     pub fn publish_feed(&self, partition: u32, items: Vec<FeedItem>) {
         let feeds = self.feeds.lock();
         if let Some(tx) = feeds.get(&partition) {
-            for item in items {
-                let _ = tx.send(Arc::new(item));
-            }
+            let _ = tx.send(Arc::new(items));
         }
     }
 

@@ -115,9 +115,23 @@ impl Shared {
         })
     }
 
+    /// Tells the client about one change if it concerns the filter. A change it is not told
+    /// about does not move the shared cursor (no lock, no encoding — most changes match none of
+    /// a connection's filters): a cursor a little behind only means a resume replays changes
+    /// that send nothing. [`Shared::advance`] moves it once per batch.
     fn deliver(&self, item: &FeedItem) -> bool {
+        let after = &item.update.summary;
+        let now = self.filter.matches(after);
+        if !now && !item.before.as_ref().is_some_and(|b| self.filter.matches(b)) {
+            return !self.outbox.slow.is_cancelled();
+        }
         let pos = FeedPosition { next: item.offset + 1, epoch: item.epoch };
         self.emit(item.partition, pos, |cursor| self.change(item, cursor))
+    }
+
+    /// Records `partition`'s position without sending anything.
+    fn advance(&self, partition: u32, pos: FeedPosition) {
+        self.cursor.lock().0.insert(partition, pos);
     }
 }
 
@@ -259,7 +273,10 @@ async fn follow_local(
         let (applied, _) = status.feed_position();
         if pos.next < applied {
             pos = match replay(state, shared, p, pos, applied).await {
-                Ok(pos) => pos,
+                Ok(reached) => {
+                    shared.advance(p, reached);
+                    reached
+                }
                 Err(e) => {
                     shared.outbox.send(error_msg(Some(&shared.sub), &e));
                     return None;
@@ -268,14 +285,18 @@ async fn follow_local(
         }
         loop {
             match rx.recv().await {
-                Ok(item) => {
-                    if item.offset < pos.next {
-                        continue;
+                Ok(batch) => {
+                    let before = pos;
+                    let from = pos.next;
+                    for item in batch.iter().filter(|i| i.offset >= from) {
+                        if !shared.deliver(item) {
+                            return None;
+                        }
+                        pos = FeedPosition { next: item.offset + 1, epoch: item.epoch };
                     }
-                    if !shared.deliver(&item) {
-                        return None;
+                    if pos != before {
+                        shared.advance(p, pos);
                     }
-                    pos = FeedPosition { next: item.offset + 1, epoch: item.epoch };
                 }
                 // Fell behind the bounded feed: replay what was missed, then go on.
                 Err(broadcast::error::RecvError::Lagged(_)) => break,
