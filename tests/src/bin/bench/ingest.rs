@@ -8,6 +8,12 @@
 //! moment `/v1/cluster` shows every input record consumed. Also reported: the node's peak RSS,
 //! its mean worker batch and the worker time per phase (poll, decode, changelog, store), which
 //! is where a slowdown shows first.
+//!
+//! With `--filters N`, a second node ingests a second copy of the input while N live filter
+//! subscriptions (16 per WebSocket, as many connections as that takes, each read as fast as it
+//! comes) follow every partition; both nodes' rates are reported and their ratio is the cost of
+//! the filters. The filters are varied and realistic (magnitude and detection counts, real/bogus
+//! scores, `isdiffpos`, key ranges), so a share of the changes match and are sent.
 
 use crate::common::{bare_consumer_config, drop_topics, load_input, machine};
 use lightkeeper_clients::Client;
@@ -17,9 +23,95 @@ use lightkeeper_tests::kafka::TopicSet;
 use lightkeeper_tests::{broker, consumed, NodeProcess};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub async fn run(n: usize, per_object: usize, partitions: u32) -> anyhow::Result<()> {
+pub async fn run(n: usize, per_object: usize, partitions: u32, filters: usize) -> anyhow::Result<()> {
+    let plain = run_one(n, per_object, partitions, 0).await?;
+    if filters == 0 {
+        return Ok(());
+    }
+    let filtered = run_one(n, per_object, partitions, filters).await?;
+    println!("## ingest with {filters} live filter subscriptions against none, same run — {}", machine());
+    println!("| measure | value |\n|---|---|");
+    println!("| alerts/s, no filter subscription | {plain:.0} |");
+    println!("| alerts/s, {filters} filter subscriptions | {filtered:.0} |");
+    println!("| ratio with / without | {:.3} (cost {:.1} %) |", filtered / plain, 100.0 * (1.0 - filtered / plain));
+    Ok(())
+}
+
+/// The filters of `--filters`: varied, and selective as users' filters are (a watchlist's key
+/// range, bright or well-detected sources, a small sky region), so most changes match none.
+fn filter(i: usize) -> String {
+    let k = i % 10;
+    let letter = |n: usize| (b'a' + (n % 26) as u8) as char;
+    match i % 5 {
+        0 => format!(
+            "object_id >= 'ZTF99{0}{1}' and object_id < 'ZTF99{0}{2}'",
+            letter(i),
+            letter(i / 26),
+            letter(i / 26 + 1)
+        ),
+        1 => format!("mag_g < {} and drb > 0.9", 14.0 + k as f64 * 0.2),
+        2 => format!("ndethist > {} and isdiffpos = true and sgscore1 < 0.{k}", 20 + k),
+        3 => format!("ra > {} and ra < {} and dec > 0", k * 36, k * 36 + 1),
+        _ => format!("n_alerts >= {} and mag_r < {}", 2 + k % 3, 15.0 + k as f64 * 0.1),
+    }
+}
+
+/// Opens `n` filter subscriptions on `url` and reads them in the background, counting messages
+/// in `received`; returns the reading tasks once every subscription has said `subscribed`.
+async fn subscribe_filters(
+    url: &str,
+    n: usize,
+    received: Arc<AtomicU64>,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+    use futures::{SinkExt, StreamExt};
+    use lightkeeper_clients::api::ws::{ClientOp, Envelope, MsgType};
+    use tokio_tungstenite::tungstenite::Message;
+    let ws_url = format!("{}/v1/ws", url.replacen("http", "ws", 1));
+    // One connection per 16 filters (the per-connection bound), all opened at once. Messages are
+    // counted, not decoded: the subscribers share the node's two cores, and their JSON parsing
+    // is not the node's cost.
+    let connections = (0..n).step_by(16).map(|first| {
+        let (ws_url, received) = (ws_url.clone(), received.clone());
+        async move {
+            let here = (n - first).min(16);
+            let (mut ws, _) = tokio_tungstenite::connect_async(ws_url).await?;
+            for j in 0..here {
+                let op = ClientOp::subscribe_filter(format!("f{}", first + j), filter(first + j), None, false);
+                ws.send(Message::Text(op.to_text().into())).await?;
+            }
+            let mut ready = 0;
+            while ready < here {
+                let Some(msg) = tokio::time::timeout(Duration::from_secs(60), ws.next()).await?.transpose()? else {
+                    anyhow::bail!("a filter subscription closed before it was ready");
+                };
+                if let Message::Text(t) = msg {
+                    let env: Envelope = serde_json::from_str(&t)?;
+                    match env.kind {
+                        MsgType::Subscribed => ready += 1,
+                        MsgType::Error => anyhow::bail!("filter subscription refused: {t}"),
+                        _ => {}
+                    }
+                }
+            }
+            Ok(tokio::spawn(async move {
+                while let Some(Ok(m)) = ws.next().await {
+                    if matches!(m, Message::Text(_)) {
+                        received.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }))
+        }
+    });
+    futures::future::try_join_all(connections).await
+}
+
+/// One node ingesting a fresh copy of the input with `filters` filter subscriptions; returns
+/// its alerts/s.
+async fn run_one(n: usize, per_object: usize, partitions: u32, filters: usize) -> anyhow::Result<f64> {
     let bootstrap = broker();
     let topics = TopicSet::unique("bench");
     let kafka = KafkaConfig::new(&bootstrap);
@@ -42,8 +134,12 @@ pub async fn run(n: usize, per_object: usize, partitions: u32) -> anyhow::Result
     let started = Instant::now();
     let node = NodeProcess::start(&tmp.path().join("node"), &["--kafka", &bootstrap], &topics.env())?;
     node.wait_ready(Duration::from_secs(120)).await?;
-    let ready = started.elapsed();
     let client = Client::new(&node.url)?;
+    let received = Arc::new(AtomicU64::new(0));
+    let subscribers = subscribe_filters(&node.url, filters, received.clone()).await?;
+    // The rate counts from here: with filters, once every one of them follows every partition.
+    let ready = started.elapsed();
+    let consumed_at_ready = consumed(&client).await.unwrap_or(0) as usize;
     let mut last_print = Instant::now();
     loop {
         let done = consumed(&client).await.unwrap_or(0);
@@ -59,7 +155,7 @@ pub async fn run(n: usize, per_object: usize, partitions: u32) -> anyhow::Result
     let total = started.elapsed();
     let metrics = reqwest::get(format!("{}/metrics", node.url)).await?.text().await?;
     let batches: f64 = metric_samples(&metrics, "lightkeeper_batch_seconds_count").sum();
-    let node_rate = n as f64 / (total - ready).as_secs_f64();
+    let node_rate = (n - consumed_at_ready.min(n)) as f64 / (total - ready).as_secs_f64();
     let rss = std::fs::read_to_string(format!("/proc/{}/status", node.child.id()))
         .ok()
         .and_then(|s| {
@@ -69,7 +165,7 @@ pub async fn run(n: usize, per_object: usize, partitions: u32) -> anyhow::Result
         })
         .unwrap_or(0);
     println!(
-        "## ingest: {n} alerts ({} per object, {partitions} partitions, mean {} B/alert) — {}",
+        "## ingest: {n} alerts ({} per object, {partitions} partitions, mean {} B/alert, {filters} filter subscriptions) — {}",
         per_object,
         bytes_total / n,
         machine()
@@ -84,7 +180,18 @@ pub async fn run(n: usize, per_object: usize, partitions: u32) -> anyhow::Result
     println!("| ratio node / bare | {:.2} |", node_rate / bare_rate);
     println!("| node peak RSS | {} MiB |", rss / 1024);
     println!("| mean worker batch | {:.0} alerts |", n as f64 / batches);
+    if filters > 0 {
+        println!("| consumed before every filter was subscribed (not timed) | {consumed_at_ready} alerts |");
+    }
+    // What the subscribers had received when the last alert was consumed.
+    let delivered = received.load(Ordering::Relaxed);
+    for t in subscribers {
+        t.abort();
+    }
     drop(node);
+    if filters > 0 {
+        println!("| filter messages received by then (all subscriptions) | {delivered} |");
+    }
     drop_topics(&kafka, &topics).await?;
     for phase in ["poll", "decode", "changelog", "store"] {
         let sum: f64 = metrics
@@ -94,7 +201,7 @@ pub async fn run(n: usize, per_object: usize, partitions: u32) -> anyhow::Result
             .unwrap_or(f64::NAN);
         println!("| worker time in {phase} (all partitions) | {sum:.2} s |");
     }
-    Ok(())
+    Ok(node_rate)
 }
 
 /// Reads `n` records of `topic` from the beginning; returns the time and the payload bytes.

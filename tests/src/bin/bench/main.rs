@@ -4,9 +4,12 @@
 //! measures, against what, and why. BENCHMARKS.md records the figures.
 //!
 //! - `bench ingest` ([`ingest`]): alerts/s of a node materializing a topic end to end, against
-//!   a bare rdkafka consumer reading the same topic.
+//!   a bare rdkafka consumer reading the same topic; with `--filters N`, also with N live filter
+//!   subscriptions against none.
 //! - `bench query` ([`query`]): open-loop latency of light-curve reads, against `/healthz`
 //!   under the same load.
+//! - `bench find` ([`find`]): open-loop latency of cone searches (2″, 1′, 1°) and `where`
+//!   queries over a million objects, against the same cones answered by a full scan.
 //! - `bench restore` ([`restore`]): records/s of a fresh node restoring from the changelog,
 //!   against bare rdkafka consumers reading that changelog.
 //! - `bench handover` ([`handover`]): the gap in successful reads a client sees during a drained
@@ -21,6 +24,7 @@
 
 mod common;
 mod failover;
+mod find;
 mod handover;
 mod ingest;
 mod membership;
@@ -46,6 +50,8 @@ enum Cmd {
         alerts_per_object: usize,
         #[arg(long, default_value_t = 4)]
         partitions: u32,
+        #[arg(long, default_value_t = 0)]
+        filters: usize,
     },
     Restore {
         #[arg(long, default_value_t = 30_000)]
@@ -77,16 +83,33 @@ enum Cmd {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
+    Find {
+        #[arg(long, default_value_t = 1_000_000)]
+        objects: usize,
+        #[arg(long, default_value_t = 200)]
+        rate: u64,
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        #[arg(long)]
+        scan_rate: Option<f64>,
+        #[arg(long, default_value_t = 20)]
+        scan_requests: usize,
+        #[arg(long, default_value_t = 4)]
+        partitions: u32,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let rt = tokio::runtime::Runtime::new()?;
     match args.cmd {
-        Cmd::Ingest { alerts, alerts_per_object, partitions } => {
-            rt.block_on(ingest::run(alerts, alerts_per_object, partitions))
+        Cmd::Ingest { alerts, alerts_per_object, partitions, filters } => {
+            rt.block_on(ingest::run(alerts, alerts_per_object, partitions, filters))
         }
         Cmd::Query { points, rate, seconds } => rt.block_on(query::run(points, rate, seconds)),
+        Cmd::Find { objects, rate, seconds, scan_rate, scan_requests, partitions } => {
+            rt.block_on(find::run(objects, rate, seconds, scan_rate, scan_requests, partitions))
+        }
         Cmd::Restore { alerts, alerts_per_object, partitions } => {
             rt.block_on(restore::run(alerts, alerts_per_object, partitions))
         }
