@@ -338,12 +338,16 @@ impl StateStore for RocksStore {
     fn cone(&self, partition: u32, ra: f64, dec: f64, radius_deg: f64) -> Result<Vec<ConeCandidate>, StoreError> {
         let cf = self.cf(CF_SKY);
         let mut near: Vec<(f64, String)> = Vec::new();
+        // One iterator for every range of the cover (they are sorted): a seek per range.
+        let mut ro = rocksdb::ReadOptions::default();
+        ro.set_iterate_upper_bound(index::partition_end(partition));
+        let mut it = self.db.raw_iterator_cf_opt(cf, ro);
         for range in index::cone_ranges(partition, ra, dec, radius_deg) {
-            let mut ro = rocksdb::ReadOptions::default();
-            ro.set_iterate_upper_bound(range.end);
-            let mut it = self.db.raw_iterator_cf_opt(cf, ro);
             it.seek(&range.start);
             while let (Some(k), Some(v)) = (it.key(), it.value()) {
+                if k >= range.end.as_slice() {
+                    break;
+                }
                 let (Some((ora, odec)), Some(key)) = (index::decode_sky_value(v), index::object_key_of(k, 12)) else {
                     return Err(StoreError::Corrupt { what: "sky index entry".into(), reason: format!("{k:?}") });
                 };
