@@ -37,12 +37,26 @@ fn set(fields: &mut [(String, Value)], name: &str, v: Value) {
 
 /// The template re-issued as alert `candid` of object `object_id`.
 pub fn reissue(t: &Template, object_id: &str, candid: i64) -> Vec<u8> {
+    reissue_with(t, object_id, candid, None)
+}
+
+/// Like [`reissue`], at a new position: the candidate's `ra`/`dec` (degrees), which is where the
+/// object is (its history entries keep theirs; the object's position is its latest alert's).
+pub fn reissue_at(t: &Template, object_id: &str, candid: i64, ra: f64, dec: f64) -> Vec<u8> {
+    reissue_with(t, object_id, candid, Some((ra, dec)))
+}
+
+fn reissue_with(t: &Template, object_id: &str, candid: i64, position: Option<(f64, f64)>) -> Vec<u8> {
     let mut value = t.value.clone();
     if let Value::Record(fields) = &mut value {
         set(fields, "objectId", Value::String(object_id.to_owned()));
         set(fields, "candid", Value::Long(candid));
         if let Some((_, Value::Record(c))) = fields.iter_mut().find(|(n, _)| n == "candidate") {
             set(c, "candid", Value::Long(candid));
+            if let Some((ra, dec)) = position {
+                set(c, "ra", Value::Double(ra));
+                set(c, "dec", Value::Double(dec));
+            }
         }
     }
     let mut w = Writer::new(&t.schema, Vec::new());
@@ -70,24 +84,6 @@ pub fn lean(t: &Template) -> Template {
         fields.retain(|(n, _)| !DROPPED.contains(&n.as_str()));
     }
     Template { schema, value }
-}
-
-/// Like [`reissue`], at a new position: the candidate's `ra`/`dec` (degrees), which is where the
-/// object is (its history entries keep theirs; the object's position is its latest alert's).
-pub fn reissue_at(t: &Template, object_id: &str, candid: i64, ra: f64, dec: f64) -> Vec<u8> {
-    let mut value = t.value.clone();
-    if let Value::Record(fields) = &mut value {
-        set(fields, "objectId", Value::String(object_id.to_owned()));
-        set(fields, "candid", Value::Long(candid));
-        if let Some((_, Value::Record(c))) = fields.iter_mut().find(|(n, _)| n == "candidate") {
-            set(c, "candid", Value::Long(candid));
-            set(c, "ra", Value::Double(ra));
-            set(c, "dec", Value::Double(dec));
-        }
-    }
-    let mut w = Writer::new(&t.schema, Vec::new());
-    w.append(value).unwrap();
-    w.into_inner().unwrap()
 }
 
 /// Like [`reissue`], but the history detections get fresh candids too (`history_base + j`), so

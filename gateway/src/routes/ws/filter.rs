@@ -101,38 +101,86 @@ impl Shared {
         let _ = rx.wait_for(|open| *open).await;
     }
 
-    /// The message for one change, if the client is told about it.
-    fn change(&self, item: &FeedItem, cursor: String) -> Option<String> {
-        let after = &item.update.summary;
-        if self.filter.matches(after) {
-            let u = &item.update;
-            return Some(lightkeeper_api::ws::update_text(&self.sub, u.version, after, &u.new_points, Some(&cursor)));
-        }
-        let was = item.before.as_ref().is_some_and(|b| self.filter.matches(b));
-        was.then(|| {
-            ServerMsg::Leave { sub: self.sub.clone(), key: after.key.clone(), version: item.update.version, cursor }
-                .to_text()
-        })
-    }
-
     /// Tells the client about one change if it concerns the filter. A change it is not told
     /// about does not move the shared cursor (no lock, no encoding — most changes match none of
     /// a connection's filters): a cursor a little behind only means a resume replays changes
     /// that send nothing. [`Shared::advance`] moves it once per batch.
     fn deliver(&self, item: &FeedItem) -> bool {
         let after = &item.update.summary;
-        let now = self.filter.matches(after);
-        if !now && !item.before.as_ref().is_some_and(|b| self.filter.matches(b)) {
+        let matches = self.filter.matches(after);
+        if !matches && !item.before.as_ref().is_some_and(|b| self.filter.matches(b)) {
             return !self.outbox.slow.is_cancelled();
         }
         let pos = FeedPosition { next: item.offset + 1, epoch: item.epoch };
-        self.emit(item.partition, pos, |cursor| self.change(item, cursor))
+        self.emit(item.partition, pos, |cursor| {
+            let u = &item.update;
+            Some(if matches {
+                lightkeeper_api::ws::update_text(&self.sub, u.version, after, &u.new_points, Some(&cursor))
+            } else {
+                ServerMsg::Leave { sub: self.sub.clone(), key: after.key.clone(), version: u.version, cursor }.to_text()
+            })
+        })
     }
 
     /// Records `partition`'s position without sending anything.
     fn advance(&self, partition: u32, pos: FeedPosition) {
         self.cursor.lock().0.insert(partition, pos);
     }
+}
+
+/// Starts (or replaces) filter subscription `sub`.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn subscribe(
+    state: &AppState,
+    outbox: &Outbox,
+    subs: &mut super::Subscriptions,
+    sub: &str,
+    text: &str,
+    from: Option<String>,
+    snapshot: bool,
+    partitions: Option<Vec<u32>>,
+) -> Result<(), ApiError> {
+    let filter = lightkeeper_api::filter::Filter::parse(text)
+        .map_err(|e| ApiError::bad_request("bad_filter", format!("filter: {e}")))?;
+    let from = from
+        .map(|c| lightkeeper_api::ws::FeedCursor::decode(&c))
+        .transpose()
+        .map_err(|m| ApiError::bad_request("invalid_cursor", format!("from: {m}; pass a cursor the server sent")))?;
+    if let Some(c) = &from {
+        if let Some(p) = c.0.keys().find(|p| **p >= state.partition_count) {
+            return Err(ApiError::bad_request(
+                "invalid_cursor",
+                format!("from names partition {p}, which does not exist"),
+            ));
+        }
+    }
+    let partitions: Vec<u32> = match partitions {
+        // Node to node: only what this node hosts, never relayed again.
+        Some(ps) if subs.forwarded => {
+            if let Some(p) = ps.iter().find(|p| !state.replicas.contains(**p)) {
+                return Err(ApiError::bad_request(
+                    "partition_not_hosted",
+                    format!("partition {p} is not hosted on node {}", state.node_id),
+                ));
+            }
+            ps
+        }
+        Some(_) => {
+            return Err(ApiError::bad_request("bad_message", "partitions is for node-to-node subscriptions only"))
+        }
+        None => (0..state.partition_count).collect(),
+    };
+    if !subs.filters.contains_key(sub) && subs.filters.len() >= MAX_FILTERS_PER_CONNECTION {
+        return Err(ApiError::bad_request(
+            "too_many_subscriptions",
+            format!("a connection may hold at most {} filter subscriptions", MAX_FILTERS_PER_CONNECTION),
+        ));
+    }
+    let started = start(state, outbox, sub, filter, from, snapshot, &partitions);
+    if subs.filters.insert(sub.to_owned(), started).is_none() {
+        state.metrics.ws_subscriptions.inc();
+    }
+    Ok(())
 }
 
 /// Where one partition starts.
@@ -145,7 +193,7 @@ enum Start {
 
 /// Starts subscription `sub` over `partitions` (`from`: the positions to resume after).
 /// Local feeds are followed here, before anything is read, so nothing falls between.
-pub(super) fn start(
+fn start(
     state: &AppState,
     outbox: &Outbox,
     sub: &str,

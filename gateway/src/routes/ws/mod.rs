@@ -354,7 +354,7 @@ async fn subscribe(
                 "a subscription has either \"objects\" (with from_version) or a \"filter\" (with from), not both",
             ));
         }
-        return subscribe_filter(state, outbox, subs, sub, &text, from, snapshot.unwrap_or(false), partitions);
+        return filter::subscribe(state, outbox, subs, sub, &text, from, snapshot.unwrap_or(false), partitions);
     }
     if from.is_some() || snapshot.is_some() || partitions.is_some() {
         return Err(ApiError::bad_request(
@@ -417,61 +417,6 @@ async fn subscribe(
         if relay.tx.send(cmd).await.is_err() {
             return Err(ApiError::internal("the subscription relay has stopped"));
         }
-    }
-    Ok(())
-}
-
-/// Starts (or replaces) filter subscription `sub`.
-#[allow(clippy::too_many_arguments)]
-fn subscribe_filter(
-    state: &AppState,
-    outbox: &Outbox,
-    subs: &mut Subscriptions,
-    sub: &str,
-    text: &str,
-    from: Option<String>,
-    snapshot: bool,
-    partitions: Option<Vec<u32>>,
-) -> Result<(), ApiError> {
-    let filter = lightkeeper_api::filter::Filter::parse(text)
-        .map_err(|e| ApiError::bad_request("bad_filter", format!("filter: {e}")))?;
-    let from = from
-        .map(|c| lightkeeper_api::ws::FeedCursor::decode(&c))
-        .transpose()
-        .map_err(|m| ApiError::bad_request("invalid_cursor", format!("from: {m}; pass a cursor the server sent")))?;
-    if let Some(c) = &from {
-        if let Some(p) = c.0.keys().find(|p| **p >= state.partition_count) {
-            return Err(ApiError::bad_request(
-                "invalid_cursor",
-                format!("from names partition {p}, which does not exist"),
-            ));
-        }
-    }
-    let partitions: Vec<u32> = match partitions {
-        // Node to node: only what this node hosts, never relayed again.
-        Some(ps) if subs.forwarded => {
-            if let Some(p) = ps.iter().find(|p| !state.replicas.contains(**p)) {
-                return Err(ApiError::bad_request(
-                    "partition_not_hosted",
-                    format!("partition {p} is not hosted on node {}", state.node_id),
-                ));
-            }
-            ps
-        }
-        Some(_) => {
-            return Err(ApiError::bad_request("bad_message", "partitions is for node-to-node subscriptions only"))
-        }
-        None => (0..state.partition_count).collect(),
-    };
-    if !subs.filters.contains_key(sub) && subs.filters.len() >= filter::MAX_FILTERS_PER_CONNECTION {
-        return Err(ApiError::bad_request(
-            "too_many_subscriptions",
-            format!("a connection may hold at most {} filter subscriptions", filter::MAX_FILTERS_PER_CONNECTION),
-        ));
-    }
-    let started = filter::start(state, outbox, sub, filter, from, snapshot, &partitions);
-    if subs.filters.insert(sub.to_owned(), started).is_none() {
-        state.metrics.ws_subscriptions.inc();
     }
     Ok(())
 }

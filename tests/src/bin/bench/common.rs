@@ -23,6 +23,25 @@ pub fn machine() -> String {
     format!("{cpus} cores, {model}")
 }
 
+/// Appends `(partition, key, payload)` records to `input`, one append per partition.
+pub fn append_by_partition(
+    input: &KafkaTopic,
+    partitions: u32,
+    batch: &[(u32, String, Vec<u8>)],
+) -> anyhow::Result<()> {
+    for p in 0..partitions {
+        let recs: Vec<Append<'_>> = batch
+            .iter()
+            .filter(|(q, _, _)| *q == p)
+            .map(|(_, k, v)| Append { key: Some(k.as_bytes()), payload: v, headers: &[] })
+            .collect();
+        if !recs.is_empty() {
+            input.append(p, &recs)?;
+        }
+    }
+    Ok(())
+}
+
 /// Loads `n` real-size alerts of `n / per_object` objects into the input topic of `topics`;
 /// returns their total size in bytes.
 pub fn load_input(
@@ -40,16 +59,7 @@ pub fn load_input(
     let mut bytes_total = 0usize;
     let mut batch: Vec<(u32, String, Vec<u8>)> = Vec::new();
     let flush = |batch: &mut Vec<(u32, String, Vec<u8>)>| -> anyhow::Result<()> {
-        for p in 0..partitions {
-            let recs: Vec<Append<'_>> = batch
-                .iter()
-                .filter(|(q, _, _)| *q == p)
-                .map(|(_, k, v)| Append { key: Some(k.as_bytes()), payload: v, headers: &[] })
-                .collect();
-            if !recs.is_empty() {
-                input.append(p, &recs)?;
-            }
-        }
+        append_by_partition(&input, partitions, batch)?;
         batch.clear();
         Ok(())
     };

@@ -40,7 +40,7 @@ use crate::common::{drop_topics, machine};
 use crate::stats::{percentile, sorted};
 use lightkeeper_clients::api::query::{ConeAnswer, ObjectsPage};
 use lightkeeper_clients::Client;
-use lightkeeper_storage::log::{Append, KafkaConfig, KafkaTopic, Topic};
+use lightkeeper_storage::log::{KafkaConfig, KafkaTopic};
 use lightkeeper_storage::partitioner::partition_for;
 use lightkeeper_tests::kafka::TopicSet;
 use lightkeeper_tests::synth::{lean, load_templates, object_id, reissue_at, Template};
@@ -454,16 +454,7 @@ fn load_sky(kafka: &KafkaConfig, topics: &TopicSet, n: usize, partitions: u32) -
                 next = Some(s.spawn(move || generate(templates, batch_of(first + BATCH), partitions)));
             }
             bytes += batch.iter().map(|(_, _, p)| p.len()).sum::<usize>();
-            for p in 0..partitions {
-                let recs: Vec<Append<'_>> = batch
-                    .iter()
-                    .filter(|(q, _, _)| *q == p)
-                    .map(|(_, k, v)| Append { key: Some(k.as_bytes()), payload: v, headers: &[] })
-                    .collect();
-                if !recs.is_empty() {
-                    input.append(p, &recs)?;
-                }
-            }
+            crate::common::append_by_partition(&input, partitions, &batch)?;
             let end = batch_of(first).end;
             eprint!("\rproduced {end}/{n} ({:.0} alerts/s)   ", end as f64 / started.elapsed().as_secs_f64());
         }
