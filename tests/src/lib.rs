@@ -208,9 +208,27 @@ impl NodeProcess {
     }
 }
 
+/// Lines of a node's log shown when a test fails with the node still held.
+const LOG_TAIL_ON_FAILURE: usize = 40;
+
 impl Drop for NodeProcess {
+    /// Kills the node. When the test is failing, prints the last warnings and errors the node
+    /// logged first: the data directory is about to be deleted, and a CI log is all there is.
     fn drop(&mut self) {
         self.kill();
+        if std::thread::panicking() {
+            let log = self.stderr();
+            let notable: Vec<&str> = log.lines().filter(|l| l.contains("WARN") || l.contains("ERROR")).collect();
+            let tail = &notable[notable.len().saturating_sub(LOG_TAIL_ON_FAILURE)..];
+            eprintln!(
+                "--- {} ({}): last {} warnings and errors of {} log lines ---\n{}",
+                self.url,
+                self.data_dir.display(),
+                tail.len(),
+                log.lines().count(),
+                tail.join("\n")
+            );
+        }
     }
 }
 

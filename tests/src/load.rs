@@ -69,13 +69,21 @@ pub async fn input_next(url: &str) -> u64 {
     }
 }
 
-/// Waits until the node at `url` reports `total` input records materialized.
+/// Waits until the node at `url` reports `total` input records materialized; on timeout the
+/// panic shows the node's last partition view (roles, epochs, input and changelog positions),
+/// so a stall says where it stalled.
 pub async fn wait_input(url: &str, total: u64, timeout: Duration) {
-    eventually(timeout, &format!("{url} to materialize {total} input records"), || async {
-        (input_next(url).await == total).then_some(())
+    let last = std::sync::Mutex::new(None);
+    let r = eventually(timeout, &format!("{url} to materialize {total} input records"), || async {
+        let view = lightkeeper_clients::Client::new(url).ok()?.cluster().await.ok()?;
+        let done = view.partitions.iter().map(|p| p.input_next).sum::<u64>() == total;
+        *last.lock().unwrap() = Some(view.partitions);
+        done.then_some(())
     })
-    .await
-    .unwrap();
+    .await;
+    if let Err(e) = r {
+        panic!("{e}; last seen: {:#?}", last.lock().unwrap());
+    }
 }
 
 /// What a [`balanced_reader`] saw.

@@ -3,6 +3,11 @@
 //! - Appends go through one idempotent producer per topic (acks=all, so an append returns only
 //!   once every in-sync replica has the records) to an explicit partition; the caller chose it
 //!   with Kafka's murmur2 partitioner, so it matches any Java or librdkafka producer.
+//! - An idempotent producer that hits a *fatal* error (librdkafka's term: a sequence gap it
+//!   cannot repair, an out-of-order sequence on its oldest batch, a producer id the broker no
+//!   longer knows) refuses every later record for the rest of its life. The append that sees it
+//!   fails, and the topic replaces the producer, so the caller's retry — a worker redoes its
+//!   batch from the stored offsets — goes through a fresh one instead of failing forever.
 //! - Readers are `BaseConsumer`s with manual `assign()` at an explicit offset — no consumer-group
 //!   rebalances, no committed offsets: the position lives in RocksDB with the state it produced.
 //! - The end of a partition is seen through partition-EOF events, which work on every broker
@@ -13,6 +18,7 @@
 
 use super::{Append, LogError, LogRecord, Polled, Topic, TopicReader};
 use futures::executor::block_on;
+use parking_lot::Mutex;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::ClientContext;
 use rdkafka::client::DefaultClientContext;
@@ -24,6 +30,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Connection settings shared by every Kafka client of a node.
@@ -128,35 +135,90 @@ pub struct KafkaTopic {
     config: KafkaConfig,
     name: String,
     partitions: u32,
-    producer: FutureProducer,
+    /// Replaced when it fails fatally (see the module doc); appends clone the `Arc` and hold no
+    /// lock while they wait for the broker.
+    producer: Mutex<Arc<FutureProducer>>,
 }
 
 impl KafkaTopic {
     /// Opens an existing topic (see [`KafkaConfig::ensure_topic`]).
     pub fn open(config: &KafkaConfig, name: &str) -> Result<KafkaTopic, LogError> {
         let partitions = config.partition_count(name)?;
-        let producer: FutureProducer = config
-            .client()
-            .set("acks", "all")
-            .set("enable.idempotence", "true")
-            // Appends are explicit batches and the caller waits for them: lingering only adds latency.
-            .set("linger.ms", "0")
-            .set("message.timeout.ms", "30000")
-            .set("message.max.bytes", "8388608")
-            .create()
-            .map_err(|e| LogError::kafka("producer", e))?;
-        // Warm the producer now: connect, learn the topic's leaders and (idempotence) get a
-        // producer id. Otherwise the first append pays for it — measured ~860 ms, all of it
-        // inside the unavailability window of the first promotion after a restart.
-        {
-            use rdkafka::producer::Producer;
-            producer
-                .client()
-                .fetch_metadata(Some(name), config.timeout())
-                .map_err(|e| LogError::kafka(format!("metadata for {name}"), e))?;
-        }
-        Ok(KafkaTopic { config: config.clone(), name: name.to_owned(), partitions, producer })
+        let producer = new_producer(config, name)?;
+        Ok(KafkaTopic {
+            config: config.clone(),
+            name: name.to_owned(),
+            partitions,
+            producer: Mutex::new(Arc::new(producer)),
+        })
     }
+
+    fn producer(&self) -> Arc<FutureProducer> {
+        self.producer.lock().clone()
+    }
+
+    /// After a failed append: if `used` has failed fatally, puts a new producer in its place
+    /// (unless another append already did) and says why.
+    fn replace_if_fatal(&self, used: &Arc<FutureProducer>) -> Option<String> {
+        use rdkafka::producer::Producer;
+        let (code, reason) = used.client().fatal_error()?;
+        let why = format!("{code:?}: {reason}");
+        let mut current = self.producer.lock();
+        if Arc::ptr_eq(&current, used) {
+            match new_producer(&self.config, &self.name) {
+                Ok(fresh) => {
+                    *current = Arc::new(fresh);
+                    tracing::error!(topic = %self.name, error = %why, "the producer failed fatally; replaced it");
+                }
+                // The next failed append tries again.
+                Err(e) => {
+                    tracing::error!(topic = %self.name, error = %why, replacement = %e, "the producer failed fatally and could not be replaced yet")
+                }
+            }
+        }
+        Some(why)
+    }
+
+    /// Makes the current producer fail fatally, as librdkafka would on a sequence it cannot
+    /// repair (librdkafka's own test hook): for tests of the recovery.
+    #[doc(hidden)]
+    pub fn inject_fatal_error_for_test(&self) {
+        use rdkafka::producer::Producer;
+        let producer = self.producer();
+        let reason = std::ffi::CString::new("injected by a test").expect("no NUL");
+        // SAFETY: the client pointer is valid while `producer` is alive, and the reason is a
+        // NUL-terminated string that outlives the call (librdkafka copies it).
+        unsafe {
+            rdkafka::bindings::rd_kafka_test_fatal_error(
+                producer.client().native_ptr(),
+                rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+                reason.as_ptr(),
+            );
+        }
+    }
+}
+
+/// An idempotent producer for `name`, warmed up (connected, leaders known, producer id taken).
+fn new_producer(config: &KafkaConfig, name: &str) -> Result<FutureProducer, LogError> {
+    use rdkafka::producer::Producer;
+    let producer: FutureProducer = config
+        .client()
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        // Appends are explicit batches and the caller waits for them: lingering only adds latency.
+        .set("linger.ms", "0")
+        .set("message.timeout.ms", "30000")
+        .set("message.max.bytes", "8388608")
+        .create()
+        .map_err(|e| LogError::kafka("producer", e))?;
+    // Warm the producer now: connect, learn the topic's leaders and (idempotence) get a
+    // producer id. Otherwise the first append pays for it — measured ~860 ms, all of it inside
+    // the unavailability window of the first promotion after a restart.
+    producer
+        .client()
+        .fetch_metadata(Some(name), config.timeout())
+        .map_err(|e| LogError::kafka(format!("metadata for {name}"), e))?;
+    Ok(producer)
 }
 
 impl Topic for KafkaTopic {
@@ -172,41 +234,15 @@ impl Topic for KafkaTopic {
         if partition >= self.partitions {
             return Err(LogError::NoSuchPartition { topic: self.name.clone(), partition, partitions: self.partitions });
         }
-        let mut pending = Vec::with_capacity(records.len());
-        for r in records {
-            let mut headers = OwnedHeaders::new();
-            for (k, v) in r.headers {
-                headers = headers.insert(Header { key: k, value: Some(*v) });
-            }
-            let mut rec = FutureRecord::to(&self.name).partition(partition as i32).payload(r.payload).headers(headers);
-            if let Some(k) = r.key {
-                rec = rec.key(k);
-            }
-            // A full local queue is backpressure: flush a little and retry, never drop.
-            loop {
-                match self.producer.send_result(rec) {
-                    Ok(fut) => {
-                        pending.push(fut);
-                        break;
-                    }
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                        rec = back;
-                        self.producer.poll(Duration::from_millis(10));
-                    }
-                    Err((e, _)) => return Err(LogError::kafka(format!("produce to {}", self.name), e)),
-                }
-            }
+        let producer = self.producer();
+        let result = append_with(&producer, &self.name, partition, records);
+        if let Err(e) = result {
+            return Err(match self.replace_if_fatal(&producer) {
+                Some(why) => LogError::ProducerReplaced { topic: self.name.clone(), why, source: Box::new(e) },
+                None => e,
+            });
         }
-        let mut offsets = Vec::with_capacity(pending.len());
-        for fut in pending {
-            match block_on(fut) {
-                Ok(Ok(delivery)) => offsets.push(delivery.offset as u64),
-                Ok(Err((e, _))) => return Err(LogError::kafka(format!("delivery to {}", self.name), e)),
-                // The delivery future was canceled: the producer went away before the broker answered.
-                Err(_) => return Err(LogError::kafka(format!("delivery to {}", self.name), KafkaError::Canceled)),
-            }
-        }
-        Ok(offsets)
+        result
     }
 
     fn reader(&self, partition: u32, from: u64) -> Result<Box<dyn TopicReader>, LogError> {
@@ -244,12 +280,56 @@ impl Topic for KafkaTopic {
     fn end_offset(&self, partition: u32) -> Result<u64, LogError> {
         use rdkafka::producer::Producer;
         let (_, high) = self
-            .producer
+            .producer()
             .client()
             .fetch_watermarks(&self.name, partition as i32, self.config.timeout())
             .map_err(|e| LogError::kafka(format!("watermarks of {}/{partition}", self.name), e))?;
         Ok(high.max(0) as u64)
     }
+}
+
+/// Sends `records` to `topic`/`partition` through `producer` and waits for every delivery.
+fn append_with(
+    producer: &FutureProducer,
+    topic: &str,
+    partition: u32,
+    records: &[Append<'_>],
+) -> Result<Vec<u64>, LogError> {
+    let mut pending = Vec::with_capacity(records.len());
+    for r in records {
+        let mut headers = OwnedHeaders::new();
+        for (k, v) in r.headers {
+            headers = headers.insert(Header { key: k, value: Some(*v) });
+        }
+        let mut rec = FutureRecord::to(topic).partition(partition as i32).payload(r.payload).headers(headers);
+        if let Some(k) = r.key {
+            rec = rec.key(k);
+        }
+        // A full local queue is backpressure: flush a little and retry, never drop.
+        loop {
+            match producer.send_result(rec) {
+                Ok(fut) => {
+                    pending.push(fut);
+                    break;
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    rec = back;
+                    producer.poll(Duration::from_millis(10));
+                }
+                Err((e, _)) => return Err(LogError::kafka(format!("produce to {topic}"), e)),
+            }
+        }
+    }
+    let mut offsets = Vec::with_capacity(pending.len());
+    for fut in pending {
+        match block_on(fut) {
+            Ok(Ok(delivery)) => offsets.push(delivery.offset as u64),
+            Ok(Err((e, _))) => return Err(LogError::kafka(format!("delivery to {topic}"), e)),
+            // The delivery future was canceled: the producer went away before the broker answered.
+            Err(_) => return Err(LogError::kafka(format!("delivery to {topic}"), KafkaError::Canceled)),
+        }
+    }
+    Ok(offsets)
 }
 
 /// Reader client context: reaching the end of a partition is how readers find the end (see the

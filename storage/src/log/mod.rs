@@ -48,6 +48,15 @@ pub enum LogError {
         #[source]
         source: KafkaError,
     },
+    /// An append failed because the topic's producer failed fatally (see `kafka`'s module doc);
+    /// the producer has been replaced, so a retry goes through a fresh one.
+    #[error("kafka: the producer of {topic} failed fatally ({why}) and was replaced: {source}")]
+    ProducerReplaced {
+        topic: String,
+        why: String,
+        #[source]
+        source: Box<LogError>,
+    },
     /// Broker metadata does not list the topic (after retrying until the client timeout).
     #[error("kafka: topic {0} does not exist")]
     UnknownTopic(String),
@@ -89,7 +98,8 @@ impl LogError {
     pub fn is_retriable(&self) -> bool {
         match self {
             LogError::Kafka { source, .. } => kafka_is_retriable(source),
-            LogError::Timeout(_) => true,
+            // The next append goes through a fresh producer.
+            LogError::Timeout(_) | LogError::ProducerReplaced { .. } => true,
             LogError::UnknownTopic(_)
             | LogError::Embedded { .. }
             | LogError::Corrupt(_)
