@@ -338,12 +338,23 @@ impl StateStore for RocksStore {
     fn cone(&self, partition: u32, ra: f64, dec: f64, radius_deg: f64) -> Result<Vec<ConeCandidate>, StoreError> {
         let cf = self.cf(CF_SKY);
         let mut near: Vec<(f64, String)> = Vec::new();
-        // One iterator for every range of the cover (they are sorted): a seek per range.
+        let ranges = index::cone_ranges(partition, ra, dec, radius_deg);
+        let Some(last) = ranges.last() else { return Ok(Vec::new()) };
+        // One iterator for every range of the cover (they are sorted and disjoint), bounded by
+        // the cover's end. A range is sought only when the iterator is not already past its
+        // start: the iterator sits on the first key after the previous range, so when that key
+        // is at or beyond this range's start it is also this range's first key. In a sparse
+        // region — most cones — the first seek lands past every range and the cone costs one
+        // seek per partition instead of one per range.
         let mut ro = rocksdb::ReadOptions::default();
-        ro.set_iterate_upper_bound(index::partition_end(partition));
+        ro.set_iterate_upper_bound(last.end.clone());
         let mut it = self.db.raw_iterator_cf_opt(cf, ro);
-        for range in index::cone_ranges(partition, ra, dec, radius_deg) {
-            it.seek(&range.start);
+        let mut sought = false;
+        for range in &ranges {
+            if !sought || it.key().is_some_and(|k| k < range.start.as_slice()) {
+                it.seek(&range.start);
+                sought = true;
+            }
             while let (Some(k), Some(v)) = (it.key(), it.value()) {
                 if k >= range.end.as_slice() {
                     break;
@@ -358,6 +369,10 @@ impl StateStore for RocksStore {
                 it.next();
             }
             it.status()?;
+            // Past the cover's end: no later range has anything.
+            if !it.valid() {
+                break;
+            }
         }
         let keys: Vec<String> = near.iter().map(|(_, k)| k.clone()).collect();
         Ok(near
