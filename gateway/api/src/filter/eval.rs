@@ -156,7 +156,7 @@ impl Truth {
     }
 }
 
-fn literal(l: &Literal) -> Scalar<'_> {
+pub(crate) fn literal(l: &Literal) -> Scalar<'_> {
     match l {
         Literal::Number(x) => Scalar::Number(*x),
         Literal::Integer(i) => Scalar::Integer(*i),
@@ -167,7 +167,7 @@ fn literal(l: &Literal) -> Scalar<'_> {
 
 /// How two non-null values of compatible types compare (SQL: -0.0 = 0); `None` when they do
 /// not (null, mismatched kinds — which type checking rules out — or NaN).
-fn compare(a: Scalar<'_>, b: Scalar<'_>) -> Option<Ordering> {
+pub(crate) fn compare(a: Scalar<'_>, b: Scalar<'_>) -> Option<Ordering> {
     use Scalar::*;
     match (a, b) {
         (Number(x), Number(y)) => x.partial_cmp(&y),

@@ -64,6 +64,7 @@ mod fields;
 mod lexer;
 mod order;
 mod parser;
+mod set;
 
 #[cfg(test)]
 mod proptests;
@@ -74,6 +75,7 @@ pub use ast::{CmpOp, Expr, Literal, Operand};
 pub use eval::{value, Scalar};
 pub use fields::{fields, Field, FieldInfo, FieldType, Fields};
 pub use order::Order;
+pub use set::{FilterSet, Guard};
 
 use crate::object::ObjectSummary;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};

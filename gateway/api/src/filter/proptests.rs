@@ -303,3 +303,110 @@ proptest! {
         );
     }
 }
+
+/// A [`FilterSet`] never misses a match: over many random filters (several per set, under keys)
+/// and summaries, every filter that matches a summary is among the set's candidates for it, and
+/// its guard holds. Counted so the property is not vacuous: some of the pairs must match.
+#[test]
+fn a_filter_set_never_misses_a_matching_filter() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    let mut runner = TestRunner::deterministic();
+    let (mut matched, mut pairs, mut skipped_candidates) = (0usize, 0usize, 0usize);
+    for _ in 0..400 {
+        let filters: Vec<Filter> =
+            (0..8).map(|_| Filter { expr: expr().new_tree(&mut runner).expect("tree").current() }).collect();
+        let mut set = FilterSet::default();
+        for (k, f) in filters.iter().enumerate() {
+            set.insert(k, f);
+        }
+        // Removing and re-filing keeps the set consistent.
+        set.remove(3);
+        set.insert(3, &filters[3]);
+        assert_eq!(set.len(), filters.len());
+        for _ in 0..16 {
+            let s = summary().new_tree(&mut runner).expect("tree").current();
+            // A change from `b` to `s`; half the time a change that kept every field.
+            let b = if pairs % 2 == 0 { summary().new_tree(&mut runner).expect("tree").current() } else { s.clone() };
+            let mut candidates = Vec::new();
+            set.candidates(&s, Some(&b), &mut candidates);
+            let mut sorted = candidates.clone();
+            sorted.sort_unstable();
+            sorted.dedup();
+            assert_eq!(sorted.len(), candidates.len(), "each candidate once");
+            let mut after_only = Vec::new();
+            set.candidates(&s, None, &mut after_only);
+            for (k, f) in filters.iter().enumerate() {
+                pairs += 1;
+                if f.matches(&s) {
+                    matched += 1;
+                    assert!(after_only.contains(&k), "{f} matches {s:?} but is not a candidate");
+                    if let Some(g) = Guard::of(f) {
+                        assert!(g.holds(&s), "{f}: its guard {g:?} fails on a summary it matches");
+                    }
+                }
+                if f.matches(&s) || f.matches(&b) {
+                    assert!(candidates.contains(&k), "{f} matches after or before but is not a candidate");
+                } else if !candidates.contains(&k) {
+                    skipped_candidates += 1;
+                }
+            }
+        }
+    }
+    assert!(matched > 100, "only {matched} of {pairs} pairs matched: the property was barely tested");
+    // Random filters are often `or`s or `not`s (no guard); the guarded ones must exclude some.
+    assert!(skipped_candidates > pairs / 10, "the guards excluded only {skipped_candidates} of {pairs}");
+}
+
+#[test]
+fn guards_pick_the_most_selective_conjunct() {
+    let guard = |text: &str| Guard::of(&Filter::parse(text).unwrap()).map(|g| format!("{g:?}"));
+    // A closed range beats a one-sided bound; an equality on a string beats both.
+    assert!(guard("n_alerts >= 2 and ra > 36 and ra < 37").unwrap().contains("Ra"));
+    assert!(guard("mag_g < 18 and object_id = 'ZTF21abiuvdk' and ra > 3").unwrap().contains("ObjectId"));
+    // A magnitude cut beats a count; anything beats a boolean.
+    assert!(guard("n_alerts >= 2 and mag_r < 15.3").unwrap().contains("Mag"));
+    assert!(guard("isdiffpos = true and sgscore1 < 0.5").unwrap().contains("Sgscore1"));
+    // An `or` whose operands all test one field is guarded on it.
+    assert!(guard("object_id = 'a' or (object_id = 'b' and mag_g < 18)").unwrap().contains("ObjectId"));
+    // No top-level comparison with a constant common to every operand: no guard, the filter
+    // is always a candidate.
+    assert_eq!(guard("mag_g < 18 or mag_r < 18"), None);
+    assert_eq!(guard("not (mag_g < 18)"), None);
+    assert_eq!(guard("solar_system is null"), None);
+    assert_eq!(guard("mag_g != 18"), None);
+}
+
+/// Watchlists (string equalities) are found by lookup: once each, for the value after or
+/// before a change, and gone once removed.
+#[test]
+fn watchlists_are_found_by_lookup_and_each_key_once() {
+    use crate::model::Survey;
+    let summary = |id: &str| {
+        let mut s = crate::object::ObjectState::empty(format!("ztf:{id}"), Survey::Ztf, id.into()).summary();
+        s.version = 1;
+        s
+    };
+    let mut set = FilterSet::default();
+    set.insert(1, &Filter::parse("object_id in ('A', 'B')").unwrap());
+    set.insert(2, &Filter::parse("object_id = 'B' or object_id = 'C'").unwrap());
+    set.insert(3, &Filter::parse("object_id = 'A' and mag_g < 18").unwrap());
+    let found = |after: &str, before: Option<&str>, set: &FilterSet<i32>| {
+        let mut out = Vec::new();
+        set.candidates(&summary(after), before.map(summary).as_ref(), &mut out);
+        out.sort_unstable();
+        out
+    };
+    assert_eq!(found("A", None, &set), vec![1, 3]);
+    assert_eq!(found("B", None, &set), vec![1, 2]);
+    // A change from B to A (keys never change in practice; the set must not care): 1 once.
+    assert_eq!(found("A", Some("B"), &set), vec![1, 2, 3]);
+    assert_eq!(found("Z", Some("C"), &set), vec![2]);
+    assert_eq!(found("Z", None, &set), Vec::<i32>::new());
+    set.remove(1);
+    assert_eq!(found("B", None, &set), vec![2]);
+    set.remove(2);
+    set.remove(3);
+    assert!(set.is_empty());
+    assert_eq!(found("A", Some("B"), &set), Vec::<i32>::new());
+}
