@@ -17,6 +17,8 @@
 //!   within `max_lag`), and retries through a handover.
 //! - [`query`]: finding objects — cone search and attribute queries scattered to every
 //!   partition's serving replica and gathered in order, with page cursors.
+//! - [`matcher`]: each partition's live changes matched once against every filter
+//!   subscription on the node (a guard per filter picks the few that can match).
 //! - [`cache`]: rendered-response cache for hot objects, invalidated on change.
 //! - [`cli`]: the `decode`, `ingest` and `demo` commands.
 
@@ -25,6 +27,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod hosting;
+pub mod matcher;
 pub mod node;
 pub mod peers;
 pub mod query;

@@ -61,8 +61,10 @@ struct Topics {
 
 fn kafka_topics(config: &Config, kafka: &lightkeeper_storage::log::KafkaConfig) -> anyhow::Result<Topics> {
     let t = &config.topics;
-    let n = kafka.ensure_topic(&t.input, t.partitions, false).context("input topic")?;
-    let c = kafka.ensure_topic(&t.changelog, n, true).context("changelog topic")?;
+    let n = kafka.ensure_topic(&t.input, t.partitions, None).context("input topic")?;
+    let c = kafka
+        .ensure_topic(&t.changelog, n, Some(Duration::from_millis(t.changelog_min_compaction_lag_ms)))
+        .context("changelog topic")?;
     if c != n {
         bail!(
             "changelog topic {} has {c} partitions but input topic {} has {n}; they must match",
@@ -70,7 +72,7 @@ fn kafka_topics(config: &Config, kafka: &lightkeeper_storage::log::KafkaConfig) 
             t.input
         );
     }
-    kafka.ensure_topic(&t.dead_letter, n, false).context("dead-letter topic")?;
+    kafka.ensure_topic(&t.dead_letter, n, None).context("dead-letter topic")?;
     Ok(Topics {
         input: Arc::new(KafkaTopic::open(kafka, &t.input)?),
         changelog: Arc::new(KafkaTopic::open(kafka, &t.changelog)?),
@@ -169,10 +171,12 @@ impl Node {
             .build()
             .context("HTTP client for peers")?;
         let peers = Arc::new(HttpPeers::new(peer_client.clone(), config.cluster.admin_token.clone()));
+        let shutdown = CancellationToken::new();
         let state = AppState(Arc::new(Inner {
             node_id: config.node_id.clone(),
             cache,
             store,
+            matchers: crate::matcher::Matchers::new(hub.clone(), shutdown.clone()),
             hub,
             decoder,
             input: topics.input,
@@ -185,7 +189,7 @@ impl Node {
             registry,
             metrics,
             limits: config.limits.clone(),
-            shutdown: CancellationToken::new(),
+            shutdown,
             draining: std::sync::atomic::AtomicBool::new(false),
             coordinator: std::sync::OnceLock::new(),
         }));

@@ -57,6 +57,8 @@ pub struct Inner {
     pub cache: Arc<crate::cache::ResponseCache>,
     pub store: Arc<dyn StateStore>,
     pub hub: Arc<Hub>,
+    /// Each followed partition's changes matched once against every filter subscription here.
+    pub matchers: Arc<crate::matcher::Matchers>,
     pub decoder: Arc<Decoder>,
     /// The input topic: `POST /v1/alerts` appends here, partitioned by object key.
     pub input: Arc<dyn Topic>,

@@ -68,7 +68,7 @@ pub fn publish(hub: &Hub, store: &dyn StateStore, partition: u32, changes: Vec<(
     let mut befores = Befores { store, last: HashMap::new() };
     let items = changes
         .into_iter()
-        .map(|(offset, epoch, update)| FeedItem { partition, offset, epoch, before: befores.of(&update), update })
+        .map(|(offset, epoch, update)| FeedItem::new(partition, offset, epoch, befores.of(&update), update))
         .collect();
     hub.publish_feed(partition, items);
 }
@@ -129,7 +129,7 @@ pub fn replay(
                 new_points: change.new_points,
             });
             let before = befores.of(&update);
-            let item = FeedItem { partition, offset: rec.offset, epoch: fence.current, before, update };
+            let item = FeedItem::new(partition, rec.offset, fence.current, before, update);
             if !emit(item) {
                 return Ok(at);
             }

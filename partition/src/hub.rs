@@ -34,6 +34,23 @@ pub struct FeedItem {
     /// subscription sends `leave` when this matched and the new one does not.
     pub before: Option<ObjectSummary>,
     pub update: Update,
+    /// The `update` message's shared part, rendered by the first subscription that sends it
+    /// (see [`FeedItem::update_body`]).
+    pub body: std::sync::OnceLock<String>,
+}
+
+impl FeedItem {
+    pub fn new(partition: u32, offset: u64, epoch: u64, before: Option<ObjectSummary>, update: Update) -> FeedItem {
+        FeedItem { partition, offset, epoch, before, update, body: std::sync::OnceLock::new() }
+    }
+
+    /// The JSON of the change that every subscription's `update` message shares
+    /// ([`lightkeeper_api::ws::update_body`]), rendered once however many filters match it.
+    pub fn update_body(&self) -> &str {
+        self.body.get_or_init(|| {
+            lightkeeper_api::ws::update_body(self.update.version, &self.update.summary, &self.update.new_points)
+        })
+    }
 }
 
 /// A worker batch's changes, published at once: a follower wakes once per batch, not per change

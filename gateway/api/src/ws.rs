@@ -136,19 +136,40 @@ pub fn update_text(
     new_points: &[LightPoint],
     cursor: Option<&str>,
 ) -> String {
+    update_text_with(sub, &update_body(version, object, new_points), cursor)
+}
+
+/// The part of an `update` that is the same for every subscription sending it (`key`,
+/// `version`, `object`, `new_points`, without braces): a change that a hundred filters match is
+/// serialized once, not a hundred times.
+pub fn update_body(version: u64, object: &ObjectSummary, new_points: &[LightPoint]) -> String {
     #[derive(Serialize)]
-    #[serde(tag = "type", rename = "update")]
-    struct UpdateRef<'a> {
-        sub: &'a str,
+    struct Body<'a> {
         key: &'a str,
         version: u64,
         object: &'a ObjectSummary,
         new_points: &'a [LightPoint],
-        #[serde(skip_serializing_if = "Option::is_none")]
-        cursor: Option<&'a str>,
     }
-    let msg = UpdateRef { sub, key: &object.key, version, object, new_points, cursor };
-    serde_json::to_string(&msg).expect("an update always serializes")
+    let text = serde_json::to_string(&Body { key: &object.key, version, object, new_points })
+        .expect("an update always serializes");
+    // `{…}` → `…`
+    text[1..text.len() - 1].to_owned()
+}
+
+/// An `update` of subscription `sub` around a body from [`update_body`].
+pub fn update_text_with(sub: &str, body: &str, cursor: Option<&str>) -> String {
+    let sub = serde_json::to_string(sub).expect("a string serializes");
+    let mut text = String::with_capacity(body.len() + sub.len() + 64);
+    text.push_str(r#"{"type":"update","sub":"#);
+    text.push_str(&sub);
+    text.push(',');
+    text.push_str(body);
+    if let Some(c) = cursor {
+        text.push_str(r#","cursor":"#);
+        text.push_str(&serde_json::to_string(c).expect("a string serializes"));
+    }
+    text.push('}');
+    text
 }
 
 /// The kind of a server message.
@@ -256,6 +277,29 @@ mod tests {
         let env: Envelope = serde_json::from_str(&text).unwrap();
         assert_eq!(env.kind, MsgType::Error);
         assert_eq!(env.error.unwrap().code, "slow_consumer");
+    }
+
+    #[test]
+    fn an_update_rendered_around_a_shared_body_decodes_as_the_update() {
+        use crate::model::Survey;
+        let mut state =
+            crate::object::ObjectState::empty("ztf:ZTF21abiuvdk".into(), Survey::Ztf, "ZTF21abiuvdk".into());
+        state.ra = Some(12.5);
+        state.version = 3;
+        let summary = state.summary();
+        for (sub, cursor) in [("f1", Some("0:17:2")), ("a \"quoted\" sub", None)] {
+            let text = update_text(sub, 3, &summary, &[], cursor);
+            let want = ServerMsg::Update {
+                sub: sub.into(),
+                key: summary.key.clone(),
+                version: 3,
+                object: summary.clone(),
+                new_points: vec![],
+                cursor: cursor.map(str::to_owned),
+            };
+            assert_eq!(serde_json::from_str::<ServerMsg>(&text).unwrap(), want, "{text}");
+            assert_eq!(text, update_text_with(sub, &update_body(3, &summary, &[]), cursor));
+        }
     }
 
     #[test]

@@ -4,8 +4,9 @@
 //! tells the client about every change after which an object matches (`update`) and every
 //! change that makes a matching object stop matching (`leave`):
 //! - a partition this node hosts (in any role: every replica publishes the feed) is followed
-//!   from the local hub; a resume, or a follower that fell behind the hub's bounded channel,
-//!   first replays the missed changes from the changelog;
+//!   through the node's [`crate::matcher`], which reads the feed once for every subscription
+//!   and hands each only the changes that concern it; a resume, or a follower that fell
+//!   behind, first replays the missed changes from the changelog;
 //! - any other partition is followed through an internal WebSocket to a node hosting it (the
 //!   same protocol, restricted to that partition, marked forwarded), which moves to the
 //!   partition's next master or replica when its node goes away, resuming from the last
@@ -22,17 +23,18 @@
 use super::relay::{connect, upstreams, Upstream};
 use super::{error_msg, Outbox};
 use crate::error::ApiError;
+use crate::matcher::{End, Registration};
 use crate::state::AppState;
 use futures::{SinkExt, StreamExt};
 use lightkeeper_api::filter::Filter;
 use lightkeeper_api::ws::{ClientOp, FeedCursor, FeedPosition, ServerMsg};
 use lightkeeper_partition::feed;
-use lightkeeper_partition::hub::{Feed, FeedItem};
+use lightkeeper_partition::hub::FeedItem;
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -101,23 +103,30 @@ impl Shared {
         let _ = rx.wait_for(|open| *open).await;
     }
 
-    /// Tells the client about one change if it concerns the filter. A change it is not told
-    /// about does not move the shared cursor (no lock, no encoding — most changes match none of
-    /// a connection's filters): a cursor a little behind only means a resume replays changes
-    /// that send nothing. [`Shared::advance`] moves it once per batch.
+    /// Tells the client about one change if it concerns the filter (a replayed change; live
+    /// ones come evaluated from the node's matcher, see [`Shared::send_change`]). A change it
+    /// is not told about does not move the shared cursor (no lock, no encoding — most changes
+    /// match none of a connection's filters): a cursor a little behind only means a resume
+    /// replays changes that send nothing. [`Shared::advance`] moves it once per batch.
     fn deliver(&self, item: &FeedItem) -> bool {
-        let after = &item.update.summary;
-        let matches = self.filter.matches(after);
+        let matches = self.filter.matches(&item.update.summary);
         if !matches && !item.before.as_ref().is_some_and(|b| self.filter.matches(b)) {
             return !self.outbox.slow.is_cancelled();
         }
+        self.send_change(item, matches)
+    }
+
+    /// Sends an `update` (the object matches after the change) or a `leave` (it matched only
+    /// before), with the cursor just after the change.
+    fn send_change(&self, item: &FeedItem, matches: bool) -> bool {
+        let after = &item.update.summary;
         let pos = FeedPosition { next: item.offset + 1, epoch: item.epoch };
         self.emit(item.partition, pos, |cursor| {
-            let u = &item.update;
             Some(if matches {
-                lightkeeper_api::ws::update_text(&self.sub, u.version, after, &u.new_points, Some(&cursor))
+                lightkeeper_api::ws::update_text_with(&self.sub, item.update_body(), Some(&cursor))
             } else {
-                ServerMsg::Leave { sub: self.sub.clone(), key: after.key.clone(), version: u.version, cursor }.to_text()
+                let version = item.update.version;
+                ServerMsg::Leave { sub: self.sub.clone(), key: after.key.clone(), version, cursor }.to_text()
             })
         })
     }
@@ -185,8 +194,9 @@ pub(super) fn subscribe(
 
 /// Where one partition starts.
 enum Start {
-    /// Here, this node's replica's feed (already followed) from a position.
-    Local { rx: broadcast::Receiver<Feed>, from: Option<FeedPosition> },
+    /// Here, this node's replica's changes (already registered with the node's matcher) from a
+    /// position.
+    Local { reg: Registration, from: Option<FeedPosition> },
     /// Another node's.
     Remote { from: Option<FeedPosition> },
 }
@@ -205,7 +215,7 @@ fn start(
     let (gate, _) = watch::channel(false);
     let shared = Arc::new(Shared {
         sub: sub.to_owned(),
-        filter,
+        filter: filter.clone(),
         outbox: outbox.clone(),
         cursor: Mutex::new(FeedCursor::default()),
         pending: AtomicUsize::new(partitions.len()),
@@ -215,14 +225,13 @@ fn start(
     for &p in partitions {
         let from = from.as_ref().and_then(|c| c.0.get(&p).copied());
         let start = if state.replicas.contains(p) {
-            Start::Local { rx: state.hub.follow(p), from }
+            Start::Local { reg: state.matchers.register(p, filter.clone()), from }
         } else {
             Start::Remote { from }
         };
         let (state, shared) = (state.clone(), shared.clone());
         tasks.push(tokio::spawn(async move {
             follow(&state, &shared, p, start, snapshot && from.is_none()).await;
-            state.hub.unfollow(p);
         }));
     }
     FilterSub { tasks }
@@ -231,7 +240,8 @@ fn start(
 async fn follow(state: &AppState, shared: &Arc<Shared>, p: u32, start: Start, snapshot: bool) {
     let mut established = false;
     let pos = match start {
-        Start::Local { rx, from } => match follow_local(state, shared, p, rx, from, snapshot, &mut established).await {
+        Start::Local { reg, from } => match follow_local(state, shared, p, reg, from, snapshot, &mut established).await
+        {
             Some(pos) => Some(pos),
             None => return,
         },
@@ -241,13 +251,14 @@ async fn follow(state: &AppState, shared: &Arc<Shared>, p: u32, start: Start, sn
     follow_remote(state, shared, p, pos, snapshot && pos.is_none(), established).await;
 }
 
-/// Follows `p` from this node's feed. Returns the position reached when the replica left this
-/// node (the feed closed), to carry on remotely; `None` when the subscription is over.
+/// Follows `p` from this node's replica, through the node's matcher. Returns the position
+/// reached when the replica left this node (the feed closed), to carry on remotely; `None` when
+/// the subscription is over.
 async fn follow_local(
     state: &AppState,
     shared: &Arc<Shared>,
     p: u32,
-    mut rx: broadcast::Receiver<Feed>,
+    mut reg: Registration,
     from: Option<FeedPosition>,
     snapshot: bool,
     established: &mut bool,
@@ -317,7 +328,7 @@ async fn follow_local(
         shared.wait_gate().await;
     }
     loop {
-        // Catch up from the changelog to what the replica has applied; the feed has the rest.
+        // Catch up from the changelog to what the replica has applied; the matcher has the rest.
         let (applied, _) = status.feed_position();
         if pos.next < applied {
             pos = match replay(state, shared, p, pos, applied).await {
@@ -332,25 +343,31 @@ async fn follow_local(
             };
         }
         loop {
-            match rx.recv().await {
-                Ok(batch) => {
-                    let before = pos;
-                    let from = pos.next;
-                    for item in batch.iter().filter(|i| i.offset >= from) {
-                        if !shared.deliver(item) {
-                            return None;
-                        }
-                        pos = FeedPosition { next: item.offset + 1, epoch: item.epoch };
-                    }
-                    if pos != before {
-                        shared.advance(p, pos);
-                    }
+            let Some(delivery) = reg.rx.recv().await else { break };
+            let before = pos;
+            for &(i, matches) in &delivery.changes {
+                let Some(item) = delivery.batch.get(i as usize) else { continue };
+                // Already replayed from the changelog.
+                if item.offset < pos.next {
+                    continue;
                 }
-                // Fell behind the bounded feed: replay what was missed, then go on.
-                Err(broadcast::error::RecvError::Lagged(_)) => break,
-                // The replica left this node.
-                Err(broadcast::error::RecvError::Closed) => return Some(pos),
+                if !shared.send_change(item, matches) {
+                    return None;
+                }
+                pos = FeedPosition { next: item.offset + 1, epoch: item.epoch };
             }
+            if delivery.end.next > pos.next {
+                pos = delivery.end;
+            }
+            if pos != before {
+                shared.advance(p, pos);
+            }
+        }
+        match reg.end() {
+            // Fell behind: register again, then replay what was missed (the loop's top).
+            End::Lagged => reg = state.matchers.register(p, shared.filter.clone()),
+            // The replica left this node.
+            End::Closed => return Some(pos),
         }
     }
 }

@@ -43,6 +43,8 @@ use tokio_util::sync::CancellationToken;
 pub const CLOSE_SLOW_CONSUMER: u16 = 4008;
 const CLOSE_GOING_AWAY: u16 = 1001;
 const MAX_MESSAGE_BYTES: usize = 64 << 10;
+/// Most queued messages written with one flush.
+const WRITE_BATCH: usize = 64;
 
 /// Live object subscriptions over a WebSocket.
 ///
@@ -274,7 +276,21 @@ async fn session(socket: WebSocket, state: AppState, forwarded: bool) {
                     break;
                 }
                 msg = rx.recv() => match msg {
-                    Some(t) => if sink.send(Message::Text(t.into())).await.is_err() { break },
+                    // Everything already queued goes out with one flush: a burst of filter
+                    // matches costs one write, not one per message.
+                    Some(t) => {
+                        let mut batch = vec![t];
+                        while batch.len() < WRITE_BATCH {
+                            match rx.try_recv() {
+                                Ok(t) => batch.push(t),
+                                Err(_) => break,
+                            }
+                        }
+                        let mut items = futures::stream::iter(batch.into_iter().map(|t| Ok(Message::Text(t.into()))));
+                        if sink.send_all(&mut items).await.is_err() {
+                            break;
+                        }
+                    }
                     None => break,
                 },
             }
