@@ -46,6 +46,11 @@ pub struct Topics {
     /// Partitions to create topics with when they do not exist. An existing input topic's count
     /// wins; the changelog is created with the input's count.
     pub partitions: u32,
+    /// The changelog is created to keep every record at least this long before compaction may
+    /// drop it (Kafka's `min.compaction.lag.ms`): the window in which a filter subscription
+    /// resumed from a cursor replays exactly every change it missed. Older cursors still resume,
+    /// but compaction may have kept only the latest of an object's changes. Default: 7 days.
+    pub changelog_min_compaction_lag_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
@@ -107,6 +112,7 @@ impl Default for Topics {
             changelog: "lightkeeper-changelog".into(),
             dead_letter: "alerts-dlq".into(),
             partitions: 4,
+            changelog_min_compaction_lag_ms: 7 * 24 * 3600 * 1000,
         }
     }
 }

@@ -60,6 +60,8 @@ async fn external_producer_to_rest_and_websocket() {
     let client = Client::new(&node.url).unwrap();
     // The node created its topics; the changelog is compacted.
     assert_eq!(topic_config(&broker(), &topics.changelog, "cleanup.policy").as_deref(), Some("compact"));
+    // A week of changes kept before compaction: the window of an exact filter-subscription resume.
+    assert_eq!(topic_config(&broker(), &topics.changelog, "min.compaction.lag.ms").as_deref(), Some("604800000"));
 
     // Subscribe before any alert exists: a snapshot at version 0, then one update per alert.
     let key = "ztf:ZTF21abiuvdk";

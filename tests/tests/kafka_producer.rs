@@ -18,7 +18,7 @@ fn append(topic: &KafkaTopic, payloads: &[&str]) -> Result<Vec<u64>, LogError> {
 fn a_producer_that_failed_fatally_is_replaced_and_the_next_append_goes_through() {
     let topics = TopicSet::unique("producer");
     let config = KafkaConfig::new(&broker());
-    config.ensure_topic(&topics.changelog, 1, true).unwrap();
+    config.ensure_topic(&topics.changelog, 1, Some(std::time::Duration::from_secs(60))).unwrap();
     let topic = KafkaTopic::open(&config, &topics.changelog).unwrap();
 
     assert_eq!(append(&topic, &["a", "b"]).unwrap(), vec![0, 1]);

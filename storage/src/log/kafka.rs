@@ -69,14 +69,17 @@ impl KafkaConfig {
         Duration::from_millis(self.timeout_ms)
     }
 
-    /// Creates the topic if it does not exist (`compact` sets cleanup.policy=compact), then returns
-    /// its partition count. An existing topic keeps its partition count; it is not changed here.
-    pub fn ensure_topic(&self, name: &str, partitions: u32, compact: bool) -> Result<u32, LogError> {
+    /// Creates the topic if it does not exist, then returns its partition count. With
+    /// `compaction`, the topic is compacted (cleanup.policy=compact) and keeps every record at
+    /// least that long before compaction may drop it (min.compaction.lag.ms). An existing topic
+    /// keeps its partition count and configuration; they are not changed here.
+    pub fn ensure_topic(&self, name: &str, partitions: u32, compaction: Option<Duration>) -> Result<u32, LogError> {
         let admin: AdminClient<DefaultClientContext> =
             self.client().create().map_err(|e| LogError::kafka("admin client", e))?;
         let mut topic = NewTopic::new(name, partitions as i32, TopicReplication::Fixed(-1));
-        if compact {
-            topic = topic.set("cleanup.policy", "compact");
+        let lag_ms = compaction.map(|lag| lag.as_millis().to_string());
+        if let Some(lag_ms) = &lag_ms {
+            topic = topic.set("cleanup.policy", "compact").set("min.compaction.lag.ms", lag_ms);
         }
         let opts = AdminOptions::new().operation_timeout(Some(self.timeout()));
         let results = block_on(admin.create_topics([&topic], &opts))

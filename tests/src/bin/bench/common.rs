@@ -51,7 +51,7 @@ pub fn load_input(
     per_object: usize,
     partitions: u32,
 ) -> anyhow::Result<usize> {
-    kafka.ensure_topic(&topics.input, partitions, false)?;
+    kafka.ensure_topic(&topics.input, partitions, None)?;
     // Generate and load N real-size alerts.
     let templates = load_templates(&shared_data().join("ztf/alerts/fink-alert-simulator/datasim_20181129"), 64);
     eprintln!("generating {n} alerts from {} real templates", templates.len());

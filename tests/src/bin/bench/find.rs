@@ -430,7 +430,7 @@ fn load_average() -> String {
 /// Produces one lean alert for each of `n` objects, at [`sky_position`], to a new input topic of
 /// `partitions` partitions, printing the rate as it goes. Returns the bytes produced and the time.
 fn load_sky(kafka: &KafkaConfig, topics: &TopicSet, n: usize, partitions: u32) -> anyhow::Result<(usize, Duration)> {
-    kafka.ensure_topic(&topics.input, partitions, false)?;
+    kafka.ensure_topic(&topics.input, partitions, None)?;
     let templates: Vec<Template> =
         load_templates(&shared_data().join("ztf/alerts/fink-alert-simulator/datasim_20181129"), 64)
             .iter()

@@ -52,6 +52,12 @@ enum Cmd {
         partitions: u32,
         #[arg(long, default_value_t = 0)]
         filters: usize,
+        /// Which filters --filters subscribes.
+        #[arg(long, value_enum, default_value_t = ingest::FilterSet::Selective)]
+        filter_set: ingest::FilterSet,
+        /// Runs (pairs of runs, with --filters) to take the median of.
+        #[arg(long, default_value_t = 1)]
+        repeat: usize,
     },
     Restore {
         #[arg(long, default_value_t = 30_000)]
@@ -103,8 +109,8 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let rt = tokio::runtime::Runtime::new()?;
     match args.cmd {
-        Cmd::Ingest { alerts, alerts_per_object, partitions, filters } => {
-            rt.block_on(ingest::run(alerts, alerts_per_object, partitions, filters))
+        Cmd::Ingest { alerts, alerts_per_object, partitions, filters, filter_set, repeat } => {
+            rt.block_on(ingest::run(alerts, alerts_per_object, partitions, filters, filter_set, repeat))
         }
         Cmd::Query { points, rate, seconds } => rt.block_on(query::run(points, rate, seconds)),
         Cmd::Find { objects, rate, seconds, scan_rate, scan_requests, partitions } => {
