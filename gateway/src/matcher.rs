@@ -179,13 +179,15 @@ impl Matchers {
         }
     }
 
-    /// Partitions with a running matcher (for tests and metrics).
-    pub fn running(&self) -> usize {
+    /// Partitions with a running matcher.
+    #[cfg(test)]
+    fn running(&self) -> usize {
         self.partitions.lock().len()
     }
 
     /// Followers registered for `partition` now.
-    pub fn followers(&self, partition: u32) -> usize {
+    #[cfg(test)]
+    fn followers(&self, partition: u32) -> usize {
         self.partitions.lock().get(&partition).map_or(0, |m| m.followers.lock().by_id.len())
     }
 }
@@ -315,6 +317,17 @@ mod tests {
         Filter::parse(text).unwrap()
     }
 
+    /// Waits (5 s at most) until `done` holds: the matcher's task runs on its own.
+    async fn until(what: &str, done: impl Fn() -> bool) {
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while !done() {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{what}"));
+    }
+
     #[tokio::test]
     async fn each_follower_gets_only_its_changes_and_the_last_one_out_stops_the_task() {
         let hub = Arc::new(Hub::new(16));
@@ -339,13 +352,7 @@ mod tests {
         drop(none);
         assert_eq!(matchers.running(), 0);
         // The task unfollows the feed once it has stopped.
-        tokio::time::timeout(Duration::from_secs(5), async {
-            while hub.follows(0) {
-                tokio::task::yield_now().await;
-            }
-        })
-        .await
-        .expect("the feed is unfollowed");
+        until("the feed is unfollowed", || !hub.follows(0)).await;
     }
 
     #[tokio::test]
@@ -358,13 +365,7 @@ mod tests {
             hub.publish_feed(0, vec![change("a", i, None, 1.0)]);
         }
         // Nothing is read until the matcher has dropped the follower whose queue filled.
-        tokio::time::timeout(Duration::from_secs(5), async {
-            while matchers.followers(0) > 1 {
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-        })
-        .await
-        .expect("the unread follower is dropped");
+        until("the unread follower is dropped", || matchers.followers(0) == 1).await;
         // The queue held QUEUE deliveries; the next one dropped the follower as lagging.
         let mut read = 0;
         while slow.rx.recv().await.is_some() {

@@ -73,37 +73,31 @@ const STALLED: Duration = Duration::from_secs(120);
 /// 1° cones checked against 1° boxes before anything is timed.
 const CHECKS: usize = 3;
 
-pub async fn run(
-    objects: usize,
-    rate: u64,
-    seconds: u64,
-    scan_rate: Option<f64>,
-    scan_requests: usize,
-    partitions: u32,
-) -> anyhow::Result<()> {
+/// What `bench find` asks (its command-line arguments).
+#[derive(Debug, Clone, Copy)]
+pub struct Params {
+    pub objects: usize,
+    pub rate: u64,
+    pub seconds: u64,
+    pub scan_rate: Option<f64>,
+    pub scan_requests: usize,
+    pub partitions: u32,
+}
+
+pub async fn run(params: Params) -> anyhow::Result<()> {
+    let Params { objects, rate, seconds, scan_requests, .. } = params;
     anyhow::ensure!(objects > 0 && rate > 0 && seconds > 0 && scan_requests > 0, "every count must be positive");
     let bootstrap = broker();
     let topics = TopicSet::unique("bench-find");
     let kafka = KafkaConfig::new(&bootstrap);
-    let outcome =
-        measure(&bootstrap, &kafka, &topics, objects, rate, seconds, scan_rate, scan_requests, partitions).await;
+    let outcome = measure(&bootstrap, &kafka, &topics, params).await;
     // The test broker keeps every topic in memory: they go whether or not the run succeeded.
     drop_topics(&kafka, &topics).await?;
     outcome
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn measure(
-    bootstrap: &str,
-    kafka: &KafkaConfig,
-    topics: &TopicSet,
-    objects: usize,
-    rate: u64,
-    seconds: u64,
-    scan_rate: Option<f64>,
-    scan_requests: usize,
-    partitions: u32,
-) -> anyhow::Result<()> {
+async fn measure(bootstrap: &str, kafka: &KafkaConfig, topics: &TopicSet, params: Params) -> anyhow::Result<()> {
+    let Params { objects, rate, seconds, scan_rate, scan_requests, partitions } = params;
     let (produced_bytes, produce_time) = {
         let (kafka, topics) = (kafka.clone(), topics.clone());
         tokio::task::spawn_blocking(move || load_sky(&kafka, &topics, objects, partitions)).await??

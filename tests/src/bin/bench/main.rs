@@ -114,7 +114,7 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::Query { points, rate, seconds } => rt.block_on(query::run(points, rate, seconds)),
         Cmd::Find { objects, rate, seconds, scan_rate, scan_requests, partitions } => {
-            rt.block_on(find::run(objects, rate, seconds, scan_rate, scan_requests, partitions))
+            rt.block_on(find::run(find::Params { objects, rate, seconds, scan_rate, scan_requests, partitions }))
         }
         Cmd::Restore { alerts, alerts_per_object, partitions } => {
             rt.block_on(restore::run(alerts, alerts_per_object, partitions))
