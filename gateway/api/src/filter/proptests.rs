@@ -410,3 +410,80 @@ fn watchlists_are_found_by_lookup_and_each_key_once() {
     assert!(set.is_empty());
     assert_eq!(found("A", Some("B"), &set), Vec::<i32>::new());
 }
+
+/// Ranges on a few fields, with literals from small pools so that values fall on the bounds
+/// often: what the bounds index (`set::bounds`) files.
+fn range_filter() -> impl Strategy<Value = Filter> {
+    let numbers = prop_oneof![
+        select(vec![-1i64, 0, 1, 2, 3]).prop_map(Literal::Integer),
+        select(vec![-0.0, 0.0, 0.5, 1.0, 2.5]).prop_map(Literal::Number),
+    ];
+    let strings = select(vec!["", "a", "ab", "b", "ZTF18a"]).prop_map(|s| Literal::Str(s.into()));
+    let bound_ops = select(vec![CmpOp::Eq, CmpOp::Lt, CmpOp::Le, CmpOp::Gt, CmpOp::Ge]);
+    let numeric = (select(vec![Field::Ra, Field::NAlerts]), prop::collection::vec((bound_ops.clone(), numbers), 1..4));
+    let string = (Just(Field::ObjectId), prop::collection::vec((bound_ops, strings), 1..4));
+    (prop_oneof![numeric, string], any::<bool>()).prop_map(|((field, tests), extra)| {
+        let mut items: Vec<Expr> =
+            tests.into_iter().map(|(op, l)| Expr::Compare { field, op, rhs: Operand::Literal(l) }).collect();
+        if extra {
+            items.push(Expr::Compare { field: Field::Dec, op: CmpOp::Gt, rhs: Operand::Literal(Literal::Number(0.0)) });
+        }
+        Filter { expr: Expr::and(items) }
+    })
+}
+
+/// The bounds index never misses: sets of many ranges (closed, open on one side, equalities,
+/// on numbers and strings), summaries whose values sit on and between the bounds, changes whose
+/// value moved; every filter that matches before or after is a candidate, once.
+#[test]
+fn bounds_never_miss_a_matching_filter() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    let mut runner = TestRunner::deterministic();
+    let values = (
+        prop::option::of(select(vec![-2.0, -0.0, 0.0, 0.25, 0.5, 1.0, 2.0, 2.5, 3.0])),
+        0..5usize,
+        select(vec!["", "a", "aa", "ab", "abc", "b", "ZTF18a", "ZTF18ab"]),
+        prop::option::of(select(vec![-1.0, 1.0])),
+    );
+    let (mut matched, mut pruned) = (0usize, 0usize);
+    for round in 0..300 {
+        let filters: Vec<Filter> =
+            (0..24).map(|_| range_filter().new_tree(&mut runner).expect("tree").current()).collect();
+        let mut set = FilterSet::default();
+        for (k, f) in filters.iter().enumerate() {
+            set.insert(k, f);
+        }
+        for k in (round % 3..filters.len()).step_by(3) {
+            set.remove(k);
+        }
+        for k in (round % 3..filters.len()).step_by(3) {
+            set.insert(k, &filters[k]);
+        }
+        let summary_of = |runner: &mut TestRunner| {
+            let mut s = summary().new_tree(runner).expect("tree").current();
+            let (ra, n_alerts, id, dec) = values.new_tree(runner).expect("tree").current();
+            (s.ra, s.n_alerts, s.object_id, s.dec) = (ra, n_alerts, id.to_string(), dec);
+            s
+        };
+        for _ in 0..16 {
+            let after = summary_of(&mut runner);
+            let before = summary_of(&mut runner);
+            let mut candidates = Vec::new();
+            set.candidates(&after, Some(&before), &mut candidates);
+            let mut sorted = candidates.clone();
+            sorted.sort_unstable();
+            sorted.dedup();
+            assert_eq!(sorted.len(), candidates.len(), "each candidate once");
+            for (k, f) in filters.iter().enumerate() {
+                if f.matches(&after) || f.matches(&before) {
+                    matched += 1;
+                    assert!(candidates.contains(&k), "{f} matches {after:?} or {before:?} but is not a candidate");
+                } else if !candidates.contains(&k) {
+                    pruned += 1;
+                }
+            }
+        }
+    }
+    assert!(matched > 1000 && pruned > 10_000, "barely tested: {matched} matched, {pruned} pruned");
+}

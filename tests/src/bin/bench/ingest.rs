@@ -7,12 +7,13 @@
 //! shared) machine and broker happen to be. The node's time runs from its `/readyz` to the
 //! moment `/v1/cluster` shows every input record consumed. Also reported: the node's peak RSS,
 //! its mean worker batch and the worker time per phase (poll, decode, changelog, store), which
-//! is where a slowdown shows first.
+//! is where a slowdown shows first, and the node's CPU time per 1,000 alerts (user + system,
+//! from `/proc`), which the broker's share of the machine does not blur as it does the rate.
 //!
 //! With `--filters N`, a second node ingests a second copy of the input while N live filter
 //! subscriptions (16 per WebSocket, as many connections as that takes, each read as fast as it
 //! comes) follow every partition; both nodes' rates are reported and their ratio is the cost of
-//! the filters. The filters are varied and realistic (magnitude and detection counts, real/bogus
+//! the filters (and the ratio of their CPU per alert, the same cost seen from the node). The filters are varied and realistic (magnitude and detection counts, real/bogus
 //! scores, `isdiffpos`, key ranges), so a share of the changes match and are sent.
 
 use crate::common::{bare_consumer_config, drop_topics, load_input, machine};
@@ -45,7 +46,7 @@ pub async fn run(
     }
     // Pairs in alternating order (ABBA…), so a drift of the machine or the broker over the run
     // falls on both sides alike; the median pair is the figure.
-    let mut pairs = Vec::with_capacity(repeat);
+    let mut pairs: Vec<(Run, Run)> = Vec::with_capacity(repeat);
     for i in 0..repeat {
         let (plain, filtered) = if i % 2 == 0 {
             let plain = run_one(n, per_object, partitions, 0, set).await?;
@@ -57,16 +58,54 @@ pub async fn run(
         pairs.push((plain, filtered));
     }
     println!("## ingest with {filters} live filter subscriptions ({set:?}) against none, same run — {}", machine());
-    println!("| pair | alerts/s, no filter subscription | alerts/s, {filters} filter subscriptions | with / without |");
-    println!("|---|---|---|---|");
+    println!(
+        "| pair | alerts/s, no filter subscription | alerts/s, {filters} filter subscriptions | with / without | node CPU ms per 1,000 alerts, without / with | CPU with / without |"
+    );
+    println!("|---|---|---|---|---|---|");
     for (i, (plain, filtered)) in pairs.iter().enumerate() {
-        println!("| {} | {plain:.0} | {filtered:.0} | {:.3} |", i + 1, filtered / plain);
+        println!(
+            "| {} | {:.0} | {:.0} | {:.3} | {:.0} / {:.0} | {:.3} |",
+            i + 1,
+            plain.rate,
+            filtered.rate,
+            filtered.rate / plain.rate,
+            plain.cpu_ms_per_1000,
+            filtered.cpu_ms_per_1000,
+            filtered.cpu_ms_per_1000 / plain.cpu_ms_per_1000
+        );
     }
-    let mut ratios: Vec<f64> = pairs.iter().map(|(p, f)| f / p).collect();
-    ratios.sort_by(f64::total_cmp);
-    let median = ratios[ratios.len() / 2];
-    println!("| **median** | | | **{median:.3} (cost {:.1} %)** |", 100.0 * (1.0 - median));
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let rate = median(pairs.iter().map(|(p, f)| f.rate / p.rate).collect());
+    let cpu = median(pairs.iter().map(|(p, f)| f.cpu_ms_per_1000 / p.cpu_ms_per_1000).collect());
+    println!(
+        "| **median** | | | **{rate:.3} (cost {:.1} %)** | | **{cpu:.3} (+{:.1} % CPU)** |",
+        100.0 * (1.0 - rate),
+        100.0 * (cpu - 1.0)
+    );
     Ok(())
+}
+
+/// One node's run: its ingest rate, and its CPU time per 1,000 alerts over the same span.
+struct Run {
+    rate: f64,
+    cpu_ms_per_1000: f64,
+}
+
+/// CPU time (user + system) process `pid` has used so far, from `/proc/<pid>/stat`.
+fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which may hold spaces), from field 3 on: utime and stime
+    // are fields 14 and 15.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11).and_then(|u| u.parse().ok()).unwrap_or(0)
+        + fields.get(12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Ok(Duration::from_secs_f64(ticks as f64 / per_second as f64))
 }
 
 /// Which filters `--filters` subscribes.
@@ -192,9 +231,8 @@ async fn subscribe_filters(
     futures::future::try_join_all(connections).await
 }
 
-/// One node ingesting a fresh copy of the input with `filters` filter subscriptions; returns
-/// its alerts/s.
-async fn run_one(n: usize, per_object: usize, partitions: u32, filters: usize, set: FilterSet) -> anyhow::Result<f64> {
+/// One node ingesting a fresh copy of the input with `filters` filter subscriptions.
+async fn run_one(n: usize, per_object: usize, partitions: u32, filters: usize, set: FilterSet) -> anyhow::Result<Run> {
     let bootstrap = broker();
     let topics = TopicSet::unique("bench");
     let kafka = KafkaConfig::new(&bootstrap);
@@ -224,6 +262,7 @@ async fn run_one(n: usize, per_object: usize, partitions: u32, filters: usize, s
     // The rate counts from here: with filters, once every one of them follows every partition.
     let ready = started.elapsed();
     let consumed_at_ready = consumed(&client).await.unwrap_or(0) as usize;
+    let cpu_at_ready = cpu_time(node.child.id())?;
     let mut last_print = Instant::now();
     loop {
         let done = consumed(&client).await.unwrap_or(0);
@@ -237,9 +276,12 @@ async fn run_one(n: usize, per_object: usize, partitions: u32, filters: usize, s
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let total = started.elapsed();
+    let cpu = cpu_time(node.child.id())? - cpu_at_ready;
     let metrics = reqwest::get(format!("{}/metrics", node.url)).await?.text().await?;
     let batches: f64 = metric_samples(&metrics, "lightkeeper_batch_seconds_count").sum();
-    let node_rate = (n - consumed_at_ready.min(n)) as f64 / (total - ready).as_secs_f64();
+    let timed = (n - consumed_at_ready.min(n)) as f64;
+    let node_rate = timed / (total - ready).as_secs_f64();
+    let cpu_ms_per_1000 = cpu.as_secs_f64() * 1e6 / timed;
     let rss = std::fs::read_to_string(format!("/proc/{}/status", node.child.id()))
         .ok()
         .and_then(|s| {
@@ -262,6 +304,7 @@ async fn run_one(n: usize, per_object: usize, partitions: u32, filters: usize, s
         ready.as_secs_f64()
     );
     println!("| ratio node / bare | {:.2} |", node_rate / bare_rate);
+    println!("| node CPU (user + system) per 1,000 alerts | {cpu_ms_per_1000:.0} ms |");
     println!("| node peak RSS | {} MiB |", rss / 1024);
     println!("| mean worker batch | {:.0} alerts |", n as f64 / batches);
     if filters > 0 {
@@ -308,7 +351,7 @@ async fn run_one(n: usize, per_object: usize, partitions: u32, filters: usize, s
             .unwrap_or(f64::NAN);
         println!("| worker time in {phase} (all partitions) | {sum:.2} s |");
     }
-    Ok(node_rate)
+    Ok(Run { rate: node_rate, cpu_ms_per_1000 })
 }
 
 /// Reads `n` records of `topic` from the beginning; returns the time and the payload bytes.

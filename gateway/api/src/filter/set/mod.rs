@@ -6,9 +6,10 @@
 //! necessary condition, the comparisons with constants that its top-level `and` makes on one
 //! field (`mag_g < 18` of `mag_g < 18 and drb > 0.9`; `ra > 36 and ra < 37` together), or, for
 //! a top-level `or`, such comparisons on one field in every operand (`object_id = 'a' or
-//! object_id = 'b'`). For a summary it reads each guarded field once and tests the guards
-//! against the value, and only the filters whose guard holds — plus those with no guard — are
-//! candidates, to be evaluated in full by the caller.
+//! object_id = 'b'`). For a summary it reads each guarded field once and finds the guards that
+//! hold for the value — string equalities by hash lookup, bounds (`<`, `>=`…) by binary search
+//! in [`bounds`], the rest tested one by one — and only the filters whose guard holds, plus
+//! those with no guard, are candidates, to be evaluated in full by the caller.
 //!
 //! Exactness: a guard is a conjunct of the filter (of each operand, for an `or`), tested with
 //! the evaluator's own comparison. A filter is True only if each of its conjuncts is True (an
@@ -20,11 +21,14 @@
 //! data at best in two); bounds on counts (`n_alerts >= 2`), which most objects pass, rank last
 //! among bounds.
 
+mod bounds;
+
 use super::ast::{CmpOp, Expr, Literal, Operand};
 use super::eval::{compare, literal, value};
 use super::fields::{Field, FieldType};
 use super::Filter;
 use crate::object::ObjectSummary;
+use bounds::{Bounds, Interval};
 use std::collections::HashMap;
 use std::hash::Hash;
 
@@ -143,14 +147,20 @@ struct FieldGuards<K> {
     field: Field,
     /// Guards tested one by one against the field's value.
     guards: Vec<(Vec<Vec<Test>>, K)>,
+    /// Guards that bound the value (one conjunction of `<`, `>`, `=`…): found by binary search.
+    bounds: Bounds<K>,
     /// Guards that are string equalities only (`=`, `in`, an `or` of them — a watchlist):
     /// filed under each of their strings and found with one lookup of the value.
     points: HashMap<String, Vec<K>>,
 }
 
-impl<K> FieldGuards<K> {
+impl<K: Copy + Eq> FieldGuards<K> {
+    fn new(field: Field) -> Self {
+        FieldGuards { field, guards: Vec::new(), bounds: Bounds::default(), points: HashMap::new() }
+    }
+
     fn is_empty(&self) -> bool {
-        self.guards.is_empty() && self.points.is_empty()
+        self.guards.is_empty() && self.bounds.is_empty() && self.points.is_empty()
     }
 }
 
@@ -212,7 +222,7 @@ impl<K: Copy + Eq + Hash> FilterSet<K> {
         let at = match self.by_field.iter().position(|fg| fg.field == g.field) {
             Some(i) => i,
             None => {
-                self.by_field.push(FieldGuards { field: g.field, guards: Vec::new(), points: HashMap::new() });
+                self.by_field.push(FieldGuards::new(g.field));
                 self.by_field.len() - 1
             }
         };
@@ -225,7 +235,14 @@ impl<K: Copy + Eq + Hash> FilterSet<K> {
                 self.filed.insert(key, Filed::Points(g.field, points));
             }
             None => {
-                fg.guards.push((g.any, key));
+                let interval = match g.any.as_slice() {
+                    [conj] => Interval::of(conj),
+                    _ => None,
+                };
+                match interval {
+                    Some(interval) => fg.bounds.insert(interval, key),
+                    None => fg.guards.push((g.any, key)),
+                }
                 self.filed.insert(key, Filed::Tested(g.field));
             }
         }
@@ -243,7 +260,9 @@ impl<K: Copy + Eq + Hash> FilterSet<K> {
         };
         let Some(i) = self.by_field.iter().position(|fg| fg.field == field) else { return };
         let fg = &mut self.by_field[i];
-        fg.guards.retain(|(_, k)| *k != key);
+        if !fg.bounds.remove(key) {
+            fg.guards.retain(|(_, k)| *k != key);
+        }
         for p in points {
             if let Some(keys) = fg.points.get_mut(&p) {
                 keys.retain(|k| *k != key);
@@ -278,6 +297,10 @@ impl<K: Copy + Eq + Hash> FilterSet<K> {
                 if holds(any, now) || then.is_some_and(|then| holds(any, then)) {
                     out.push(*key);
                 }
+            }
+            fg.bounds.find(now, |_, key| out.push(key));
+            if let Some(then) = then {
+                fg.bounds.find_only(then, now, |key| out.push(key));
             }
             if fg.points.is_empty() {
                 continue;
