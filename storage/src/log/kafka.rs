@@ -45,15 +45,34 @@ pub struct KafkaConfig {
     /// Timeout of metadata and admin calls.
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
+    /// How long the broker may hold a fetch that finds nothing new (librdkafka's
+    /// `fetch.wait.max.ms`). A broker answers as soon as data arrives, so this bounds how late
+    /// a reader at the end of its partition sees a new record only on a broker that does not;
+    /// what it costs is the fetches of idle readers, every one a round trip the broker serves.
+    /// At 10 ms, a node's four idle input readers kept the test broker busy at ~0.2 cores,
+    /// which on a 2-core machine made the tail of every query (BENCHMARKS.md, cone search); at
+    /// 100 ms that load is gone and a tailing reader sees a new record ~12 ms after it was
+    /// produced on the test broker (~3 ms at 10 ms).
+    #[serde(default = "default_fetch_wait_ms")]
+    pub fetch_wait_max_ms: u64,
 }
 
 fn default_timeout_ms() -> u64 {
     10_000
 }
 
+fn default_fetch_wait_ms() -> u64 {
+    100
+}
+
 impl KafkaConfig {
     pub fn new(bootstrap: &str) -> KafkaConfig {
-        KafkaConfig { bootstrap: bootstrap.to_owned(), properties: BTreeMap::new(), timeout_ms: default_timeout_ms() }
+        KafkaConfig {
+            bootstrap: bootstrap.to_owned(),
+            properties: BTreeMap::new(),
+            timeout_ms: default_timeout_ms(),
+            fetch_wait_max_ms: default_fetch_wait_ms(),
+        }
     }
 
     fn client(&self) -> ClientConfig {
@@ -260,7 +279,7 @@ impl Topic for KafkaTopic {
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "true")
             .set("auto.offset.reset", "earliest")
-            .set("fetch.wait.max.ms", "10")
+            .set("fetch.wait.max.ms", self.config.fetch_wait_max_ms.to_string())
             .set("fetch.message.max.bytes", "8388608")
             .set("queued.max.messages.kbytes", "65536")
             // librdkafka waits this long before refetching once the prefetch queue is full (default

@@ -711,19 +711,17 @@ struct Counted {
 }
 
 /// GETs `urls` in turn at `rate` requests/s, each request on its own task at its scheduled time
-/// whether or not the earlier ones have finished (open loop). The clock stops when the body is
+/// whether or not the earlier ones have finished (open loop, [`crate::pace`]). The clock stops when the body is
 /// in; counting its objects comes after.
 async fn load(urls: Vec<String>, rate: f64) -> LoadResult {
     let http = reqwest::Client::builder().pool_max_idle_per_host(512).build().unwrap();
     let interval = Duration::from_secs_f64(1.0 / rate);
     let total = urls.len();
-    let start = tokio::time::Instant::now();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<(f64, usize, usize), String>>(total.max(1));
-    for (i, url) in urls.into_iter().enumerate() {
-        let scheduled = start + interval.mul_f64(i as f64);
-        tokio::time::sleep_until(scheduled).await;
-        let (http, tx) = (http.clone(), tx.clone());
-        tokio::spawn(async move {
+    let sender = tx.clone();
+    crate::pace::open_loop(urls, interval, move |url, scheduled| {
+        let (http, tx) = (http.clone(), sender.clone());
+        async move {
             let outcome = match http.get(&url).send().await {
                 Ok(r) => {
                     let status = r.status();
@@ -747,8 +745,9 @@ async fn load(urls: Vec<String>, rate: f64) -> LoadResult {
                 Err(e) => Err(format!("sending: {e}")),
             };
             let _ = tx.send(outcome).await;
-        });
-    }
+        }
+    })
+    .await;
     drop(tx);
     let (mut errors, mut first_error) = (0, None);
     let mut latencies_ms = Vec::with_capacity(total);

@@ -20,7 +20,8 @@
 //!   decommissioned, with the read latency in each phase against the same readers before.
 //!
 //! Shared pieces: [`common`] (loading real-size alerts, the bare consumers' settings, clean-up,
-//! the machine line of each report) and [`stats`] (percentiles).
+//! the machine line of each report), [`pace`] (starting open-loop requests on time) and
+//! [`stats`] (percentiles).
 
 mod common;
 mod failover;
@@ -28,6 +29,7 @@ mod find;
 mod handover;
 mod ingest;
 mod membership;
+mod pace;
 mod query;
 mod restore;
 mod stats;

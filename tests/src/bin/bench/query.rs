@@ -71,26 +71,26 @@ impl LoadResult {
 }
 
 /// GETs `url` at `rate` requests/s for `seconds`, each request on its own task at its
-/// scheduled time whether or not the earlier ones have finished (open loop).
+/// scheduled time whether or not the earlier ones have finished (open loop, [`crate::pace`]).
 async fn load(url: &str, rate: u64, seconds: u64) -> LoadResult {
     let http = reqwest::Client::builder().pool_max_idle_per_host(512).build().unwrap();
     let interval = Duration::from_nanos(1_000_000_000 / rate);
     let total = (rate * seconds) as usize;
-    let start = tokio::time::Instant::now();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Option<f64>>(total.max(1));
-    for i in 0..total {
-        let scheduled = start + interval * i as u32;
-        tokio::time::sleep_until(scheduled).await;
-        let (http, url, tx) = (http.clone(), url.to_owned(), tx.clone());
-        tokio::spawn(async move {
+    let sender = tx.clone();
+    let url = url.to_owned();
+    crate::pace::open_loop(0..total, interval, move |_, scheduled| {
+        let (http, url, tx) = (http.clone(), url.clone(), sender.clone());
+        async move {
             let ok = match http.get(&url).send().await {
                 Ok(r) if r.status().is_success() => r.bytes().await.is_ok(),
                 _ => false,
             };
             let ms = scheduled.elapsed().as_secs_f64() * 1000.0;
             let _ = tx.send(ok.then_some(ms)).await;
-        });
-    }
+        }
+    })
+    .await;
     drop(tx);
     let mut errors = 0;
     let mut latencies_ms = Vec::with_capacity(total);
