@@ -23,6 +23,9 @@ pub struct GatewayMetrics {
     pub ws_connections: Gauge,
     pub ws_subscriptions: Gauge,
     pub ws_slow_closed: Counter,
+    /// Filter subscriptions' partition followers that fell behind the node's matcher and caught
+    /// up from the changelog (each a replay: reading Kafka, not memory).
+    pub filter_lagged: Counter,
 }
 
 impl GatewayMetrics {
@@ -33,6 +36,7 @@ impl GatewayMetrics {
             ws_connections: Gauge::default(),
             ws_subscriptions: Gauge::default(),
             ws_slow_closed: Counter::default(),
+            filter_lagged: Counter::default(),
         };
         registry.register("lightkeeper_http_requests", "HTTP requests by route and status", m.requests.clone());
         registry.register(
@@ -46,6 +50,11 @@ impl GatewayMetrics {
             "lightkeeper_ws_slow_closed",
             "WebSockets closed because the client could not keep up",
             m.ws_slow_closed.clone(),
+        );
+        registry.register(
+            "lightkeeper_filter_lagged",
+            "Filter subscriptions' partition followers that fell behind live matching and replayed the changelog",
+            m.filter_lagged.clone(),
         );
         m
     }

@@ -365,7 +365,10 @@ async fn follow_local(
         }
         match reg.end() {
             // Fell behind: register again, then replay what was missed (the loop's top).
-            End::Lagged => reg = state.matchers.register(p, shared.filter.clone()),
+            End::Lagged => {
+                state.metrics.filter_lagged.inc();
+                reg = state.matchers.register(p, shared.filter.clone());
+            }
             // The replica left this node.
             End::Closed => return Some(pos),
         }

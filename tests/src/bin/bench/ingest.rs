@@ -324,6 +324,7 @@ async fn run_one(n: usize, per_object: usize, partitions: u32, filters: usize, s
     }
     let after = reqwest::get(format!("{}/metrics", node.url)).await?.text().await?;
     let slow_closed: f64 = metric_samples(&after, "lightkeeper_ws_slow_closed_total").sum();
+    let lagged: f64 = metric_samples(&after, "lightkeeper_filter_lagged_total").sum();
     // Read before the subscribers and the node go, which closes every connection.
     let lost = lost.load(Ordering::Relaxed);
     for t in subscribers {
@@ -337,6 +338,7 @@ async fn run_one(n: usize, per_object: usize, partitions: u32, filters: usize, s
             settled as f64 / n as f64
         );
         println!("| connections closed by the node as slow consumers / lost | {slow_closed} / {lost} |");
+        println!("| followers that fell behind the matcher and replayed the changelog | {lagged} |");
         anyhow::ensure!(
             lost == 0,
             "{lost} of the filter connections were closed during the run: the rate does not count their filters"
