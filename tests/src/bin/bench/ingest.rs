@@ -263,6 +263,7 @@ async fn run_one(n: usize, per_object: usize, partitions: u32, filters: usize, s
     let ready = started.elapsed();
     let consumed_at_ready = consumed(&client).await.unwrap_or(0) as usize;
     let cpu_at_ready = cpu_time(node.child.id())?;
+    let own_at_ready = cpu_time(std::process::id())?;
     let mut last_print = Instant::now();
     loop {
         let done = consumed(&client).await.unwrap_or(0);
@@ -277,6 +278,8 @@ async fn run_one(n: usize, per_object: usize, partitions: u32, filters: usize, s
     }
     let total = started.elapsed();
     let cpu = cpu_time(node.child.id())? - cpu_at_ready;
+    // This process: the filter subscribers' reading, on the same cores as the node.
+    let own = cpu_time(std::process::id())? - own_at_ready;
     let metrics = reqwest::get(format!("{}/metrics", node.url)).await?.text().await?;
     let batches: f64 = metric_samples(&metrics, "lightkeeper_batch_seconds_count").sum();
     let timed = (n - consumed_at_ready.min(n)) as f64;
@@ -305,6 +308,10 @@ async fn run_one(n: usize, per_object: usize, partitions: u32, filters: usize, s
     );
     println!("| ratio node / bare | {:.2} |", node_rate / bare_rate);
     println!("| node CPU (user + system) per 1,000 alerts | {cpu_ms_per_1000:.0} ms |");
+    println!(
+        "| load generator CPU (this process: the subscribers, polling the node) per 1,000 alerts | {:.0} ms |",
+        own.as_secs_f64() * 1e6 / timed
+    );
     println!("| node peak RSS | {} MiB |", rss / 1024);
     println!("| mean worker batch | {:.0} alerts |", n as f64 / batches);
     if filters > 0 {
