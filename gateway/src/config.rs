@@ -375,12 +375,16 @@ mod tests {
     fn file_then_overrides_layer_and_unknown_keys_fail() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("c.toml");
-        std::fs::write(&f, "node_id = \"a\"\nbatch_size = 7\n[kafka]\nbootstrap = \"h:1\"\n").unwrap();
+        std::fs::write(&f, "node_id = \"a\"\nbatch_size = 7\n[kafka]\nbootstrap = \"h:1\"\nfetch_wait_max_ms = 250\n")
+            .unwrap();
         let o = Overrides { node_id: Some("b".into()), ..Default::default() };
         let c = Config::load(Some(&f), &o).unwrap();
         assert_eq!(c.node_id, "b");
         assert_eq!(c.batch_size, 7);
-        assert_eq!(c.kafka.unwrap().bootstrap, "h:1");
+        let kafka = c.kafka.unwrap();
+        assert_eq!(kafka.bootstrap, "h:1");
+        assert_eq!(kafka.fetch_wait_max_ms, 250);
+        assert_eq!(KafkaConfig::new("h:1").fetch_wait_max_ms, 100, "the default idle long-poll");
 
         std::fs::write(&f, "batch_sise = 7\n").unwrap();
         let err = Config::load(Some(&f), &Overrides::default()).unwrap_err().to_string();

@@ -101,7 +101,7 @@ fn internal_path(partition: u32, what: &str, raw: Option<&str>) -> String {
 /// This node's part for `partition`, on the blocking pool.
 pub async fn local_cone(state: &AppState, partition: u32, q: ConeQuery) -> Result<PartitionCone, ApiError> {
     let store = state.store.clone();
-    let objects = tokio::task::spawn_blocking(move || local::cone(store.as_ref(), partition, &q)).await??;
+    let objects = blocking(move || local::cone(store.as_ref(), partition, &q)).await??;
     Ok(PartitionCone { partition, objects })
 }
 
@@ -109,7 +109,7 @@ pub async fn local_cone(state: &AppState, partition: u32, q: ConeQuery) -> Resul
 pub async fn local_page(state: &AppState, partition: u32, q: ObjectsQuery) -> Result<PartitionPage, ApiError> {
     let store = state.store.clone();
     let deadline = Instant::now() + Duration::from_millis(state.cluster.route_deadline_ms);
-    let objects = tokio::task::spawn_blocking(move || local::page(store.as_ref(), partition, &q, deadline)).await??;
+    let objects = blocking(move || local::page(store.as_ref(), partition, &q, deadline)).await??;
     Ok(PartitionPage { partition, objects })
 }
 

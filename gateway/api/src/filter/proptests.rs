@@ -304,6 +304,17 @@ proptest! {
     }
 }
 
+/// The set's candidates for a change from `before` to `after`, checked to hold each key once.
+fn candidates_once(set: &FilterSet<usize>, after: &ObjectSummary, before: &ObjectSummary) -> Vec<usize> {
+    let mut candidates = Vec::new();
+    set.candidates(after, Some(before), &mut candidates);
+    let mut sorted = candidates.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(sorted.len(), candidates.len(), "each candidate once");
+    candidates
+}
+
 /// A [`FilterSet`] never misses a match: over many random filters (several per set, under keys)
 /// and summaries, every filter that matches a summary is among the set's candidates for it, and
 /// its guard holds. Counted so the property is not vacuous: some of the pairs must match.
@@ -328,12 +339,7 @@ fn a_filter_set_never_misses_a_matching_filter() {
             let s = summary().new_tree(&mut runner).expect("tree").current();
             // A change from `b` to `s`; half the time a change that kept every field.
             let b = if pairs % 2 == 0 { summary().new_tree(&mut runner).expect("tree").current() } else { s.clone() };
-            let mut candidates = Vec::new();
-            set.candidates(&s, Some(&b), &mut candidates);
-            let mut sorted = candidates.clone();
-            sorted.sort_unstable();
-            sorted.dedup();
-            assert_eq!(sorted.len(), candidates.len(), "each candidate once");
+            let candidates = candidates_once(&set, &s, &b);
             let mut after_only = Vec::new();
             set.candidates(&s, None, &mut after_only);
             for (k, f) in filters.iter().enumerate() {
@@ -469,12 +475,7 @@ fn bounds_never_miss_a_matching_filter() {
         for _ in 0..16 {
             let after = summary_of(&mut runner);
             let before = summary_of(&mut runner);
-            let mut candidates = Vec::new();
-            set.candidates(&after, Some(&before), &mut candidates);
-            let mut sorted = candidates.clone();
-            sorted.sort_unstable();
-            sorted.dedup();
-            assert_eq!(sorted.len(), candidates.len(), "each candidate once");
+            let candidates = candidates_once(&set, &after, &before);
             for (k, f) in filters.iter().enumerate() {
                 if f.matches(&after) || f.matches(&before) {
                     matched += 1;
