@@ -26,6 +26,9 @@ pub struct GatewayMetrics {
     /// Filter subscriptions' partition followers that fell behind the node's matcher and caught
     /// up from the changelog (each a replay: reading Kafka, not memory).
     pub filter_lagged: Counter,
+    /// Replays of a partition's changes from the changelog for a filter subscription (a resume
+    /// from a cursor, or a follower that lagged); a fresh subscription needs none.
+    pub filter_replays: Counter,
 }
 
 impl GatewayMetrics {
@@ -37,6 +40,7 @@ impl GatewayMetrics {
             ws_subscriptions: Gauge::default(),
             ws_slow_closed: Counter::default(),
             filter_lagged: Counter::default(),
+            filter_replays: Counter::default(),
         };
         registry.register("lightkeeper_http_requests", "HTTP requests by route and status", m.requests.clone());
         registry.register(
@@ -55,6 +59,11 @@ impl GatewayMetrics {
             "lightkeeper_filter_lagged",
             "Filter subscriptions' partition followers that fell behind live matching and replayed the changelog",
             m.filter_lagged.clone(),
+        );
+        registry.register(
+            "lightkeeper_filter_replays",
+            "Replays of a partition's changes from the changelog for filter subscriptions (resumes and lagged followers)",
+            m.filter_replays.clone(),
         );
         m
     }

@@ -5,10 +5,15 @@
 //! exactly once; one that drops its connection midway and resubscribes `from` its last cursor
 //! misses nothing and repeats nothing; `leave` comes when a change makes an object stop
 //! matching; a snapshot afterwards lists exactly the matching objects.
+//!
+//! And on one node: subscriptions opened while alerts stream in start from the live matcher
+//! without reading the changelog, and still see every change; a resume from an early cursor
+//! replays exactly what came after it.
 
-use lightkeeper_clients::api::ws::ServerMsg;
+use lightkeeper_clients::api::partitioner::partition_for;
+use lightkeeper_clients::api::ws::{FeedCursor, ServerMsg};
 use lightkeeper_clients::{Client, Subscription};
-use lightkeeper_tests::cluster::{promote, Cluster};
+use lightkeeper_tests::cluster::{metric, promote, Cluster};
 use lightkeeper_tests::load::{cluster_input_next, finish, producer, wait_cluster_input};
 use lightkeeper_tests::*;
 use std::collections::{BTreeMap, BTreeSet};
@@ -172,4 +177,82 @@ async fn filter_subscribers_on_a_node_hosting_nothing_see_every_change_once_thro
     let keys: BTreeSet<&String> = got.keys().collect();
     assert_eq!(keys, expected.keys().collect::<BTreeSet<_>>());
     assert!(got.values().all(|v| *v == PER_OBJECT as u64), "{got:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fresh_filter_subscriptions_during_ingest_read_no_changelog_and_resumes_replay_exactly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let c = Cluster::new("filter-fresh", &["a"], 2, tmp.path());
+    let files = synth::write_alerts(&tmp.path().join("synthetic"), OBJECTS * PER_OBJECT, PER_OBJECT, 0, 6_000_000_000);
+    let _nodes = c.start_all(WAIT).await;
+    let url = c.urls().remove(0);
+    let client = Client::new(&url).unwrap();
+    let expected: BTreeMap<String, Vec<u64>> = (0..OBJECTS)
+        .filter(|i| matching(*i))
+        .map(|i| (format!("ztf:{}", synth::object_id(i)), (1..=PER_OBJECT as u64).collect()))
+        .collect();
+
+    // One subscription before the stream (its `subscribed` cursor is where a resume starts),
+    // then more while the alerts flow: each starts where the live matcher's deliveries do.
+    let mut first = client.subscribe_filter("first", HALF, None, false).await.unwrap();
+    let start = subscribed(&mut first).await;
+    let produce = producer(&c.topics.input, &files, Some(300));
+    let mut during = Vec::new();
+    for i in 0..8 {
+        let target = 100 + 100 * i as u64;
+        eventually(WAIT, "the stream to be flowing", || async {
+            (cluster_input_next(std::slice::from_ref(&url)).await > target).then_some(())
+        })
+        .await
+        .unwrap();
+        let mut s = client.subscribe_filter(&format!("during-{i}"), HALF, None, false).await.unwrap();
+        let start = subscribed(&mut s).await;
+        during.push((s, start));
+    }
+    finish(produce).await;
+    wait_cluster_input(std::slice::from_ref(&url), (OBJECTS * PER_OBJECT) as u64, WAIT).await;
+
+    let want = expected.len() * PER_OBJECT;
+    let mut got = Vec::new();
+    collect(&mut first, &mut got, |m| updates_count(m) >= want).await;
+    assert_eq!(changes(&got).0, expected, "the subscription from before the stream: every change, once");
+    // Each change's changelog position, from the cursor it came with (its partition's
+    // position is the change's offset + 1).
+    let placed: Vec<(String, u64, u32, u64)> = got
+        .iter()
+        .filter_map(|m| match m {
+            ServerMsg::Update { key, version, cursor: Some(c), .. } => {
+                let p = partition_for(key.as_bytes(), 2);
+                Some((key.clone(), *version, p, FeedCursor::decode(c).unwrap().0[&p].next - 1))
+            }
+            _ => None,
+        })
+        .collect();
+    for (i, (s, start)) in during.iter_mut().enumerate() {
+        // Exactly the changes at or after the position it started from, once, in order.
+        let from = FeedCursor::decode(start).unwrap();
+        let mut expected: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+        for (key, version, p, offset) in &placed {
+            if *offset >= from.0[p].next {
+                expected.entry(key.clone()).or_default().push(*version);
+            }
+        }
+        let want: usize = expected.values().map(Vec::len).sum();
+        let mut got = Vec::new();
+        collect(s, &mut got, |m| updates_count(m) >= want).await;
+        assert_eq!(changes(&got).0, expected, "subscription {i}, opened during the stream");
+    }
+    assert_eq!(
+        metric(&url, "lightkeeper_filter_replays_total").await.unwrap(),
+        0.0,
+        "subscriptions from now on are served by the matcher alone"
+    );
+
+    // A resume from the first cursor replays the partitions' changes from the changelog: all of them, once.
+    let mut again = client.subscribe_filter("again", HALF, Some(&start), false).await.unwrap();
+    subscribed(&mut again).await;
+    let mut replayed = Vec::new();
+    collect(&mut again, &mut replayed, |m| updates_count(m) >= want).await;
+    assert_eq!(changes(&replayed).0, expected, "the resume from before the stream: every change, once");
+    assert!(metric(&url, "lightkeeper_filter_replays_total").await.unwrap() >= 1.0);
 }

@@ -196,9 +196,27 @@ pub(super) fn subscribe(
 enum Start {
     /// Here, this node's replica's changes (already registered with the node's matcher) from a
     /// position.
-    Local { reg: Registration, from: Option<FeedPosition> },
+    Local { live: Live, from: Option<FeedPosition> },
     /// Another node's.
     Remote { from: Option<FeedPosition> },
+}
+
+/// A place at this node's matcher for one partition, and where its deliveries start.
+struct Live {
+    reg: Registration,
+    /// The partition's position read just after registering: every change at or above it
+    /// reaches `reg`, so only changes below it ever need a replay from the changelog.
+    from: FeedPosition,
+}
+
+/// Registers `filter` with the matcher of `p`'s replica here (`None`: not hosted here).
+fn register_local(state: &AppState, p: u32, filter: &Filter) -> Option<Live> {
+    let replica = state.replicas.get(p)?;
+    // Register first, then read the position (`lightkeeper_partition::feed`: a replica records
+    // its position before publishing the batch that reaches it).
+    let reg = state.matchers.register(p, filter.clone());
+    let (next, epoch) = replica.status.feed_position();
+    Some(Live { reg, from: FeedPosition { next, epoch } })
 }
 
 /// Starts subscription `sub` over `partitions` (`from`: the positions to resume after).
@@ -224,10 +242,9 @@ fn start(
     let mut tasks = Vec::with_capacity(partitions.len());
     for &p in partitions {
         let from = from.as_ref().and_then(|c| c.0.get(&p).copied());
-        let start = if state.replicas.contains(p) {
-            Start::Local { reg: state.matchers.register(p, filter.clone()), from }
-        } else {
-            Start::Remote { from }
+        let start = match register_local(state, p, &filter) {
+            Some(live) => Start::Local { live, from },
+            None => Start::Remote { from },
         };
         let (state, shared) = (state.clone(), shared.clone());
         tasks.push(tokio::spawn(async move {
@@ -240,11 +257,12 @@ fn start(
 async fn follow(state: &AppState, shared: &Arc<Shared>, p: u32, start: Start, snapshot: bool) {
     let mut established = false;
     let pos = match start {
-        Start::Local { reg, from } => match follow_local(state, shared, p, reg, from, snapshot, &mut established).await
-        {
-            Some(pos) => Some(pos),
-            None => return,
-        },
+        Start::Local { live, from } => {
+            match follow_local(state, shared, p, live, from, snapshot, &mut established).await {
+                Some(pos) => Some(pos),
+                None => return,
+            }
+        }
         Start::Remote { from } => from,
     };
     // Not (or no longer) hosted here: from another node, after `pos`.
@@ -258,12 +276,11 @@ async fn follow_local(
     state: &AppState,
     shared: &Arc<Shared>,
     p: u32,
-    mut reg: Registration,
+    mut live: Live,
     from: Option<FeedPosition>,
     snapshot: bool,
     established: &mut bool,
 ) -> Option<FeedPosition> {
-    let status = state.replicas.get(p)?.status.clone();
     let mut pos = match (from, snapshot) {
         (Some(pos), _) => pos,
         (None, true) => {
@@ -317,10 +334,8 @@ async fn follow_local(
             }
             pos
         }
-        (None, false) => {
-            let (next, epoch) = status.feed_position();
-            FeedPosition { next, epoch }
-        }
+        // From now on: the matcher delivers all of it.
+        (None, false) => live.from,
     };
     if !*established {
         shared.established(p, pos);
@@ -328,10 +343,12 @@ async fn follow_local(
         shared.wait_gate().await;
     }
     loop {
-        // Catch up from the changelog to what the replica has applied; the matcher has the rest.
-        let (applied, _) = status.feed_position();
-        if pos.next < applied {
-            pos = match replay(state, shared, p, pos, applied).await {
+        // Catch up from the changelog to where the matcher's deliveries start. (Not to what
+        // the replica has applied by now: that moves on while this waits, and a thousand
+        // fresh subscriptions would each open a changelog reader for changes the matcher
+        // delivers anyway.)
+        if pos.next < live.from.next {
+            pos = match replay(state, shared, p, pos, live.from.next).await {
                 Ok(reached) => {
                     shared.advance(p, reached);
                     reached
@@ -343,7 +360,7 @@ async fn follow_local(
             };
         }
         loop {
-            let Some(delivery) = reg.rx.recv().await else { break };
+            let Some(delivery) = live.reg.rx.recv().await else { break };
             let before = pos;
             for &(i, matches) in &delivery.changes {
                 let Some(item) = delivery.batch.get(i as usize) else { continue };
@@ -363,11 +380,15 @@ async fn follow_local(
                 shared.advance(p, pos);
             }
         }
-        match reg.end() {
+        match live.reg.end() {
             // Fell behind: register again, then replay what was missed (the loop's top).
             End::Lagged => {
                 state.metrics.filter_lagged.inc();
-                reg = state.matchers.register(p, shared.filter.clone());
+                match register_local(state, p, &shared.filter) {
+                    Some(again) => live = again,
+                    // Gone from this node meanwhile: carry on from another.
+                    None => return Some(pos),
+                }
             }
             // The replica left this node.
             End::Closed => return Some(pos),
@@ -383,6 +404,7 @@ async fn replay(
     pos: FeedPosition,
     to: u64,
 ) -> Result<FeedPosition, ApiError> {
+    state.metrics.filter_replays.inc();
     let (changelog, store, shared) = (state.changelog.clone(), state.store.clone(), shared.clone());
     tokio::task::spawn_blocking(move || {
         let slow = shared.outbox.slow.clone();

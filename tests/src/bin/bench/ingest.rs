@@ -25,6 +25,7 @@ use lightkeeper_tests::synth::object_id;
 use lightkeeper_tests::{broker, consumed, NodeProcess};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -85,6 +86,17 @@ pub async fn run(
         100.0 * (1.0 - rate),
         100.0 * (cpu - 1.0)
     );
+    // Where the difference goes: each thread group's median over the runs of each kind.
+    let groups: std::collections::BTreeSet<&String> =
+        pairs.iter().flat_map(|(p, f)| p.threads.keys().chain(f.threads.keys())).collect();
+    println!("\n| node threads | CPU ms per 1,000 alerts, without (median) | with (median) | difference |");
+    println!("|---|---|---|---|");
+    for g in groups {
+        let of = |r: &Run| r.threads.get(g).copied().unwrap_or(0.0);
+        let without = median(pairs.iter().map(|(p, _)| of(p)).collect());
+        let with = median(pairs.iter().map(|(_, f)| of(f)).collect());
+        println!("| `{g}*` | {without:.1} | {with:.1} | {:+.1} |", with - without);
+    }
     Ok(())
 }
 
@@ -92,11 +104,51 @@ pub async fn run(
 struct Run {
     rate: f64,
     cpu_ms_per_1000: f64,
+    /// CPU ms per 1,000 alerts by thread group (see [`thread_cpu`]).
+    threads: BTreeMap<String, f64>,
 }
 
-/// CPU time (user + system) process `pid` has used so far, from `/proc/<pid>/stat`.
-fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+/// CPU time used so far by each of process `pid`'s threads (by thread id), with the thread's
+/// group: its name without trailing digits (`partition-3` → `partition-`, `rdk:broker1` →
+/// `rdk:broker`), so the runtime's workers, the partition workers, rdkafka's and RocksDB's
+/// threads each add up. A thread that ended before a later reading is missing from it: its
+/// time shows in the process total only, which [`Run`] reports as `(exited)`.
+fn thread_cpu(pid: u32) -> BTreeMap<u32, (String, Duration)> {
+    let mut threads = BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return threads };
+    for task in tasks.flatten() {
+        let path = task.path();
+        let Some(tid) = task.file_name().to_str().and_then(|t| t.parse().ok()) else { continue };
+        let Ok(name) = std::fs::read_to_string(path.join("comm")) else { continue };
+        let group = name.trim().trim_end_matches(|c: char| c.is_ascii_digit()).to_owned();
+        let Ok(stat) = std::fs::read_to_string(path.join("stat")) else { continue };
+        threads.insert(tid, (group, stat_cpu(&stat)));
+    }
+    threads
+}
+
+/// Each thread group's CPU time between two [`thread_cpu`] readings, in ms per 1,000 of
+/// `alerts`; `(exited)` is what `total` has beyond them (threads that ended in between).
+fn thread_groups(
+    then: &BTreeMap<u32, (String, Duration)>,
+    now: &BTreeMap<u32, (String, Duration)>,
+    total: Duration,
+    alerts: f64,
+) -> BTreeMap<String, f64> {
+    let per_1000 = |d: Duration| d.as_secs_f64() * 1e6 / alerts;
+    let mut groups: BTreeMap<String, f64> = BTreeMap::new();
+    let mut listed = Duration::ZERO;
+    for (tid, (group, cpu)) in now {
+        let used = cpu.saturating_sub(then.get(tid).map_or(Duration::ZERO, |t| t.1));
+        listed += used;
+        *groups.entry(group.clone()).or_default() += per_1000(used);
+    }
+    groups.insert("(exited)".into(), per_1000(total.saturating_sub(listed)));
+    groups
+}
+
+/// utime + stime from a `/proc/…/stat` line.
+fn stat_cpu(stat: &str) -> Duration {
     // Fields after the command name (which may hold spaces), from field 3 on: utime and stime
     // are fields 14 and 15.
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
@@ -105,7 +157,12 @@ fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
         + fields.get(12).and_then(|s| s.parse().ok()).unwrap_or(0);
     // SAFETY: sysconf has no preconditions.
     let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    Ok(Duration::from_secs_f64(ticks as f64 / per_second as f64))
+    Duration::from_secs_f64(ticks as f64 / per_second as f64)
+}
+
+/// CPU time (user + system) process `pid` has used so far, from `/proc/<pid>/stat`.
+fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
+    Ok(stat_cpu(&std::fs::read_to_string(format!("/proc/{pid}/stat"))?))
 }
 
 /// Which filters `--filters` subscribes.
@@ -263,6 +320,7 @@ async fn run_one(n: usize, per_object: usize, partitions: u32, filters: usize, s
     let ready = started.elapsed();
     let consumed_at_ready = consumed(&client).await.unwrap_or(0) as usize;
     let cpu_at_ready = cpu_time(node.child.id())?;
+    let threads_at_ready = thread_cpu(node.child.id());
     let own_at_ready = cpu_time(std::process::id())?;
     let mut last_print = Instant::now();
     loop {
@@ -278,6 +336,7 @@ async fn run_one(n: usize, per_object: usize, partitions: u32, filters: usize, s
     }
     let total = started.elapsed();
     let cpu = cpu_time(node.child.id())? - cpu_at_ready;
+    let threads_now = thread_cpu(node.child.id());
     // This process: the filter subscribers' reading, on the same cores as the node.
     let own = cpu_time(std::process::id())? - own_at_ready;
     let metrics = reqwest::get(format!("{}/metrics", node.url)).await?.text().await?;
@@ -285,6 +344,7 @@ async fn run_one(n: usize, per_object: usize, partitions: u32, filters: usize, s
     let timed = (n - consumed_at_ready.min(n)) as f64;
     let node_rate = timed / (total - ready).as_secs_f64();
     let cpu_ms_per_1000 = cpu.as_secs_f64() * 1e6 / timed;
+    let threads = thread_groups(&threads_at_ready, &threads_now, cpu, timed);
     let rss = std::fs::read_to_string(format!("/proc/{}/status", node.child.id()))
         .ok()
         .and_then(|s| {
@@ -312,6 +372,9 @@ async fn run_one(n: usize, per_object: usize, partitions: u32, filters: usize, s
         "| load generator CPU (this process: the subscribers, polling the node) per 1,000 alerts | {:.0} ms |",
         own.as_secs_f64() * 1e6 / timed
     );
+    for (group, ms) in &threads {
+        println!("| node CPU per 1,000 alerts in threads `{group}*` | {ms:.1} ms |");
+    }
     println!("| node peak RSS | {} MiB |", rss / 1024);
     println!("| mean worker batch | {:.0} alerts |", n as f64 / batches);
     if filters > 0 {
@@ -360,7 +423,7 @@ async fn run_one(n: usize, per_object: usize, partitions: u32, filters: usize, s
             .unwrap_or(f64::NAN);
         println!("| worker time in {phase} (all partitions) | {sum:.2} s |");
     }
-    Ok(Run { rate: node_rate, cpu_ms_per_1000 })
+    Ok(Run { rate: node_rate, cpu_ms_per_1000, threads })
 }
 
 /// Reads `n` records of `topic` from the beginning; returns the time and the payload bytes.
