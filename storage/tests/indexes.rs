@@ -5,7 +5,9 @@ use lightkeeper_storage::model::Survey;
 use lightkeeper_storage::model::{Band, LightPoint, PointKind, TimeScale};
 use lightkeeper_storage::object::ObjectState;
 use lightkeeper_storage::state::index::distance_deg;
-use lightkeeper_storage::state::{PartitionProgress, RocksStore, StateBatch, StateStore, StoreOptions};
+use lightkeeper_storage::state::{
+    ConeCandidate, PartitionProgress, RocksStore, SkyCone, StateBatch, StateStore, StoreOptions,
+};
 
 fn object(key: &str, version: u64, ra: f64, dec: f64, mjd: f64) -> ObjectState {
     let point = LightPoint {
@@ -45,6 +47,11 @@ fn write(store: &RocksStore, partition: u32, objects: Vec<ObjectState>) {
 
 /// A deterministic spread of positions: a third anywhere, a third within 1° of RA 0/360 on the
 /// equator, a third within 1° of the north pole.
+/// One partition's part of a cone.
+fn cone(store: &RocksStore, partition: u32, ra: f64, dec: f64, radius_deg: f64) -> Vec<ConeCandidate> {
+    store.cone(&[partition], &SkyCone::new(ra, dec, radius_deg)).unwrap().remove(0)
+}
+
 fn positions(n: usize) -> Vec<(f64, f64)> {
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut next = move || {
@@ -84,8 +91,10 @@ fn cone_finds_exactly_the_objects_within_the_radius() {
                 .collect();
             want.sort();
             let mut got: Vec<String> = Vec::new();
-            for p in 0..2 {
-                for c in store.cone(p, ra, dec, radius).unwrap() {
+            // Both partitions in one read, asked in reverse order: each list is its partition's.
+            let parts = store.cone(&[1, 0], &SkyCone::new(ra, dec, radius)).unwrap();
+            for (p, part) in [1u32, 0].into_iter().zip(parts) {
+                for c in part {
                     assert!(c.distance_deg <= radius);
                     let i: usize = c.summary.key[7..].parse().unwrap();
                     assert_eq!(i % 2, p as usize, "partition {p} answers only for its own objects");
@@ -104,8 +113,8 @@ fn an_object_that_moves_or_changes_is_reindexed() {
     let store = RocksStore::open(dir.path(), &StoreOptions::default()).unwrap();
     write(&store, 0, vec![object("ztf:A", 1, 10.0, 10.0, 60000.0)]);
     write(&store, 0, vec![object("ztf:A", 2, 20.0, -10.0, 60001.0)]);
-    assert!(store.cone(0, 10.0, 10.0, 0.1).unwrap().is_empty(), "the old position is no longer indexed");
-    assert_eq!(store.cone(0, 20.0, -10.0, 0.1).unwrap()[0].summary.version, 2);
+    assert!(cone(&store, 0, 10.0, 10.0, 0.1).is_empty(), "the old position is no longer indexed");
+    assert_eq!(cone(&store, 0, 20.0, -10.0, 0.1)[0].summary.version, 2);
     let mut recent = Vec::new();
     store
         .scan_recent(0, false, None, &mut |s| {
@@ -179,8 +188,8 @@ fn purging_a_partition_purges_its_indexes() {
     write(&store, 0, vec![object("ztf:A", 1, 10.0, 10.0, 60000.0)]);
     write(&store, 1, vec![object("ztf:B", 1, 10.0, 10.0, 60000.0)]);
     store.purge_partition(0, &|k| k == "ztf:A").unwrap();
-    assert!(store.cone(0, 10.0, 10.0, 1.0).unwrap().is_empty());
-    assert_eq!(store.cone(1, 10.0, 10.0, 1.0).unwrap().len(), 1);
+    assert!(cone(&store, 0, 10.0, 10.0, 1.0).is_empty());
+    assert_eq!(cone(&store, 1, 10.0, 10.0, 1.0).len(), 1);
     let mut n = 0;
     store
         .scan_recent(0, true, None, &mut |_| {

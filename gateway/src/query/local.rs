@@ -11,24 +11,32 @@ use crate::error::ApiError;
 use lightkeeper_api::filter::{Field, Filter};
 use lightkeeper_api::object::ObjectSummary;
 use lightkeeper_api::query::ConeHit;
-use lightkeeper_storage::state::StateStore;
+use lightkeeper_storage::state::{SkyCone, StateStore};
 use std::time::Instant;
 
 fn matches(filter: &Option<Filter>, s: &ObjectSummary) -> bool {
     filter.as_ref().is_none_or(|f| f.matches(s))
 }
 
-/// The objects of `partition` in the cone that match its filter, nearest first (ties by key).
-pub fn cone(store: &dyn StateStore, partition: u32, q: &ConeQuery) -> Result<Vec<ConeHit>, ApiError> {
-    let mut hits: Vec<ConeHit> = store
-        .cone(partition, q.ra, q.dec, q.radius_deg())?
+/// The objects of each of `partitions` in the cone that match its filter, nearest first (ties
+/// by key), at most `limit` per partition: one list per partition, in the order given. The
+/// cone's cover is computed once and the partitions are read together.
+pub fn cone(store: &dyn StateStore, partitions: &[u32], q: &ConeQuery) -> Result<Vec<Vec<ConeHit>>, ApiError> {
+    let sky = SkyCone::new(q.ra, q.dec, q.radius_deg());
+    Ok(store
+        .cone(partitions, &sky)?
         .into_iter()
-        .filter(|c| matches(&q.filter, &c.summary))
-        .map(|c| ConeHit { distance_arcsec: c.distance_deg * 3600.0, object: c.summary })
-        .collect();
-    hits.sort_by(cone_order);
-    hits.truncate(q.limit);
-    Ok(hits)
+        .map(|candidates| {
+            let mut hits: Vec<ConeHit> = candidates
+                .into_iter()
+                .filter(|c| matches(&q.filter, &c.summary))
+                .map(|c| ConeHit { distance_arcsec: c.distance_deg * 3600.0, object: c.summary })
+                .collect();
+            hits.sort_by(cone_order);
+            hits.truncate(q.limit);
+            hits
+        })
+        .collect())
 }
 
 /// Nearest first; equal distances by key, so the order is total and the same on every node.

@@ -101,8 +101,8 @@ fn internal_path(partition: u32, what: &str, raw: Option<&str>) -> String {
 /// This node's part for `partition`, on the blocking pool.
 pub async fn local_cone(state: &AppState, partition: u32, q: ConeQuery) -> Result<PartitionCone, ApiError> {
     let store = state.store.clone();
-    let objects = blocking(move || local::cone(store.as_ref(), partition, &q)).await??;
-    Ok(PartitionCone { partition, objects })
+    let mut parts = blocking(move || local::cone(store.as_ref(), &[partition], &q)).await??;
+    Ok(PartitionCone { partition, objects: parts.pop().unwrap_or_default() })
 }
 
 /// This node's part for `partition`, on the blocking pool, stopping at the route deadline.
@@ -124,9 +124,18 @@ pub async fn cone(
     let done = {
         let (store, q) = (state.store.clone(), q.clone());
         blocking(move || {
-            here.into_iter()
-                .map(|p| (p, local::cone(store.as_ref(), p, &q).map(|objects| PartitionCone { partition: p, objects })))
-                .collect()
+            // One read for every partition here: an error is every one's error.
+            match local::cone(store.as_ref(), &here, &q) {
+                Ok(parts) => here
+                    .iter()
+                    .zip(parts)
+                    .map(|(&p, objects)| (p, Ok(PartitionCone { partition: p, objects })))
+                    .collect(),
+                Err(e) => {
+                    let why = e.to_string();
+                    here.iter().map(|&p| (p, Err(ApiError::Unavailable(why.clone())))).collect()
+                }
+            }
         })
     };
     let (parts, missing) = gather(q.partial, elsewhere, done, |p| {

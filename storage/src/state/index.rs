@@ -84,33 +84,64 @@ pub fn decode_sky_value(v: &[u8]) -> Option<(f64, f64)> {
     Some((ra, dec))
 }
 
-/// The `sky` key ranges of `partition` that cover a cone (degrees): HEALPix cells from
-/// `cdshealpix`'s cone coverage at a depth chosen from the radius (a few dozen cells at most),
-/// each widened to its depth-29 range. A superset of the cone: candidates are then checked
-/// with their exact distance.
+/// A cone on the sky (degrees) with its HEALPix cover, computed once and read in every
+/// partition: the cover does not depend on the partition, and computing it is a measurable part
+/// of a small cone's time (about 7 % of a node answering 1′ cones when it was done per
+/// partition).
+#[derive(Debug, Clone)]
+pub struct SkyCone {
+    pub ra_deg: f64,
+    pub dec_deg: f64,
+    pub radius_deg: f64,
+    /// Depth-29 hash ranges (end exclusive), sorted and disjoint.
+    cover: Vec<Range<u64>>,
+}
+
+impl SkyCone {
+    /// The cells from `cdshealpix`'s cone coverage at a depth chosen from the radius (a few
+    /// dozen cells at most), each widened to its depth-29 range. A superset of the cone:
+    /// candidates are then checked with their exact distance.
+    pub fn new(ra_deg: f64, dec_deg: f64, radius_deg: f64) -> SkyCone {
+        let radius = radius_deg.to_radians();
+        // The depth at which the cone overlaps at most 9 cells, refined twice (cells 4× smaller
+        // per step): tight enough that little outside the cone is read, few enough ranges to seek.
+        let depth = (cdshealpix::best_starting_depth(radius) + 2).min(SKY_DEPTH);
+        let bmoc = cdshealpix::nested::cone_coverage_approx(depth, ra_deg.to_radians(), dec_deg.to_radians(), radius);
+        let shift = 2 * u32::from(SKY_DEPTH - bmoc.get_depth_max());
+        let cover = bmoc.to_ranges().iter().map(|r| (r.start << shift)..(r.end << shift)).collect();
+        SkyCone { ra_deg, dec_deg, radius_deg, cover }
+    }
+
+    /// The `sky` key ranges of `partition` that cover the cone, sorted and disjoint.
+    pub fn key_ranges(&self, partition: u32) -> Vec<Range<Vec<u8>>> {
+        self.cover
+            .iter()
+            .map(|r| {
+                let start = sky_key(partition, r.start, "");
+                let end = match r.end.checked_sub(1) {
+                    // The range's end at depth 29, exclusive: every key with a hash below it.
+                    Some(last) => {
+                        let mut e = sky_key(partition, last, "");
+                        e.push(0xff);
+                        e
+                    }
+                    None => start.clone(),
+                };
+                start..end
+            })
+            .collect()
+    }
+
+    /// Whether a position is within the cone, and its exact distance (degrees).
+    pub fn distance_within(&self, ra_deg: f64, dec_deg: f64) -> Option<f64> {
+        let d = distance_deg(self.ra_deg, self.dec_deg, ra_deg, dec_deg);
+        (d <= self.radius_deg).then_some(d)
+    }
+}
+
+/// The `sky` key ranges of `partition` that cover a cone (degrees); see [`SkyCone`].
 pub fn cone_ranges(partition: u32, ra_deg: f64, dec_deg: f64, radius_deg: f64) -> Vec<Range<Vec<u8>>> {
-    let radius = radius_deg.to_radians();
-    // The depth at which the cone overlaps at most 9 cells, refined twice (cells 4× smaller
-    // per step): tight enough that little outside the cone is read, few enough ranges to seek.
-    let depth = (cdshealpix::best_starting_depth(radius) + 2).min(SKY_DEPTH);
-    let bmoc = cdshealpix::nested::cone_coverage_approx(depth, ra_deg.to_radians(), dec_deg.to_radians(), radius);
-    let shift = 2 * u32::from(SKY_DEPTH - bmoc.get_depth_max());
-    bmoc.to_ranges()
-        .iter()
-        .map(|r| {
-            let start = sky_key(partition, r.start << shift, "");
-            let end = match (r.end << shift).checked_sub(1) {
-                // The range's end at depth 29, exclusive: every key with a hash below it.
-                Some(last) => {
-                    let mut e = sky_key(partition, last, "");
-                    e.push(0xff);
-                    e
-                }
-                None => start.clone(),
-            };
-            start..end
-        })
-        .collect()
+    SkyCone::new(ra_deg, dec_deg, radius_deg).key_ranges(partition)
 }
 
 /// Angular distance in degrees between two positions in degrees (haversine, `cdshealpix`'s).

@@ -7,6 +7,7 @@
 pub mod index;
 mod rocks;
 
+pub use index::SkyCone;
 pub use rocks::{RocksStore, StoreOptions};
 
 use crate::model::LightPoint;
@@ -73,9 +74,10 @@ pub trait StateStore: Send + Sync {
     /// Blocking, and proportional to the whole store (objects are keyed by object, not by
     /// partition): run it off the async runtime, never while a replica of the partition runs.
     fn purge_partition(&self, partition: u32, owned: &dyn Fn(&str) -> bool) -> Result<u64, StoreError>;
-    /// The summaries of `partition`'s objects within `radius_deg` of (`ra`, `dec`) (degrees),
-    /// found through the HEALPix index, with exact distances; in no particular order.
-    fn cone(&self, partition: u32, ra: f64, dec: f64, radius_deg: f64) -> Result<Vec<ConeCandidate>, StoreError>;
+    /// The summaries of each of `partitions`' objects within `cone`, found through the HEALPix
+    /// index, with exact distances: one list per partition, in the order of `partitions`, each
+    /// in no particular order. Several partitions are read together (one iterator).
+    fn cone(&self, partitions: &[u32], cone: &SkyCone) -> Result<Vec<Vec<ConeCandidate>>, StoreError>;
     /// Visits `partition`'s summaries in key order, from the first key after `after`, until
     /// `visit` returns false.
     fn scan_summaries(

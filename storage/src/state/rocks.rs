@@ -21,12 +21,13 @@
 //! unbounded RocksDB memory in Kafka Streams deployments is per-store caches and memtables).
 
 use super::index::{self, IndexKeys};
-use super::{ConeCandidate, HistoryEntry, PartitionProgress, StateBatch, StateStore, StoreError};
+use super::{ConeCandidate, HistoryEntry, PartitionProgress, SkyCone, StateBatch, StateStore, StoreError};
 use crate::object::{ObjectState, ObjectSummary};
 use rocksdb::{BlockBasedOptions, Cache, ColumnFamilyDescriptor, Options, WriteBatch, WriteBufferManager, DB};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::collections::HashMap;
+use std::ops::Range;
 use std::path::Path;
 use tracing::warn;
 
@@ -335,51 +336,65 @@ impl StateStore for RocksStore {
         Ok(())
     }
 
-    fn cone(&self, partition: u32, ra: f64, dec: f64, radius_deg: f64) -> Result<Vec<ConeCandidate>, StoreError> {
-        let cf = self.cf(CF_SKY);
-        let mut near: Vec<(f64, String)> = Vec::new();
-        let ranges = index::cone_ranges(partition, ra, dec, radius_deg);
-        let Some(last) = ranges.last() else { return Ok(Vec::new()) };
-        // One iterator for every range of the cover (they are sorted and disjoint), bounded by
-        // the cover's end. A range is sought only when the iterator is not already past its
-        // start: the iterator sits on the first key after the previous range, so when that key
-        // is at or beyond this range's start it is also this range's first key. In a sparse
-        // region — most cones — the first seek lands past every range and the cone costs one
-        // seek per partition instead of one per range.
-        let mut ro = rocksdb::ReadOptions::default();
-        ro.set_iterate_upper_bound(last.end.clone());
-        let mut it = self.db.raw_iterator_cf_opt(cf, ro);
-        let mut sought = false;
-        for range in &ranges {
-            if !sought || it.key().is_some_and(|k| k < range.start.as_slice()) {
-                it.seek(&range.start);
-                sought = true;
-            }
-            while let (Some(k), Some(v)) = (it.key(), it.value()) {
-                if k >= range.end.as_slice() {
-                    break;
+    fn cone(&self, partitions: &[u32], cone: &SkyCone) -> Result<Vec<Vec<ConeCandidate>>, StoreError> {
+        // Every partition's ranges in key order (partitions are key prefixes), read with one
+        // iterator bounded by the last range's end.
+        let mut order: Vec<usize> = (0..partitions.len()).collect();
+        order.sort_by_key(|&i| partitions[i]);
+        let ranges: Vec<(usize, Vec<Range<Vec<u8>>>)> =
+            order.into_iter().map(|i| (i, cone.key_ranges(partitions[i]))).collect();
+        let mut near: Vec<Vec<(f64, String)>> = vec![Vec::new(); partitions.len()];
+        if let Some(last) = ranges.iter().rev().find_map(|(_, r)| r.last()) {
+            let mut ro = rocksdb::ReadOptions::default();
+            ro.set_iterate_upper_bound(last.end.clone());
+            let mut it = self.db.raw_iterator_cf_opt(self.cf(CF_SKY), ro);
+            let mut sought = false;
+            // A range is sought only when the iterator is not already past its start: the
+            // iterator sits on the first key after the previous range, so when that key is at
+            // or beyond this range's start it is also this range's first key. In a sparse
+            // region — most small cones — the first seek of a partition lands past all of its
+            // ranges, and a cone costs one seek per partition instead of one per range.
+            'ranges: for (i, partition_ranges) in &ranges {
+                for range in partition_ranges {
+                    if !sought || it.key().is_some_and(|k| k < range.start.as_slice()) {
+                        it.seek(&range.start);
+                        sought = true;
+                    }
+                    while let (Some(k), Some(v)) = (it.key(), it.value()) {
+                        if k >= range.end.as_slice() {
+                            break;
+                        }
+                        let (Some((ra, dec)), Some(key)) = (index::decode_sky_value(v), index::object_key_of(k, 12))
+                        else {
+                            return Err(StoreError::Corrupt {
+                                what: "sky index entry".into(),
+                                reason: format!("{k:?}"),
+                            });
+                        };
+                        if let Some(d) = cone.distance_within(ra, dec) {
+                            near[*i].push((d, key.to_owned()));
+                        }
+                        it.next();
+                    }
+                    it.status()?;
+                    // Past the last range's end: no later range has anything.
+                    if !it.valid() {
+                        break 'ranges;
+                    }
                 }
-                let (Some((ora, odec)), Some(key)) = (index::decode_sky_value(v), index::object_key_of(k, 12)) else {
-                    return Err(StoreError::Corrupt { what: "sky index entry".into(), reason: format!("{k:?}") });
-                };
-                let d = index::distance_deg(ra, dec, ora, odec);
-                if d <= radius_deg {
-                    near.push((d, key.to_owned()));
-                }
-                it.next();
-            }
-            it.status()?;
-            // Past the cover's end: no later range has anything.
-            if !it.valid() {
-                break;
             }
         }
-        let keys: Vec<String> = near.iter().map(|(_, k)| k.clone()).collect();
-        Ok(near
-            .into_iter()
-            .zip(self.summaries_of(partition, &keys)?)
-            .filter_map(|((distance_deg, _), s)| s.map(|summary| ConeCandidate { distance_deg, summary }))
-            .collect())
+        near.into_iter()
+            .zip(partitions)
+            .map(|(near, &partition)| {
+                let keys: Vec<String> = near.iter().map(|(_, k)| k.clone()).collect();
+                Ok(near
+                    .into_iter()
+                    .zip(self.summaries_of(partition, &keys)?)
+                    .filter_map(|((distance_deg, _), s)| s.map(|summary| ConeCandidate { distance_deg, summary }))
+                    .collect())
+            })
+            .collect()
     }
 
     fn scan_summaries(
