@@ -41,10 +41,13 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
 }
 
 fn decoder(schemas: Option<&Path>) -> anyhow::Result<Decoder> {
-    let registry: Arc<dyn SchemaRegistry> = match schemas {
-        Some(dir) => Arc::new(EmbeddedRegistry::from_dir(dir).with_context(|| format!("--schemas {}", dir.display()))?),
-        None => Arc::new(EmbeddedRegistry::empty()),
-    };
+    let registry: Arc<dyn SchemaRegistry> =
+        match schemas {
+            Some(dir) => Arc::new(EmbeddedRegistry::published().overlaid_with(
+                EmbeddedRegistry::from_dir(dir).with_context(|| format!("--schemas {}", dir.display()))?,
+            )),
+            None => Arc::new(EmbeddedRegistry::published()),
+        };
     Ok(Decoder::new(registry))
 }
 

@@ -18,7 +18,7 @@ use lightkeeper_partition::metrics::PartitionMetrics;
 use lightkeeper_partition::worker::{StartRole, WorkerDeps};
 use lightkeeper_storage::codec::Decoder;
 use lightkeeper_storage::log::{EmbeddedLog, KafkaTopic, Topic};
-use lightkeeper_storage::registry::{ConfluentRegistry, EmbeddedRegistry, SchemaRegistry};
+use lightkeeper_storage::registry::{ConfluentRegistry, EmbeddedRegistry, Layered, SchemaRegistry};
 use lightkeeper_storage::state::{RocksStore, StateStore, StoreOptions};
 use prometheus_client::registry::Registry;
 use std::future::Future;
@@ -40,16 +40,23 @@ pub struct Node {
 /// Bounded drain time for open connections at shutdown.
 const DRAIN: Duration = Duration::from_secs(5);
 
+/// The schema registry: the published LSST versions shipped in the binary, under a Confluent
+/// registry (`schemas.registry_url`, asked first) or with a directory's versions laid over them
+/// (`schemas.dir`).
 fn schema_registry(config: &Config) -> anyhow::Result<Arc<dyn SchemaRegistry>> {
+    let published = EmbeddedRegistry::published();
     if let Some(url) = &config.schemas.registry_url {
-        return Ok(Arc::new(ConfluentRegistry::new(url, Duration::from_secs(10))));
+        let first = Arc::new(ConfluentRegistry::new(url, Duration::from_secs(10)));
+        return Ok(Arc::new(Layered { first, then: Arc::new(published) }));
     }
     if let Some(dir) = &config.schemas.dir {
         let reg = EmbeddedRegistry::from_dir(dir).with_context(|| format!("schemas.dir {}", dir.display()))?;
-        info!(ids = ?reg.known_ids(), "loaded LSST schemas");
+        let reg = published.overlaid_with(reg);
+        info!(ids = ?reg.known_ids(), "LSST schemas: the published versions and schemas.dir's");
         return Ok(Arc::new(reg));
     }
-    Ok(Arc::new(EmbeddedRegistry::empty()))
+    info!(ids = ?published.known_ids(), "LSST schemas: the published versions shipped in the binary");
+    Ok(Arc::new(published))
 }
 
 /// The three topics of a node.
@@ -189,6 +196,7 @@ impl Node {
             registry,
             metrics,
             limits: config.limits.clone(),
+            http: config.http.clone(),
             shutdown,
             draining: std::sync::atomic::AtomicBool::new(false),
             coordinator: std::sync::OnceLock::new(),

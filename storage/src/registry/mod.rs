@@ -1,8 +1,9 @@
 //! Schema registries for the Confluent wire format: schema id → writer schema.
 //!
-//! Two engines behind one trait: [`EmbeddedRegistry`] reads a directory of schema versions laid
-//! out as Rubin's `alert_packet` ships them (id = major×100 + minor), and [`ConfluentRegistry`]
-//! speaks the Confluent Schema Registry REST API for production. Lookups are synchronous (they
+//! Two engines behind one trait: [`EmbeddedRegistry`] holds schema versions laid out as Rubin's
+//! `alert_packet` ships them (id = major×100 + minor) — the published ones compiled in, plus a
+//! directory of newer ones — and [`ConfluentRegistry`] speaks the Confluent Schema Registry REST
+//! API for production, over the compiled-in versions ([`Layered`]). Lookups are synchronous (they
 //! run on partition-worker threads or `spawn_blocking`, never on the async runtime) and cached.
 
 mod confluent;
@@ -41,6 +42,31 @@ pub trait SchemaRegistry: Send + Sync {
     fn get(&self, id: u32) -> Result<Arc<RegisteredSchema>, RegistryError>;
     /// The ids this registry knows without a network round trip (for `/v1/cluster` and logs).
     fn known_ids(&self) -> Vec<u32>;
+}
+
+/// A registry asked first, and another asked for the ids the first does not know: a
+/// Confluent registry over the published versions shipped in the binary, so a known version
+/// decodes even when the registry lacks it.
+pub struct Layered {
+    pub first: Arc<dyn SchemaRegistry>,
+    pub then: Arc<dyn SchemaRegistry>,
+}
+
+impl SchemaRegistry for Layered {
+    fn get(&self, id: u32) -> Result<Arc<RegisteredSchema>, RegistryError> {
+        match self.first.get(id) {
+            Err(RegistryError::NotFound(_)) => self.then.get(id),
+            other => other,
+        }
+    }
+
+    fn known_ids(&self) -> Vec<u32> {
+        let mut ids = self.first.known_ids();
+        ids.extend(self.then.known_ids());
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
 }
 
 /// Parses a top-level schema together with the named schemas it refers to.
