@@ -5,6 +5,11 @@
 //! ~350 kB of JSON. The cache keeps the rendered bytes per (object, route and query), bounded in
 //! bytes (LRU by object), and drops an object's entries when the hub publishes a change to it.
 //!
+//! A miss is made once: concurrent requests for the same rendering that is not cached yet wait
+//! for the first one to make it ([`Flights`]) instead of each decoding, rendering and
+//! compressing the same object — what a hot object's readers would all do right after each of
+//! its updates.
+//!
 //! Correctness under concurrent updates: every object key maps to one of [`STRIPES`] generation
 //! counters, bumped on each invalidation. A reader notes the generation before it reads the
 //! state and inserts its rendering only if the generation is unchanged afterwards, so a
@@ -16,6 +21,7 @@ use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 const STRIPES: usize = 1024;
 
@@ -23,6 +29,8 @@ const STRIPES: usize = 1024;
 pub struct Cached {
     pub content_type: &'static str,
     pub body: Bytes,
+    /// The object's version the rendering was made from (its entity tag).
+    pub version: u64,
 }
 
 struct Variants {
@@ -36,6 +44,8 @@ struct Inner {
 }
 
 pub struct ResponseCache {
+    /// Renderings being made now (a miss is made once).
+    pub flights: Flights,
     inner: Mutex<Inner>,
     max_bytes: usize,
     generations: Box<[AtomicU64]>,
@@ -45,6 +55,7 @@ pub struct ResponseCache {
 impl ResponseCache {
     pub fn new(max_bytes: usize) -> ResponseCache {
         ResponseCache {
+            flights: Flights::default(),
             inner: Mutex::new(Inner { lru: LruCache::unbounded(), bytes: 0 }),
             max_bytes,
             generations: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
@@ -120,12 +131,68 @@ impl ResponseCache {
     }
 }
 
+/// Renderings being made, by (object key, variant): the first request that misses leads, the
+/// others wait for it and then look in the cache again.
+#[derive(Default)]
+pub struct Flights {
+    leading: Mutex<HashMap<(String, String), Arc<tokio::sync::Notify>>>,
+}
+
+/// What [`Flights::join`] makes of a request.
+pub enum Flight<'a> {
+    /// Make the rendering; followers are woken when this is dropped.
+    Lead(Leader<'a>),
+    /// Another request was making it and has finished (or given up): look again.
+    Followed,
+}
+
+/// The request making a rendering; dropping it (done, failed or cancelled) wakes the followers.
+pub struct Leader<'a> {
+    flights: &'a Flights,
+    id: (String, String),
+    notify: Arc<tokio::sync::Notify>,
+}
+
+impl Drop for Leader<'_> {
+    fn drop(&mut self) {
+        self.flights.leading.lock().remove(&self.id);
+        self.notify.notify_waiters();
+    }
+}
+
+impl Flights {
+    /// Leads the making of (`key`, `variant`), or waits for the request already leading it.
+    pub async fn join(&self, key: &str, variant: &str) -> Flight<'_> {
+        let id = (key.to_owned(), variant.to_owned());
+        let notify = {
+            let mut leading = self.leading.lock();
+            match leading.get(&id) {
+                Some(n) => n.clone(),
+                None => {
+                    let notify = Arc::new(tokio::sync::Notify::new());
+                    leading.insert(id.clone(), notify.clone());
+                    return Flight::Lead(Leader { flights: self, id, notify });
+                }
+            }
+        };
+        let notified = notify.notified();
+        tokio::pin!(notified);
+        // Registered before the leader can finish: it removes itself under the lock, then
+        // notifies, so either it is still leading now or this is woken.
+        notified.as_mut().enable();
+        if self.leading.lock().get(&id).is_some_and(|n| Arc::ptr_eq(n, &notify)) {
+            notified.await;
+        }
+        Flight::Followed
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn body(n: usize) -> Cached {
-        Cached { content_type: "application/json", body: Bytes::from(vec![b'x'; n]) }
+        Cached { content_type: "application/json", body: Bytes::from(vec![b'x'; n]), version: 1 }
     }
 
     #[test]
@@ -163,5 +230,38 @@ mod tests {
         let g = c.generation("big");
         c.insert("big", "v", g, body(2000));
         assert!(c.get("big", "v").is_none(), "a response over a quarter of the budget is not cached");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_misses_make_a_rendering_once() {
+        let flights = Arc::new(Flights::default());
+        let made = Arc::new(AtomicU64::new(0));
+        let cache = Arc::new(ResponseCache::new(1 << 20));
+        let tasks: Vec<_> = (0..16)
+            .map(|_| {
+                let (flights, made, cache) = (flights.clone(), made.clone(), cache.clone());
+                tokio::spawn(async move {
+                    loop {
+                        if cache.get("k", "v").is_some() {
+                            return;
+                        }
+                        let g = cache.generation("k");
+                        match flights.join("k", "v").await {
+                            Flight::Lead(_leader) => {
+                                made.fetch_add(1, Ordering::SeqCst);
+                                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                                cache.insert("k", "v", g, body(10));
+                                return;
+                            }
+                            Flight::Followed => continue,
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(made.load(Ordering::SeqCst), 1, "one leader made it; the others waited and hit the cache");
     }
 }

@@ -28,6 +28,7 @@ pub struct Config {
     pub schemas: Schemas,
     pub limits: Limits,
     pub storage: Storage,
+    pub http: Http,
     /// Other nodes and who hosts which partition; absent = a single node mastering everything.
     pub cluster: Cluster,
     /// Input records per worker batch.
@@ -88,6 +89,24 @@ pub struct Storage {
     pub response_cache_mib: usize,
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Http {
+    /// Compress responses with brotli or gzip when the client accepts them. Object reads are
+    /// compressed once and kept compressed in the response cache.
+    pub compression: bool,
+    /// Origins whose pages may call this API from a browser (CORS): exact origins such as
+    /// `"https://dashboard.example.org"`, or `"*"` for any. Empty (the default): none but this
+    /// node's own (the dashboard it serves needs no CORS).
+    pub cors_allow_origins: Vec<String>,
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Http { compression: true, cors_allow_origins: Vec::new() }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -99,6 +118,7 @@ impl Default for Config {
             schemas: Schemas::default(),
             limits: Limits::default(),
             storage: Storage::default(),
+            http: Http::default(),
             cluster: Cluster::default(),
             batch_size: 512,
         }
@@ -217,6 +237,17 @@ impl Config {
             || self.topics.changelog == self.topics.dead_letter
         {
             return invalid("topics", "input, changelog and dead_letter must be three different topics");
+        }
+        for origin in &self.http.cors_allow_origins {
+            let exact = (origin.starts_with("http://") || origin.starts_with("https://"))
+                && !origin.trim_end_matches('/').contains(|c: char| c.is_whitespace())
+                && axum::http::HeaderValue::from_str(origin).is_ok();
+            if origin != "*" && !exact {
+                return invalid(
+                    "http.cors_allow_origins",
+                    "each entry must be \"*\" or an origin such as \"https://example.org\"",
+                );
+            }
         }
         if let Some(k) = &self.kafka {
             if k.bootstrap.trim().is_empty() {
@@ -369,6 +400,25 @@ mod tests {
         c.validate().unwrap();
         c.cluster.advertise_url = Some("10.0.0.3:8080".into());
         assert!(c.validate().unwrap_err().to_string().contains("is not an http(s) URL"));
+    }
+
+    #[test]
+    fn http_section_parses_and_origins_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "[http]\ncompression = false\ncors_allow_origins = [\"https://a.example\", \"*\"]\n")
+            .unwrap();
+        let c = Config::load(Some(&f), &Overrides::default()).unwrap();
+        assert!(!c.http.compression);
+        assert_eq!(c.http.cors_allow_origins, ["https://a.example", "*"]);
+        assert!(Config::default().http.compression, "compression is on by default");
+        assert!(Config::default().http.cors_allow_origins.is_empty(), "no other origin by default");
+        for bad in ["a.example", "https://a.example/ x", ""] {
+            let mut c = Config::default();
+            c.http.cors_allow_origins = vec![bad.into()];
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains("http.cors_allow_origins"), "{bad:?}: {e}");
+        }
     }
 
     #[test]

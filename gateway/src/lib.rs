@@ -20,12 +20,14 @@
 //! - [`matcher`]: each partition's live changes matched once against every filter
 //!   subscription on the node (a guard per filter picks the few that can match).
 //! - [`cache`]: rendered-response cache for hot objects, invalidated on change.
+//! - [`formats`]: light-curve renderings (JSON, CSV, VOTable) and their extra time columns.
 //! - [`cli`]: the `decode`, `ingest` and `demo` commands.
 
 pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod formats;
 pub mod hosting;
 pub mod matcher;
 pub mod node;

@@ -28,7 +28,7 @@ pub const LAG: &str = "x-lightkeeper-lag";
 pub const PARTITION: &str = "x-lightkeeper-partition";
 
 /// Headers passed back unchanged from a forwarded answer.
-const PASSED_BACK: [&str; 5] = ["content-type", SERVED_BY, ROLE, LAG, PARTITION];
+const PASSED_BACK: [&str; 7] = ["content-type", "etag", "cache-control", SERVED_BY, ROLE, LAG, PARTITION];
 
 /// How a read may be served.
 #[derive(Debug, Clone, Copy, Default)]

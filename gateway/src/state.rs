@@ -29,6 +29,8 @@ pub struct GatewayMetrics {
     /// Replays of a partition's changes from the changelog for a filter subscription (a resume
     /// from a cursor, or a follower that lagged); a fresh subscription needs none.
     pub filter_replays: Counter,
+    /// Handlers that panicked (answered with a JSON 500).
+    pub http_panics: Counter,
 }
 
 impl GatewayMetrics {
@@ -41,6 +43,7 @@ impl GatewayMetrics {
             ws_slow_closed: Counter::default(),
             filter_lagged: Counter::default(),
             filter_replays: Counter::default(),
+            http_panics: Counter::default(),
         };
         registry.register("lightkeeper_http_requests", "HTTP requests by route and status", m.requests.clone());
         registry.register(
@@ -64,6 +67,11 @@ impl GatewayMetrics {
             "lightkeeper_filter_replays",
             "Replays of a partition's changes from the changelog for filter subscriptions (resumes and lagged followers)",
             m.filter_replays.clone(),
+        );
+        registry.register(
+            "lightkeeper_http_panics",
+            "HTTP handlers that panicked (each answered with a JSON 500 and logged)",
+            m.http_panics.clone(),
         );
         m
     }
@@ -94,6 +102,8 @@ pub struct Inner {
     pub registry: Registry,
     pub metrics: GatewayMetrics,
     pub limits: Limits,
+    /// Compression and CORS (`routes::web`).
+    pub http: crate::config::Http,
     /// Fires at shutdown: WebSocket sessions close with "going away".
     pub shutdown: CancellationToken,
     /// Set by a node drain (before a rolling restart): `/readyz` answers 503 so load balancers

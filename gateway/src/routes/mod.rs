@@ -8,6 +8,7 @@ mod objects;
 pub mod openapi;
 mod query;
 mod raft;
+pub mod web;
 mod ws;
 
 use crate::error::ApiError;
@@ -58,7 +59,7 @@ pub fn router(state: AppState) -> Router {
     let timeout_ms = limits.request_timeout_ms;
     // The OpenApi half is `openapi::spec()`, built from this same `public_routes()`.
     let (public, _) = public_routes().split_for_parts();
-    public
+    let router = public
         // Internal: the coordinators' Raft RPCs between nodes (admin token, openraft's own JSON
         // bodies). Plain axum routes, deliberately left out of the public OpenAPI document.
         .route("/v1/internal/raft/append", post(raft::append))
@@ -70,6 +71,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/internal/partitions/{p}/objects", get(query::partition_objects))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(web::catch_panics(state.metrics.http_panics.clone()))
         .layer(
             ServiceBuilder::new()
                 .layer(HandleErrorLayer::new(move |e: BoxError| async move { layer_error(e, timeout_ms) }))
@@ -78,8 +80,8 @@ pub fn router(state: AppState) -> Router {
                 .timeout(Duration::from_millis(timeout_ms)),
         )
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
-        .layer(middleware::from_fn_with_state(state.clone(), observe))
-        .with_state(state)
+        .layer(middleware::from_fn_with_state(state.clone(), observe));
+    web::wrap(router, &state.http).with_state(state)
 }
 
 /// Answers of the layers above, which any route can give; `openapi::spec` adds them to every

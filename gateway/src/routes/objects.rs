@@ -1,8 +1,9 @@
-//! Object reads: summary, light curve (JSON or CSV) and alert history.
+//! Object reads: summary, light curve (JSON, CSV or VOTable; `formats`) and alert history, with ETags and cached compressed renderings (`routes::web`).
 //!
 //! RocksDB reads run on the blocking pool, never on the async runtime.
 
-use crate::cache::Cached;
+use super::web::{self, Encoding};
+use crate::cache::{Cached, Flight};
 use crate::error::ApiError;
 use crate::routing::{read_options, route};
 use crate::state::AppState;
@@ -27,8 +28,10 @@ use serde::Serialize;
                 ("x-lightkeeper-served-by" = String, description = "the node whose replica answered"),
                 ("x-lightkeeper-role" = String, description = "that replica's role: master, standby or restoring"),
                 ("x-lightkeeper-lag" = u64, description = "that replica's changelog lag, in records (0 for the master)"),
-                ("x-lightkeeper-partition" = u32, description = "the object's partition")
+                ("x-lightkeeper-partition" = u32, description = "the object's partition"),
+                ("etag" = String, description = "weak entity tag of the object's version, W/\"v<version>\"; send it back in If-None-Match for a 304 while the object is unchanged")
             )),
+        (status = 304, description = "not modified: `If-None-Match` named the current `ETag` (the object's version)"),
         (status = 400, description = "`invalid_key`, `invalid_path` or `invalid_query`", body = ErrorResponse),
         (status = 404, description = "`object_not_found`: the object is not known", body = ErrorResponse),
         (status = 503, description = "`unavailable`: no replica could serve within cluster.route_deadline_ms; or `not_master`, to a forwarded read", body = ErrorResponse)
@@ -45,7 +48,7 @@ pub async fn summary(
     no_other_params(rest)?;
     validate_key(&key).map_err(|m| ApiError::bad_request("invalid_key", m))?;
     route(&state, &key.clone(), &path_and_query(&uri), opts, || {
-        cached(&state, key, "summary".into(), |obj| json_body(&obj.summary()))
+        cached(&state, key, "summary".into(), encoding(&state, &headers), |obj| json_body(&obj.summary()))
     })
     .await
 }
@@ -61,37 +64,120 @@ fn no_other_params(rest: Option<String>) -> Result<(), ApiError> {
     }
 }
 
-const JSON: &str = "application/json";
-const CSV: &str = "text/csv; charset=utf-8";
+use crate::formats::{self, Format, Times, JSON};
 
-fn json_body<T: Serialize>(v: &T) -> Result<Cached, ApiError> {
-    Ok(Cached { content_type: JSON, body: serde_json::to_vec(v).map_err(ApiError::internal)?.into() })
+/// A rendering: its content type and body.
+type Rendered = (&'static str, Vec<u8>);
+
+fn json_body<T: Serialize>(v: &T) -> Result<Rendered, ApiError> {
+    Ok((JSON, serde_json::to_vec(v).map_err(ApiError::internal)?))
 }
 
-/// Serves a rendering of `key` from the response cache, or reads the object, renders it with
-/// `render` (both on the blocking pool: decoding and serializing a large light curve takes
-/// milliseconds) and caches the result. 404 for unknown objects is never cached.
-async fn cached<F>(state: &AppState, key: String, variant: String, render: F) -> Result<Response, ApiError>
-where
-    F: FnOnce(ObjectState) -> Result<Cached, ApiError> + Send + 'static,
-{
-    let respond = |c: Cached| ([(header::CONTENT_TYPE, c.content_type)], c.body).into_response();
-    if let Some(c) = state.cache.get(&key, &variant) {
-        return Ok(respond(c));
+/// The coding to send an object read in: the client's choice when compression is on.
+fn encoding(state: &AppState, headers: &HeaderMap) -> Encoding {
+    if state.http.compression {
+        Encoding::negotiate(headers.get(header::ACCEPT_ENCODING))
+    } else {
+        Encoding::Identity
     }
-    let generation = state.cache.generation(&key);
-    let store = state.store.clone();
-    let k = key.clone();
-    let rendered = tokio::task::spawn_blocking(move || -> Result<Cached, ApiError> {
-        let obj = store.get(&k)?.ok_or_else(|| ApiError::NotFound {
-            code: "object_not_found",
-            message: format!("object {k} is not known"),
-        })?;
-        render(obj)
-    })
-    .await??;
-    state.cache.insert(&key, &variant, generation, rendered.clone());
-    Ok(respond(rendered))
+}
+
+/// Serves a rendering of `key` in coding `enc` from the response cache, or makes it: reads
+/// the object and renders it with `render`, or compresses the cached plain rendering (all on
+/// the blocking pool: decoding, serializing and compressing a large light curve take
+/// milliseconds each), and caches what it made. Each coding is cached under its own variant,
+/// so a hot object is compressed once per version, not per request, and concurrent misses
+/// make it once ([`crate::cache::Flights`]). 404 for unknown objects is never cached.
+async fn cached<F>(
+    state: &AppState,
+    key: String,
+    variant: String,
+    enc: Encoding,
+    render: F,
+) -> Result<Response, ApiError>
+where
+    F: FnOnce(ObjectState) -> Result<Rendered, ApiError> + Send + 'static,
+{
+    let mut render = Some(render);
+    let compressing = state.http.compression;
+    let respond = move |c: Cached, enc: Encoding| {
+        let mut resp = ([(header::CONTENT_TYPE, c.content_type)], c.body).into_response();
+        let h = resp.headers_mut();
+        h.insert(header::ETAG, web::etag(c.version));
+        // Revalidate every time: the ETag makes that a 304 while the object has not changed.
+        h.insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-cache"));
+        if compressing {
+            let (name, value) = web::vary_encoding();
+            h.insert(name, value);
+        }
+        if let Some(token) = enc.token() {
+            h.insert(header::CONTENT_ENCODING, header::HeaderValue::from_static(token));
+        }
+        resp
+    };
+    let coded = enc.token().map(|t| format!("{variant}|{t}"));
+    let mut followed = false;
+    loop {
+        if let Some(c) = coded.as_deref().and_then(|v| state.cache.get(&key, v)) {
+            return Ok(respond(c, enc));
+        }
+        // Noted before the plain rendering is looked up or made: what is cached below was made
+        // from state at least this new.
+        let generation = state.cache.generation(&key);
+        let plain = state.cache.get(&key, &variant);
+        if let (Some(c), Encoding::Identity) = (&plain, enc) {
+            return Ok(respond(c.clone(), enc));
+        }
+        // One request makes what is missing; the others wait for it, then look again (once:
+        // if it is still missing — the leader failed, or an update raced it — they make it).
+        let _leader = if followed {
+            None
+        } else {
+            match state.cache.flights.join(&key, coded.as_deref().unwrap_or(&variant)).await {
+                Flight::Lead(leader) => Some(leader),
+                Flight::Followed => {
+                    followed = true;
+                    continue;
+                }
+            }
+        };
+        let store = state.store.clone();
+        let k = key.clone();
+        let render = render.take().expect("rendered at most once");
+        let (plain, made, coded_body) = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
+            let (plain, made) = match plain {
+                Some(c) => (c, false),
+                None => {
+                    let obj = store.get(&k)?.ok_or_else(|| ApiError::NotFound {
+                        code: "object_not_found",
+                        message: format!("object {k} is not known"),
+                    })?;
+                    let version = obj.version;
+                    let (content_type, body) = render(obj)?;
+                    (Cached { content_type, body: body.into(), version }, true)
+                }
+            };
+            let coded = match enc {
+                Encoding::Identity => None,
+                _ if plain.body.len() < web::MIN_COMPRESSED => None,
+                _ => Some(enc.encode(&plain.body)?),
+            };
+            Ok((plain, made, coded))
+        })
+        .await??;
+        if made {
+            state.cache.insert(&key, &variant, generation, plain.clone());
+        }
+        return match (coded, coded_body) {
+            (Some(v), Some(body)) => {
+                let c = Cached { body, ..plain };
+                state.cache.insert(&key, &v, generation, c.clone());
+                Ok(respond(c, enc))
+            }
+            // Too small to be worth it (or not asked for): as it is.
+            _ => Ok(respond(plain, Encoding::Identity)),
+        };
+    }
 }
 
 /// Light-curve query: `since_mjd`, `until_mjd`, `band` and `kind` (repeatable or
@@ -102,7 +188,8 @@ pub struct LightcurveQuery {
     pub until_mjd: Option<f64>,
     pub bands: Vec<Band>,
     pub kinds: Vec<PointKind>,
-    pub csv: bool,
+    pub format: Format,
+    pub times: Times,
 }
 
 impl LightcurveQuery {
@@ -135,12 +222,10 @@ impl LightcurveQuery {
                     }
                 }
                 "format" => {
-                    q.csv = match v.as_ref() {
-                        "json" => false,
-                        "csv" => true,
-                        other => return Err(bad(format!("unknown format {other:?}; expected json or csv"))),
-                    }
+                    q.format = Format::parse(&v)
+                        .ok_or_else(|| bad(format!("unknown format {v:?}; expected json, csv or votable")))?;
                 }
+                "times" => q.times.add(&v).map_err(bad)?,
                 other => return Err(bad(format!("unknown query parameter {other:?}"))),
             }
         }
@@ -168,17 +253,20 @@ impl LightcurveQuery {
         ("until_mjd" = Option<f64>, Query, description = "latest point, MJD"),
         ("band" = Option<Vec<Band>>, Query, explode, description = "repeatable or comma-separated: u g r i z y"),
         ("kind" = Option<Vec<PointKind>>, Query, explode, description = "repeatable or comma-separated: detection, upper_limit, forced"),
-        ("format" = Option<String>, Query, description = "json (default) or csv")
+        ("format" = Option<String>, Query, description = "json (default), csv, or votable (IVOA VOTable 1.4, TABLEDATA, with units and UCDs)"),
+        ("times" = Option<String>, Query, description = "comma-separated extra time columns: jd (Julian Date, in the point's time_scale) and iso (iso_utc: ISO 8601 in UTC, TAI times converted with leap seconds)")
     ),
     responses(
-        (status = 200, description = "the light curve, sorted by time: JSON, or with format=csv a header line and one row per point (the point's fields)",
-            content((Lightcurve = JSON), (String = CSV)),
+        (status = 200, description = "the light curve, sorted by time: JSON; with format=csv a header line and one row per point (the point's fields); with format=votable a VOTable with one row per point",
+            content((Lightcurve = "application/json"), (String = "text/csv"), (String = "application/x-votable+xml")),
             headers(
                 ("x-lightkeeper-served-by" = String, description = "the node whose replica answered"),
                 ("x-lightkeeper-role" = String, description = "that replica's role: master, standby or restoring"),
                 ("x-lightkeeper-lag" = u64, description = "that replica's changelog lag, in records (0 for the master)"),
-                ("x-lightkeeper-partition" = u32, description = "the object's partition")
+                ("x-lightkeeper-partition" = u32, description = "the object's partition"),
+                ("etag" = String, description = "weak entity tag of the object's version, W/\"v<version>\"; send it back in If-None-Match for a 304 while the object is unchanged")
             )),
+        (status = 304, description = "not modified: `If-None-Match` named the current `ETag` (the object's version)"),
         (status = 400, description = "`invalid_key`, `invalid_path` or `invalid_query`", body = ErrorResponse),
         (status = 404, description = "`object_not_found`: the object is not known", body = ErrorResponse),
         (status = 503, description = "`unavailable`: no replica could serve within cluster.route_deadline_ms; or `not_master`, to a forwarded read", body = ErrorResponse)
@@ -196,58 +284,12 @@ pub async fn lightcurve(
     validate_key(&key).map_err(|m| ApiError::bad_request("invalid_key", m))?;
     let variant = format!("lightcurve?{}", rest.unwrap_or_default());
     route(&state, &key.clone(), &path_and_query(&uri), opts, || {
-        cached(&state, key, variant, move |obj| {
+        cached(&state, key, variant, encoding(&state, &headers), move |obj| {
             let points: Vec<LightPoint> = obj.points.into_iter().filter(|p| q.keeps(p)).collect();
-            if q.csv {
-                return Ok(Cached { content_type: CSV, body: to_csv(&points)?.into() });
-            }
-            json_body(&Lightcurve { key: obj.key, version: obj.version, points })
+            formats::render(&obj.key, obj.version, &points, q.format, q.times)
         })
     })
     .await
-}
-
-fn to_csv(points: &[LightPoint]) -> Result<String, ApiError> {
-    let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record([
-        "mjd",
-        "time_scale",
-        "band",
-        "kind",
-        "flux_njy",
-        "flux_err_njy",
-        "mag",
-        "mag_err",
-        "limiting_mag",
-        "source_id",
-        "is_negative",
-        "reliability",
-        "alert_id",
-    ])
-    .map_err(ApiError::internal)?;
-    let f = |v: Option<f64>| v.map(|x| x.to_string()).unwrap_or_default();
-    for p in points {
-        w.write_record([
-            p.mjd.to_string(),
-            match p.time_scale {
-                lightkeeper_storage::model::TimeScale::Utc => "utc".into(),
-                lightkeeper_storage::model::TimeScale::Tai => "tai".into(),
-            },
-            p.band.as_str().into(),
-            p.kind.as_str().into(),
-            f(p.flux_njy),
-            f(p.flux_err_njy),
-            f(p.mag),
-            f(p.mag_err),
-            f(p.limiting_mag),
-            p.source_id.map(|v| v.to_string()).unwrap_or_default(),
-            p.is_negative.map(|v| v.to_string()).unwrap_or_default(),
-            f(p.reliability),
-            p.alert_id.to_string(),
-        ])
-        .map_err(ApiError::internal)?;
-    }
-    String::from_utf8(w.into_inner().map_err(ApiError::internal)?).map_err(ApiError::internal)
 }
 
 #[utoipa::path(get, path = "/v1/objects/{key}/alerts", tag = "objects",
@@ -261,8 +303,10 @@ fn to_csv(points: &[LightPoint]) -> Result<String, ApiError> {
                 ("x-lightkeeper-served-by" = String, description = "the node whose replica answered"),
                 ("x-lightkeeper-role" = String, description = "that replica's role: master, standby or restoring"),
                 ("x-lightkeeper-lag" = u64, description = "that replica's changelog lag, in records (0 for the master)"),
-                ("x-lightkeeper-partition" = u32, description = "the object's partition")
+                ("x-lightkeeper-partition" = u32, description = "the object's partition"),
+                ("etag" = String, description = "weak entity tag of the object's version, W/\"v<version>\"; send it back in If-None-Match for a 304 while the object is unchanged")
             )),
+        (status = 304, description = "not modified: `If-None-Match` named the current `ETag` (the object's version)"),
         (status = 400, description = "`invalid_key`, `invalid_path` or `invalid_query`", body = ErrorResponse),
         (status = 404, description = "`object_not_found`: the object is not known", body = ErrorResponse),
         (status = 503, description = "`unavailable`: no replica could serve within cluster.route_deadline_ms; or `not_master`, to a forwarded read", body = ErrorResponse)
@@ -279,7 +323,7 @@ pub async fn alerts(
     no_other_params(rest)?;
     validate_key(&key).map_err(|m| ApiError::bad_request("invalid_key", m))?;
     route(&state, &key.clone(), &path_and_query(&uri), opts, || {
-        cached(&state, key, "alerts".into(), |obj| {
+        cached(&state, key, "alerts".into(), encoding(&state, &headers), |obj| {
             json_body(&AlertHistory { key: obj.key, version: obj.version, alerts: obj.alerts })
         })
     })
@@ -296,8 +340,11 @@ mod tests {
         assert_eq!(q.bands, vec![Band::G, Band::R, Band::I]);
         assert_eq!(q.kinds, vec![PointKind::Detection]);
         assert_eq!(q.since_mjd, Some(59000.0));
-        assert!(q.csv);
-        for bad in ["band=q", "kind=x", "since_mjd=abc", "format=xml", "foo=1", "since_mjd=5&until_mjd=4"] {
+        assert_eq!(q.format, Format::Csv);
+        let q = LightcurveQuery::parse(Some("format=votable&times=jd,iso")).unwrap();
+        assert_eq!((q.format, q.times), (Format::VoTable, Times { jd: true, iso: true }));
+        for bad in ["band=q", "kind=x", "since_mjd=abc", "format=xml", "foo=1", "since_mjd=5&until_mjd=4", "times=gps"]
+        {
             let e = LightcurveQuery::parse(Some(bad)).unwrap_err();
             assert_eq!(e.code(), "invalid_query", "{bad}");
         }

@@ -6,8 +6,8 @@ use crate::{step, Result};
 use std::process::{Command, Stdio};
 
 /// The independent Kafka client and Avro decoder the end-to-end tests drive.
-pub(crate) const PYTHON_PACKAGES: &[&str] = &["confluent-kafka", "fastavro"];
-pub(crate) const PYTHON_IMPORTS: &str = "import confluent_kafka, fastavro";
+pub(crate) const PYTHON_PACKAGES: &[&str] = &["confluent-kafka", "fastavro", "astropy"];
+pub(crate) const PYTHON_IMPORTS: &str = "import confluent_kafka, fastavro, astropy";
 
 pub(crate) fn python_has_modules() -> bool {
     succeeds(Command::new("python3").args(["-c", PYTHON_IMPORTS]))

@@ -2,6 +2,9 @@
 //! object of P real-size alerts, hit by open-loop `GET /v1/objects/{key}/lightcurve` at R
 //! requests/s for S seconds; p50, p99 and max, and errors.
 //!
+//! The light curve is read three ways at the same rate: uncompressed, and with brotli and gzip
+//! asked for (compression on: served from the node's cache of compressed renderings).
+//!
 //! Baseline: the same open-loop load on `GET /healthz` in the same run, which costs the node
 //! almost nothing: what the load generator and the HTTP stack cost by themselves on this
 //! machine (they share its cores). The ratio of the p99s is what the light curve adds.
@@ -38,17 +41,40 @@ pub async fn run(points: usize, rate: u64, seconds: u64) -> anyhow::Result<()> {
     let body_bytes = reqwest::get(format!("{}/v1/objects/ztf:{oid}/lightcurve", node.url)).await?.bytes().await?.len();
     let lc_url = format!("{}/v1/objects/ztf:{oid}/lightcurve", node.url);
     let base_url = format!("{}/healthz", node.url);
-    let lc = load(&lc_url, rate, seconds).await;
-    let base = load(&base_url, rate, seconds).await;
+    // The same reads with compression off (no Accept-Encoding) and on (brotli, gzip): the node
+    // keeps each coding's rendering in its cache, so "on" costs no compression per request.
+    let cases = [
+        ("GET lightcurve, uncompressed", lc_url.as_str(), None),
+        ("GET lightcurve, Accept-Encoding: br", lc_url.as_str(), Some("br")),
+        ("GET lightcurve, Accept-Encoding: gzip", lc_url.as_str(), Some("gzip")),
+        ("GET /healthz (baseline)", base_url.as_str(), None),
+    ];
+    let mut results = Vec::new();
+    for (name, url, accept) in cases {
+        results.push((name, load(url, rate, seconds, accept).await));
+    }
     println!(
         "## query: light curve of {n_points} points ({body_bytes} B of JSON), open loop {rate} req/s for {seconds} s — {}",
         machine()
     );
-    println!("| target | sent | errors | p50 ms | p99 ms | max ms |\n|---|---|---|---|---|---|");
-    for (name, r) in [("GET lightcurve", &lc), ("GET /healthz (baseline)", &base)] {
-        println!("| {name} | {} | {} | {:.3} | {:.3} | {:.3} |", r.sent, r.errors, r.p(0.5), r.p(0.99), r.p(1.0));
+    println!(
+        "| target | sent | errors | mean B per response | p50 ms | p99 ms | max ms |\n|---|---|---|---|---|---|---|"
+    );
+    for (name, r) in &results {
+        println!(
+            "| {name} | {} | {} | {:.0} | {:.3} | {:.3} | {:.3} |",
+            r.sent,
+            r.errors,
+            r.mean_bytes,
+            r.p(0.5),
+            r.p(0.99),
+            r.p(1.0)
+        );
     }
-    println!("| ratio p99 lightcurve / healthz | {:.1} |", lc.p(0.99) / base.p(0.99).max(1e-6));
+    let p99 = |i: usize| results[i].1.p(0.99);
+    println!("| ratio p99 lightcurve uncompressed / healthz | {:.1} |", p99(0) / p99(3).max(1e-6));
+    println!("| ratio p99 lightcurve br / uncompressed | {:.2} |", p99(1) / p99(0).max(1e-6));
+    println!("| ratio p99 lightcurve gzip / uncompressed | {:.2} |", p99(2) / p99(0).max(1e-6));
     Ok(())
 }
 
@@ -56,6 +82,8 @@ pub async fn run(points: usize, rate: u64, seconds: u64) -> anyhow::Result<()> {
 struct LoadResult {
     sent: usize,
     errors: usize,
+    /// Mean size of a successful response's body, as sent (compressed when it was).
+    mean_bytes: f64,
     /// Successful requests only, ascending.
     latencies_ms: Vec<f64>,
 }
@@ -72,33 +100,42 @@ impl LoadResult {
 
 /// GETs `url` at `rate` requests/s for `seconds`, each request on its own task at its
 /// scheduled time whether or not the earlier ones have finished (open loop, [`crate::pace`]).
-async fn load(url: &str, rate: u64, seconds: u64) -> LoadResult {
+async fn load(url: &str, rate: u64, seconds: u64, accept_encoding: Option<&'static str>) -> LoadResult {
     let http = reqwest::Client::builder().pool_max_idle_per_host(512).build().unwrap();
     let interval = Duration::from_nanos(1_000_000_000 / rate);
     let total = (rate * seconds) as usize;
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Option<f64>>(total.max(1));
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Option<(f64, usize)>>(total.max(1));
     let sender = tx.clone();
     let url = url.to_owned();
     crate::pace::open_loop(0..total, interval, move |_, scheduled| {
         let (http, url, tx) = (http.clone(), url.clone(), sender.clone());
         async move {
-            let ok = match http.get(&url).send().await {
-                Ok(r) if r.status().is_success() => r.bytes().await.is_ok(),
-                _ => false,
+            let mut req = http.get(&url);
+            if let Some(a) = accept_encoding {
+                req = req.header("accept-encoding", a);
+            }
+            // The body as it came (this reqwest does not decompress): what the node sent.
+            let got = match req.send().await {
+                Ok(r) if r.status().is_success() => r.bytes().await.ok().map(|b| b.len()),
+                _ => None,
             };
             let ms = scheduled.elapsed().as_secs_f64() * 1000.0;
-            let _ = tx.send(ok.then_some(ms)).await;
+            let _ = tx.send(got.map(|bytes| (ms, bytes))).await;
         }
     })
     .await;
     drop(tx);
-    let mut errors = 0;
+    let (mut errors, mut bytes) = (0, 0usize);
     let mut latencies_ms = Vec::with_capacity(total);
     while let Some(v) = rx.recv().await {
         match v {
-            Some(ms) => latencies_ms.push(ms),
+            Some((ms, b)) => {
+                latencies_ms.push(ms);
+                bytes += b;
+            }
             None => errors += 1,
         }
     }
-    LoadResult { sent: total, errors, latencies_ms: sorted(latencies_ms) }
+    let mean_bytes = bytes as f64 / latencies_ms.len().max(1) as f64;
+    LoadResult { sent: total, errors, mean_bytes, latencies_ms: sorted(latencies_ms) }
 }
