@@ -254,13 +254,13 @@ fn routed_reads_document_who_served_them() {
 }
 
 #[test]
-fn lightcurve_is_json_or_csv() {
+fn lightcurve_is_json_csv_or_votable() {
     let spec = openapi::spec();
     let op = spec.paths.paths["/v1/objects/{key}/lightcurve"].get.as_ref().expect("GET");
     let media: BTreeSet<&str> = response(op, 200).expect("200").content.keys().map(String::as_str).collect();
-    assert_eq!(media, BTreeSet::from(["application/json", "text/csv; charset=utf-8"]));
+    assert_eq!(media, BTreeSet::from(["application/json", "text/csv; charset=utf-8", "application/x-votable+xml"]));
     let params: BTreeMap<&str, _> = op.parameters.iter().flatten().map(|p| (p.name.as_str(), p)).collect();
-    for q in ["since_mjd", "until_mjd", "band", "kind", "format"] {
+    for q in ["since_mjd", "until_mjd", "band", "kind", "format", "times"] {
         assert!(params.contains_key(q), "lightcurve documents ?{q}");
     }
 }

@@ -64,7 +64,7 @@ fn no_other_params(rest: Option<String>) -> Result<(), ApiError> {
     }
 }
 
-use crate::formats::{self, Format, Times, JSON};
+use crate::formats::{self, Format, Times, CSV, JSON, VOTABLE};
 
 /// A rendering: its content type and body.
 type Rendered = (&'static str, Vec<u8>);
@@ -258,7 +258,7 @@ impl LightcurveQuery {
     ),
     responses(
         (status = 200, description = "the light curve, sorted by time: JSON; with format=csv a header line and one row per point (the point's fields); with format=votable a VOTable with one row per point",
-            content((Lightcurve = "application/json"), (String = "text/csv"), (String = "application/x-votable+xml")),
+            content((Lightcurve = JSON), (String = CSV), (String = VOTABLE)),
             headers(
                 ("x-lightkeeper-served-by" = String, description = "the node whose replica answered"),
                 ("x-lightkeeper-role" = String, description = "that replica's role: master, standby or restoring"),
