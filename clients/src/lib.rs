@@ -60,6 +60,13 @@ impl Client {
         format!("{}/v1/objects/{enc}{suffix}", self.base)
     }
 
+    /// `GET /v1/objects/{key}/lightcurve?{query}` as the node renders it (`format=csv` or
+    /// `format=votable` are text, not JSON).
+    pub async fn lightcurve_text(&self, key: &str, query: &str) -> Result<String, ClientError> {
+        let resp = self.http.get(self.object_url(key, &format!("/lightcurve?{query}"))).send().await?;
+        Ok(Self::check(resp).await?.text().await?)
+    }
+
     pub async fn get_json(&self, path_and_query: &str) -> Result<Value, ClientError> {
         let resp = self.http.get(format!("{}{path_and_query}", self.base)).send().await?;
         Ok(Self::check(resp).await?.json().await?)

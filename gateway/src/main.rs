@@ -74,6 +74,79 @@ enum Command {
         #[arg(long)]
         schemas: Option<PathBuf>,
     },
+    /// Print an object's summary (JSON).
+    Get {
+        key: String,
+        #[arg(long, env = "LIGHTKEEPER_URL", default_value = "http://127.0.0.1:8080")]
+        url: String,
+    },
+    /// Print an object's light curve as the node renders it.
+    Lightcurve {
+        key: String,
+        #[arg(long, env = "LIGHTKEEPER_URL", default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// json, csv or votable.
+        #[arg(long, default_value = "json")]
+        format: String,
+        /// Only these bands (repeatable): u g r i z y.
+        #[arg(long)]
+        band: Vec<String>,
+        /// Only these kinds (repeatable): detection, upper_limit, forced.
+        #[arg(long)]
+        kind: Vec<String>,
+        /// Extra time columns, comma-separated: jd, iso (UTC).
+        #[arg(long)]
+        times: Option<String>,
+    },
+    /// Objects within a radius of a position, nearest first: one JSON object per line.
+    Cone {
+        /// Right ascension, degrees.
+        ra: f64,
+        /// Declination, degrees.
+        #[arg(allow_hyphen_values = true)]
+        dec: f64,
+        /// Radius, arcseconds (up to 3600).
+        radius_arcsec: f64,
+        #[arg(long, env = "LIGHTKEEPER_URL", default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// A filter on the objects (the filter language).
+        #[arg(long = "where")]
+        filter: Option<String>,
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+    /// Objects matching a filter, over every partition: one JSON object per line.
+    Query {
+        /// The filter (the filter language); every object when absent.
+        #[arg(long = "where")]
+        filter: Option<String>,
+        /// A field, optionally followed by " desc".
+        #[arg(long)]
+        order: Option<String>,
+        /// Objects per page.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Follow the pages to the end (each object once).
+        #[arg(long)]
+        all: bool,
+        #[arg(long, env = "LIGHTKEEPER_URL", default_value = "http://127.0.0.1:8080")]
+        url: String,
+    },
+    /// Follow objects or a filter live: every message as one JSON line, resuming after a
+    /// reconnect with nothing missed; until interrupted.
+    Watch {
+        /// Objects to follow.
+        #[arg(long = "object", required_unless_present = "filter", conflicts_with = "filter")]
+        objects: Vec<String>,
+        /// A filter to follow (the filter language).
+        #[arg(long)]
+        filter: Option<String>,
+        /// Resume a filter from this cursor (the `cursor` of a message printed before).
+        #[arg(long, requires = "filter")]
+        from: Option<String>,
+        #[arg(long, env = "LIGHTKEEPER_URL", default_value = "http://127.0.0.1:8080")]
+        url: String,
+    },
     /// Print each alert as the normalized JSON the store keeps, one line per alert.
     Decode {
         /// Directory of LSST schema versions (as shared/data/lsst/schema/).
@@ -153,6 +226,30 @@ async fn run(command: Command) -> anyhow::Result<bool> {
             Ok(true)
         }
         Command::Ingest { files, url, kafka, topic, schemas } => cli::ingest(&files, url, kafka, topic, schemas).await,
+        Command::Get { key, url } => cli::read::get(&url, &key).await,
+        Command::Lightcurve { key, url, format, band, kind, times } => {
+            let mut q: Vec<(&str, &str)> = vec![("format", &format)];
+            q.extend(band.iter().map(|b| ("band", b.as_str())));
+            q.extend(kind.iter().map(|k| ("kind", k.as_str())));
+            if let Some(t) = &times {
+                q.push(("times", t));
+            }
+            let query = form_urlencoded::Serializer::new(String::new()).extend_pairs(q).finish();
+            cli::read::lightcurve(&url, &key, &query).await
+        }
+        Command::Cone { ra, dec, radius_arcsec, url, filter, limit } => {
+            cli::read::cone(&url, ra, dec, radius_arcsec, filter.as_deref(), limit).await
+        }
+        Command::Query { filter, order, limit, all, url } => {
+            cli::read::query(&url, filter.as_deref(), order.as_deref(), limit, all).await
+        }
+        Command::Watch { objects, filter, from, url } => {
+            let what = match filter {
+                Some(filter) => cli::read::Watch::Filter { filter, from },
+                None => cli::read::Watch::Objects(objects),
+            };
+            cli::read::watch(&url, what).await
+        }
         Command::Decode { .. } => unreachable!("handled without a runtime"),
     }
 }

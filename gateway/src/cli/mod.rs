@@ -1,4 +1,6 @@
-//! The `decode`, `ingest` and `demo` commands.
+//! The `decode`, `ingest` and `demo` commands; the read commands are in [`read`].
+
+pub mod read;
 
 use crate::config::{Config, Overrides};
 use crate::node::{stop_on_signals, Node};
@@ -87,22 +89,27 @@ pub async fn ingest(
     }
     let total = files.len();
     let mut failed = 0usize;
+    let progress = progress_bar(total);
     match (url, kafka) {
         (Some(url), None) => {
             let client = lightkeeper_clients::Client::new(&url)?;
             for f in &files {
                 let bytes = tokio::fs::read(f).await.with_context(|| format!("reading {}", f.display()))?;
                 match client.ingest(bytes).await {
-                    Ok(a) => println!("{}: {} partition {} offset {}", f.display(), a.key, a.partition, a.offset),
+                    Ok(a) => progress.suspend(|| {
+                        println!("{}: {} partition {} offset {}", f.display(), a.key, a.partition, a.offset)
+                    }),
                     Err(e) => {
                         failed += 1;
-                        eprintln!("lightkeeper ingest: {}: {e}", f.display());
+                        progress.suspend(|| eprintln!("lightkeeper ingest: {}: {e}", f.display()));
                     }
                 }
+                progress.inc(1);
             }
         }
         (None, Some(bootstrap)) => {
             let decoder = decoder(schemas.as_deref())?;
+            let progress = progress.clone();
             failed = tokio::task::spawn_blocking(move || -> anyhow::Result<usize> {
                 let kafka = KafkaConfig::new(&bootstrap);
                 let topic = KafkaTopic::open(&kafka, &topic)?;
@@ -117,13 +124,15 @@ pub async fn ingest(
                                 p,
                                 &[Append { key: Some(alert.key.as_bytes()), payload: &bytes, headers: &[] }],
                             )?;
-                            println!("{}: {} partition {p} offset {}", f.display(), alert.key, off[0]);
+                            progress
+                                .suspend(|| println!("{}: {} partition {p} offset {}", f.display(), alert.key, off[0]));
                         }
                         Err(e) => {
                             failed += 1;
-                            eprintln!("lightkeeper ingest: {}: not sent: {e}", f.display());
+                            progress.suspend(|| eprintln!("lightkeeper ingest: {}: not sent: {e}", f.display()));
                         }
                     }
+                    progress.inc(1);
                 }
                 Ok(failed)
             })
@@ -131,8 +140,23 @@ pub async fn ingest(
         }
         _ => bail!("give exactly one of --url or --kafka"),
     }
+    progress.finish_and_clear();
     eprintln!("lightkeeper ingest: {} sent, {failed} failed", total - failed);
     Ok(failed == 0)
+}
+
+/// A progress bar on stderr when it is a terminal (hidden otherwise: logs and pipes get the
+/// per-file lines only).
+fn progress_bar(total: usize) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(total as u64);
+    let style = indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} alerts, {per_sec}, eta {eta}")
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar
 }
 
 static DEMO_ALERTS: include_dir::Dir<'_> = include_dir::include_dir!("$CARGO_MANIFEST_DIR/demo-alerts");
