@@ -52,6 +52,19 @@ pub struct Topics {
     /// resumed from a cursor replays exactly every change it missed. Older cursors still resume,
     /// but compaction may have kept only the latest of an object's changes. Default: 7 days.
     pub changelog_min_compaction_lag_ms: u64,
+    /// How long the input topic keeps alert packets, in hours; 0 keeps them forever. Packets
+    /// hold the stamps the cutout routes serve (~30–100 kB per alert), so this is the cutouts'
+    /// retention; the materialized objects are kept regardless. Applied as `retention.ms` when
+    /// the node creates the Kafka topic (an existing topic keeps its own setting), and by the
+    /// node itself on the embedded log. Default: 30 days.
+    pub input_retention_hours: u64,
+}
+
+impl Topics {
+    /// [`Topics::input_retention_hours`] as a duration; `None` for "forever".
+    pub fn input_retention(&self) -> Option<std::time::Duration> {
+        (self.input_retention_hours > 0).then(|| std::time::Duration::from_secs(self.input_retention_hours * 3600))
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
@@ -133,6 +146,7 @@ impl Default for Topics {
             dead_letter: "alerts-dlq".into(),
             partitions: 4,
             changelog_min_compaction_lag_ms: 7 * 24 * 3600 * 1000,
+            input_retention_hours: 30 * 24,
         }
     }
 }
@@ -196,6 +210,11 @@ impl From<Box<figment::Error>> for ConfigError {
     }
 }
 
+/// `LIGHTKEEPER_*` variables that are not configuration keys, so a node started with them in its
+/// environment does not refuse them as unknown fields: the log filter, the CLI's node URL, the
+/// dashboard's development directory, and what the test suites read (the binary, the data).
+const NOT_CONFIG: &[&str] = &["LOG", "URL", "DASHBOARD_DIR", "BIN", "DATA", "SHARED_DATA"];
+
 impl Config {
     /// Loads defaults ← file ← environment ← overrides, then validates.
     pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
@@ -203,9 +222,8 @@ impl Config {
         if let Some(f) = file {
             fig = fig.merge(Toml::file_exact(f));
         }
-        // LIGHTKEEPER_LOG is the log filter, read by the binary, not a config key.
         fig = fig
-            .merge(Env::prefixed("LIGHTKEEPER_").ignore(&["LOG"]).split("__"))
+            .merge(Env::prefixed("LIGHTKEEPER_").ignore(NOT_CONFIG).split("__"))
             .merge(Serialized::defaults(overrides));
         let config: Config = fig.extract().map_err(Box::new)?;
         config.validate()?;

@@ -36,6 +36,7 @@ pub mod query;
 pub mod replicas;
 pub mod routes;
 pub mod routing;
+pub mod stamps;
 pub mod state;
 
 /// The control plane, a crate of its own (no HTTP framework in it); re-exported under the name

@@ -68,7 +68,7 @@ struct Topics {
 
 fn kafka_topics(config: &Config, kafka: &lightkeeper_storage::log::KafkaConfig) -> anyhow::Result<Topics> {
     let t = &config.topics;
-    let n = kafka.ensure_topic(&t.input, t.partitions, None).context("input topic")?;
+    let n = kafka.ensure_retained_topic(&t.input, t.partitions, t.input_retention()).context("input topic")?;
     let c = kafka
         .ensure_topic(&t.changelog, n, Some(Duration::from_millis(t.changelog_min_compaction_lag_ms)))
         .context("changelog topic")?;
@@ -225,6 +225,9 @@ impl Node {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         });
+        if let Some(retention) = self.config.topics.input_retention() {
+            spawn_until(&tasks, &stop, enforce_input_retention(state.input.clone(), retention));
+        }
         // Serve before the coordinator opens: the listener is bound, so a connection made before
         // `serve` runs would wait in the backlog instead of being answered. Raft RPCs answer 503
         // until the coordinator is set.
@@ -336,6 +339,29 @@ fn spawn_until(tasks: &TaskTracker, stop: &CancellationToken, task: impl Future<
             () = task => {}
         }
     });
+}
+
+/// How often the input log's retention is applied (on the embedded log; a Kafka broker applies
+/// `retention.ms` itself and the call does nothing).
+const RETENTION_EVERY: Duration = Duration::from_secs(600);
+
+/// Deletes input packets older than `retention`, at start and every [`RETENTION_EVERY`].
+async fn enforce_input_retention(input: Arc<dyn Topic>, retention: Duration) {
+    let mut every = tokio::time::interval(RETENTION_EVERY);
+    loop {
+        every.tick().await;
+        let cutoff = std::time::SystemTime::now()
+            .checked_sub(retention)
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_millis() as i64);
+        let topic = input.clone();
+        match tokio::task::spawn_blocking(move || topic.delete_older_than(cutoff)).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => info!(deleted = n, topic = input.name(), "input retention: old packets deleted"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "input retention failed; retrying later"),
+            Err(e) => tracing::warn!(error = %e, "input retention task failed"),
+        }
+    }
 }
 
 /// The HTTP client of the Raft RPCs: a short connect timeout, so a dead peer is found at once.

@@ -43,6 +43,46 @@ impl Survey {
     }
 }
 
+/// One of an alert's three image stamps (cutouts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CutoutKind {
+    Science,
+    Template,
+    Difference,
+}
+
+impl CutoutKind {
+    pub const ALL: [CutoutKind; 3] = [CutoutKind::Science, CutoutKind::Template, CutoutKind::Difference];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CutoutKind::Science => "science",
+            CutoutKind::Template => "template",
+            CutoutKind::Difference => "difference",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<CutoutKind> {
+        CutoutKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// The stamps an alert's schema carries: all three for ZTF; for LSST, the science stamp
+    /// only from schema 6.1 on. (A nullable stamp may still be null in a given packet.)
+    pub fn carried_by(survey: Survey, schema_version: &str) -> Vec<CutoutKind> {
+        let lsst_science = || {
+            let mut parts = schema_version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+            let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+            (major, minor) >= (6, 1)
+        };
+        match survey {
+            Survey::Ztf => CutoutKind::ALL.to_vec(),
+            Survey::Lsst if lsst_science() => CutoutKind::ALL.to_vec(),
+            Survey::Lsst => vec![CutoutKind::Template, CutoutKind::Difference],
+        }
+    }
+}
+
 /// Photometric band. ZTF's fid 1/2/3 map to g/r/i; LSST names its bands directly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]

@@ -21,3 +21,24 @@ pub struct AlertHistory {
     pub version: u64,
     pub alerts: Vec<AlertRef>,
 }
+
+/// `GET /v1/objects/{key}/cutouts`: the stamps kept for an object, per alert.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Cutouts {
+    pub key: String,
+    pub version: u64,
+    /// One entry per alert, sorted by alert id.
+    pub alerts: Vec<AlertCutouts>,
+}
+
+/// The stamps of one alert.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AlertCutouts {
+    #[serde(with = "crate::id_serde")]
+    #[schema(value_type = String)]
+    pub alert_id: i64,
+    pub mjd: f64,
+    /// The stamps the alert's schema carries (ZTF: all three; LSST before 6.1: no science
+    /// stamp). A nullable stamp the packet left empty answers 404 `cutout_not_found`.
+    pub kinds: Vec<crate::model::CutoutKind>,
+}

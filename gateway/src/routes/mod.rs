@@ -2,6 +2,7 @@
 
 mod admin;
 mod alerts;
+mod cutouts;
 mod dashboard;
 mod health;
 mod objects;
@@ -33,6 +34,9 @@ pub fn public_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(objects::summary))
         .routes(routes!(objects::lightcurve))
         .routes(routes!(objects::alerts))
+        .routes(routes!(cutouts::list))
+        .routes(routes!(cutouts::stamp))
+        .routes(routes!(cutouts::packet))
         .routes(routes!(query::cone))
         .routes(routes!(query::objects))
         .routes(routes!(query::fields))

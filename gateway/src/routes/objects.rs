@@ -53,11 +53,11 @@ pub async fn summary(
     .await
 }
 
-fn path_and_query(uri: &OriginalUri) -> String {
+pub(super) fn path_and_query(uri: &OriginalUri) -> String {
     uri.path_and_query().map_or_else(|| uri.path().to_owned(), |p| p.as_str().to_owned())
 }
 
-fn no_other_params(rest: Option<String>) -> Result<(), ApiError> {
+pub(super) fn no_other_params(rest: Option<String>) -> Result<(), ApiError> {
     match rest {
         None => Ok(()),
         Some(q) => Err(ApiError::bad_request("invalid_query", format!("unknown query parameters {q:?}; only max_lag"))),
@@ -67,14 +67,14 @@ fn no_other_params(rest: Option<String>) -> Result<(), ApiError> {
 use crate::formats::{self, Format, Times, CSV, JSON, VOTABLE};
 
 /// A rendering: its content type and body.
-type Rendered = (&'static str, Vec<u8>);
+pub(super) type Rendered = (&'static str, Vec<u8>);
 
-fn json_body<T: Serialize>(v: &T) -> Result<Rendered, ApiError> {
+pub(super) fn json_body<T: Serialize>(v: &T) -> Result<Rendered, ApiError> {
     Ok((JSON, serde_json::to_vec(v).map_err(ApiError::internal)?))
 }
 
 /// The coding to send an object read in: the client's choice when compression is on.
-fn encoding(state: &AppState, headers: &HeaderMap) -> Encoding {
+pub(super) fn encoding(state: &AppState, headers: &HeaderMap) -> Encoding {
     if state.http.compression {
         Encoding::negotiate(headers.get(header::ACCEPT_ENCODING))
     } else {
@@ -88,7 +88,7 @@ fn encoding(state: &AppState, headers: &HeaderMap) -> Encoding {
 /// milliseconds each), and caches what it made. Each coding is cached under its own variant,
 /// so a hot object is compressed once per version, not per request, and concurrent misses
 /// make it once ([`crate::cache::Flights`]). 404 for unknown objects is never cached.
-async fn cached<F>(
+pub(super) async fn cached<F>(
     state: &AppState,
     key: String,
     variant: String,

@@ -11,6 +11,7 @@
 
 mod avro_value;
 pub mod lsst;
+pub mod stamps;
 pub mod ztf;
 
 use crate::model::Alert;
@@ -99,20 +100,40 @@ impl Decoder {
 
     /// Decodes one packet into the common model.
     pub fn decode(&self, bytes: &[u8]) -> Result<Alert, DecodeError> {
+        self.decode_with(bytes, dispatch)
+    }
+
+    /// The decoded alert with its image stamps as FITS (ZTF's gunzipped), for the cutout
+    /// routes: the alert says whose stamps they are, so a caller can check that the packet it
+    /// read is the one it asked for.
+    pub fn stamps(&self, bytes: &[u8]) -> Result<(Alert, stamps::Stamps), DecodeError> {
+        self.decode_with(bytes, |schema, value| Ok((dispatch(schema, value)?, stamps::extract(value)?)))
+    }
+
+    /// Decodes the packet's framing and Avro datum with its writer schema, then hands both to `f`.
+    fn decode_with<T>(
+        &self,
+        bytes: &[u8],
+        f: impl FnOnce(&Schema, &apache_avro::types::Value) -> Result<T, DecodeError>,
+    ) -> Result<T, DecodeError> {
         if bytes.is_empty() {
             return Err(DecodeError::Empty);
         }
         if bytes.starts_with(CONTAINER_MAGIC) {
-            self.decode_container(bytes)
+            self.decode_container(bytes, f)
         } else if bytes[0] == 0 && bytes.len() > 5 {
-            self.decode_wire(bytes)
+            self.decode_wire(bytes, f)
         } else {
             let head: Vec<String> = bytes.iter().take(5).map(|b| format!("{b:02x}")).collect();
             Err(DecodeError::UnknownFraming(head.join(" ")))
         }
     }
 
-    fn decode_wire(&self, bytes: &[u8]) -> Result<Alert, DecodeError> {
+    fn decode_wire<T>(
+        &self,
+        bytes: &[u8],
+        f: impl FnOnce(&Schema, &apache_avro::types::Value) -> Result<T, DecodeError>,
+    ) -> Result<T, DecodeError> {
         let id = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]);
         let schema = self.registry.get(id).map_err(|e| match e {
             RegistryError::NotFound(id) => DecodeError::UnknownSchemaId(id),
@@ -125,10 +146,14 @@ impl Decoder {
         if !body.is_empty() {
             return Err(DecodeError::Corrupt(format!("{} trailing bytes after the alert record", body.len())));
         }
-        dispatch(&schema.schema, &value)
+        f(&schema.schema, &value)
     }
 
-    fn decode_container(&self, bytes: &[u8]) -> Result<Alert, DecodeError> {
+    fn decode_container<T>(
+        &self,
+        bytes: &[u8],
+        f: impl FnOnce(&Schema, &apache_avro::types::Value) -> Result<T, DecodeError>,
+    ) -> Result<T, DecodeError> {
         let container = container::parse(bytes).map_err(DecodeError::Corrupt)?;
         let schema = self.container_schema(container.schema_json)?;
         if container.count != 1 {
@@ -137,7 +162,7 @@ impl Decoder {
         let mut body = container.block;
         let value =
             apache_avro::from_avro_datum(&schema, &mut body, None).map_err(|e| DecodeError::Corrupt(e.to_string()))?;
-        dispatch(&schema, &value)
+        f(&schema, &value)
     }
 
     fn container_schema(&self, json: &[u8]) -> Result<Arc<Schema>, DecodeError> {

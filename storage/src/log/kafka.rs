@@ -93,12 +93,32 @@ impl KafkaConfig {
     /// least that long before compaction may drop it (min.compaction.lag.ms). An existing topic
     /// keeps its partition count and configuration; they are not changed here.
     pub fn ensure_topic(&self, name: &str, partitions: u32, compaction: Option<Duration>) -> Result<u32, LogError> {
+        let lag_ms = compaction.map(|lag| lag.as_millis().to_string());
+        let configs: Vec<(&str, &str)> = match &lag_ms {
+            Some(lag_ms) => vec![("cleanup.policy", "compact"), ("min.compaction.lag.ms", lag_ms)],
+            None => Vec::new(),
+        };
+        self.ensure_topic_with(name, partitions, &configs)
+    }
+
+    /// Like [`KafkaConfig::ensure_topic`] for a deleting topic that keeps records `retention`
+    /// long (`retention.ms`; `None` keeps them forever, -1).
+    pub fn ensure_retained_topic(
+        &self,
+        name: &str,
+        partitions: u32,
+        retention: Option<Duration>,
+    ) -> Result<u32, LogError> {
+        let ms = retention.map_or_else(|| "-1".to_owned(), |r| r.as_millis().to_string());
+        self.ensure_topic_with(name, partitions, &[("cleanup.policy", "delete"), ("retention.ms", &ms)])
+    }
+
+    fn ensure_topic_with(&self, name: &str, partitions: u32, configs: &[(&str, &str)]) -> Result<u32, LogError> {
         let admin: AdminClient<DefaultClientContext> =
             self.client().create().map_err(|e| LogError::kafka("admin client", e))?;
         let mut topic = NewTopic::new(name, partitions as i32, TopicReplication::Fixed(-1));
-        let lag_ms = compaction.map(|lag| lag.as_millis().to_string());
-        if let Some(lag_ms) = &lag_ms {
-            topic = topic.set("cleanup.policy", "compact").set("min.compaction.lag.ms", lag_ms);
+        for (k, v) in configs {
+            topic = topic.set(k, v);
         }
         let opts = AdminOptions::new().operation_timeout(Some(self.timeout()));
         let results = block_on(admin.create_topics([&topic], &opts))

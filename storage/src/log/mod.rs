@@ -172,6 +172,37 @@ pub trait Topic: Send + Sync {
     /// Kafka this is a ListOffsets request: use it for monitoring and liveness checks only —
     /// correctness decisions read to the end with a reader (partition EOF), see [`read_to_end`].
     fn end_offset(&self, partition: u32) -> Result<u64, LogError>;
+    /// Applies retention: deletes records appended before `cutoff_ms` (ms since the epoch) and
+    /// returns how many. Kafka brokers apply the topic's `retention.ms` themselves, so the
+    /// default does nothing; the embedded log deletes here.
+    fn delete_older_than(&self, cutoff_ms: i64) -> Result<u64, LogError> {
+        let _ = cutoff_ms;
+        Ok(0)
+    }
+    /// The record at `offset`, or `None` when the log no longer (or never) held it: past
+    /// retention, or beyond the end. Used to serve an alert's original packet from the input
+    /// log, which is where packets (and their stamps) are kept. Waits at most `timeout`.
+    fn read_at(&self, partition: u32, offset: u64, timeout: Duration) -> Result<Option<LogRecord>, LogError> {
+        if offset >= self.end_offset(partition)? {
+            return Ok(None);
+        }
+        let mut reader = self.reader(partition, offset)?;
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(LogError::Timeout(timeout));
+            }
+            let polled = reader.poll(1, left)?;
+            if let Some(r) = polled.records.into_iter().next() {
+                // A reader asked for a deleted offset starts at the earliest one kept.
+                return Ok((r.offset == offset).then_some(r));
+            }
+            if polled.at_end {
+                return Ok(None);
+            }
+        }
+    }
 }
 
 pub trait TopicReader: Send {
