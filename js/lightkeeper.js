@@ -169,6 +169,66 @@ export class LightkeeperClient {
   }
 
   /**
+   * The stamps kept for an object (`GET /v1/objects/{key}/cutouts`): per alert, the kinds
+   * available.
+   * @param {string} key
+   * @returns {Promise<{key: string, version: number, alerts: {alert_id: string, mjd: number, kinds: string[]}[]}>}
+   */
+  getCutouts(key) {
+    return this.#get(`/v1/objects/${encodeURIComponent(key)}/cutouts`);
+  }
+
+  /**
+   * The address of one stamp, for an `<img src>` (`format: 'png'`, the default) or a download
+   * (`'fits'`), on the node currently used.
+   * @param {string} key
+   * @param {string} alertId
+   * @param {'science'|'template'|'difference'} kind
+   * @param {{format?: 'png'|'fits'}} [options]
+   * @returns {string}
+   */
+  cutoutUrl(key, alertId, kind, { format = 'png' } = {}) {
+    const path = `/v1/objects/${encodeURIComponent(key)}/cutouts/${encodeURIComponent(alertId)}/${encodeURIComponent(kind)}`;
+    return `${this.#base}${path}?format=${encodeURIComponent(format)}`;
+  }
+
+  /**
+   * The address of an alert's original packet (Avro container or Confluent wire format).
+   * @param {string} key
+   * @param {string} alertId
+   * @returns {string}
+   */
+  packetUrl(key, alertId) {
+    return `${this.#base}/v1/objects/${encodeURIComponent(key)}/alerts/${encodeURIComponent(alertId)}/packet`;
+  }
+
+  /**
+   * The cluster as the node answering sees it (`GET /v1/cluster`): `node`, `nodes` (id → URL),
+   * `partitions` (this node's replica of each: role, master, epoch, offsets, lag), `draining`,
+   * and `coordinator` (the Raft leader, term, voters and the replicated node and partition tables).
+   * @returns {Promise<object>}
+   */
+  cluster() {
+    return this.#get('/v1/cluster');
+  }
+
+  /**
+   * Stream statistics per time step (`GET /v1/stats`): `{step, since, until, rows: [{start,
+   * survey, band, alerts, new_objects, detections, dead_letters}]}`.
+   * @param {{step?: 'minute'|'hour'|'day', since?: string, until?: string}} [query]
+   *   `since`/`until`: ISO 8601 times
+   * @returns {Promise<object>}
+   */
+  stats({ step, since, until } = {}) {
+    const q = new URLSearchParams();
+    if (step != null) q.set('step', step);
+    if (since != null) q.set('since', since);
+    if (until != null) q.set('until', until);
+    const qs = q.toString();
+    return this.#get(`/v1/stats${qs ? `?${qs}` : ''}`);
+  }
+
+  /**
    * Subscribes to live objects, or to a filter, over the shared WebSocket, opening it if needed.
    * Each object's updates arrive in version order, each once; a gap is refilled by resubscribing
    * from the last version seen, and so is everything after a reconnect. A filter subscription

@@ -263,3 +263,29 @@ test('cone and query build their URLs and return the answer', async () => {
     'https://lk.example/v1/objects?where=n_detections+%3E%3D+3&order=last_mjd+desc&limit=10&cursor=abc',
   ]);
 });
+
+test('cutouts, cluster and stats build their URLs; a 404 keeps its code and status', async () => {
+  const asked = [];
+  const fetchImpl = async (url) => {
+    asked.push(url);
+    if (url.includes('/v1/stats')) {
+      return { ok: false, status: 404, text: async () => JSON.stringify({ error: { code: 'not_found', message: 'no route' } }) };
+    }
+    return { ok: true, status: 200, text: async () => JSON.stringify({ alerts: [] }) };
+  };
+  const client = new LightkeeperClient('https://lk.example/', { WebSocketImpl: FakeWebSocket, fetchImpl });
+  await client.getCutouts('ztf:ZTF21abiuvdk');
+  await client.cluster();
+  await assert.rejects(client.stats({ step: 'minute', since: '2026-01-01T00:00:00Z' }),
+    (e) => e instanceof LightkeeperError && e.status === 404 && e.code === 'not_found');
+  assert.deepEqual(asked, [
+    'https://lk.example/v1/objects/ztf%3AZTF21abiuvdk/cutouts',
+    'https://lk.example/v1/cluster',
+    'https://lk.example/v1/stats?step=minute&since=2026-01-01T00%3A00%3A00Z',
+  ]);
+  assert.equal(client.cutoutUrl('ztf:ZTF21abiuvdk', '1682423960815015010', 'difference'),
+    'https://lk.example/v1/objects/ztf%3AZTF21abiuvdk/cutouts/1682423960815015010/difference?format=png');
+  assert.equal(client.cutoutUrl('lsst:1', '2', 'science', { format: 'fits' }),
+    'https://lk.example/v1/objects/lsst%3A1/cutouts/2/science?format=fits');
+  assert.equal(client.packetUrl('lsst:1', '2'), 'https://lk.example/v1/objects/lsst%3A1/alerts/2/packet');
+});
