@@ -5,9 +5,11 @@ use crate::commands::*;
 use crate::{step, Result};
 use std::process::{Command, Stdio};
 
-/// The independent Kafka client and Avro decoder the end-to-end tests drive.
-pub(crate) const PYTHON_PACKAGES: &[&str] = &["confluent-kafka", "fastavro", "astropy"];
-pub(crate) const PYTHON_IMPORTS: &str = "import confluent_kafka, fastavro, astropy";
+/// The independent Kafka client and Avro decoder the end-to-end tests drive, and what the
+/// Python client (`clients/python`) and its pytest suite need.
+pub(crate) const PYTHON_PACKAGES: &[&str] =
+    &["confluent-kafka", "fastavro", "astropy", "httpx", "websockets>=12", "pytest", "pandas"];
+pub(crate) const PYTHON_IMPORTS: &str = "import confluent_kafka, fastavro, astropy, httpx, websockets, pytest, pandas";
 
 pub(crate) fn python_has_modules() -> bool {
     succeeds(Command::new("python3").args(["-c", PYTHON_IMPORTS]))
@@ -99,3 +101,14 @@ pub(crate) fn is_root() -> bool {
 
 // ---------------------------------------------------------------------------------------------
 // processes
+
+/// Installs the browser tests' Node packages (playwright-core, pinned by `js/package-lock.json`)
+/// unless they are there already.
+pub(crate) fn ensure_node_packages() -> Result<()> {
+    let js = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../js");
+    if js.join("node_modules/playwright-core/package.json").exists() {
+        return Ok(());
+    }
+    step("installing the browser tests' Node packages (npm ci --prefix js)");
+    run_checked(Command::new("npm").args(["ci", "--no-audit", "--no-fund", "--prefix"]).arg(&js))
+}

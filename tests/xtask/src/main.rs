@@ -117,7 +117,10 @@ fn test(args: &[OsString]) -> Result<i32> {
         packages.push("chromium"); // the dashboard test renders the page in a real browser
     }
     if find_on_path("node").is_none() {
-        packages.push("nodejs"); // the browser client's unit tests
+        packages.push("nodejs"); // the browser client's unit tests, and Playwright
+    }
+    if find_on_path("npm").is_none() {
+        packages.push("npm"); // playwright-core, from the npm registry
     }
     let python_ready = python_has_modules();
     if find_on_path("python3").is_none() {
@@ -129,6 +132,7 @@ fn test(args: &[OsString]) -> Result<i32> {
     if !python_ready {
         install_python_packages()?;
     }
+    ensure_node_packages()?;
 
     let (bootstrap, mut broker) = match env::var("KAFKA_BOOTSTRAP") {
         Ok(b) if !b.is_empty() => {
