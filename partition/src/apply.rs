@@ -61,7 +61,7 @@ impl Applier {
     }
 
     pub fn staged(&self) -> usize {
-        self.batch.objects.len()
+        self.batch.objects.len() + self.batch.stats.len()
     }
 
     /// Stages one record. Records must come in log order, starting at `progress().changelog_next`
@@ -93,6 +93,10 @@ impl Applier {
                 self.batch.objects.push(change.state);
                 self.positions.push((rec.offset, self.fence.current));
                 self.applied += 1;
+            }
+            ChangelogEntry::Stats(stats) => {
+                self.progress.input_next = self.progress.input_next.max(stats.input_next);
+                self.batch.stats.push(stats.bucket);
             }
         }
         Ok(())

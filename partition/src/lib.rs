@@ -12,10 +12,12 @@
 //! - [`feed`]: a partition's changes with their changelog positions, live and replayed, for
 //!   filter subscriptions.
 //! - [`metrics`]: metric definitions.
+//! - [`stats`]: counting each batch into the stream statistics.
 
 pub mod apply;
 pub mod feed;
 pub mod hub;
 pub mod merge;
 pub mod metrics;
+pub mod stats;
 pub mod worker;

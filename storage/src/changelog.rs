@@ -21,6 +21,7 @@
 
 use crate::model::LightPoint;
 use crate::object::ObjectState;
+use crate::stats::StatsBucket;
 use serde::{Deserialize, Serialize};
 
 /// Format 2 added `ObjectState::attributes`; format 1 records (written before) are still read,
@@ -28,6 +29,8 @@ use serde::{Deserialize, Serialize};
 pub const CHANGELOG_FORMAT: u8 = 2;
 /// Key prefix of epoch markers (not a valid object key: no survey prefix).
 pub const EPOCH_KEY_PREFIX: &str = "~epoch/";
+/// Key prefix of stream-statistics buckets (`~stats/<step>/<start_ms>`).
+pub const STATS_KEY_PREFIX: &str = "~stats/";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ChangelogEntry {
@@ -35,6 +38,18 @@ pub enum ChangelogEntry {
     EpochStart { epoch: u64, input_next: u64, node: String },
     /// An object changed.
     Change(Box<Change>),
+    /// A stream-statistics bucket's counts, whole, after the changes of the same batch (see
+    /// [`crate::stats`]). Added after format 2's first release: the variant is new, the
+    /// encoding of the others is unchanged, so older records still decode.
+    Stats(Box<StatsRecord>),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatsRecord {
+    pub epoch: u64,
+    /// Next input offset after the batch that produced these counts.
+    pub input_next: u64,
+    pub bucket: StatsBucket,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -59,6 +74,9 @@ impl ChangelogEntry {
         match self {
             ChangelogEntry::EpochStart { epoch, .. } => format!("{EPOCH_KEY_PREFIX}{epoch:020}").into_bytes().into(),
             ChangelogEntry::Change(c) => c.state.key.as_bytes().into(),
+            ChangelogEntry::Stats(s) => {
+                format!("{STATS_KEY_PREFIX}{}/{:020}", s.bucket.step.as_str(), s.bucket.start_ms).into_bytes().into()
+            }
         }
     }
 
@@ -66,6 +84,7 @@ impl ChangelogEntry {
         match self {
             ChangelogEntry::EpochStart { epoch, .. } => *epoch,
             ChangelogEntry::Change(c) => c.epoch,
+            ChangelogEntry::Stats(s) => s.epoch,
         }
     }
 
@@ -183,6 +202,7 @@ mod v1 {
             super::ChangelogEntry::EpochStart { epoch, input_next, node } => {
                 EntryOut::EpochStart { epoch: *epoch, input_next: *input_next, node }
             }
+            super::ChangelogEntry::Stats(_) => unreachable!("format 1 had no statistics records"),
             super::ChangelogEntry::Change(c) => {
                 let s = &c.state;
                 EntryOut::Change(Box::new(ChangeOut {
@@ -225,7 +245,7 @@ impl EpochFence {
         let e = entry.epoch();
         let admitted = match entry {
             ChangelogEntry::EpochStart { .. } => e > self.current,
-            ChangelogEntry::Change(_) => e >= self.current,
+            ChangelogEntry::Change(_) | ChangelogEntry::Stats(_) => e >= self.current,
         };
         if admitted {
             self.current = e;

@@ -18,4 +18,4 @@ pub mod state;
 
 // The alert model and the object state are the wire contract's (`lightkeeper-api`): stored here,
 // served by the gateway, read by clients. Re-exported so storage code names them as before.
-pub use lightkeeper_api::{id_serde, model, object, partitioner};
+pub use lightkeeper_api::{id_serde, model, object, partitioner, stats};

@@ -42,7 +42,7 @@ fn object(key: &str, version: u64, ra: f64, dec: f64, mjd: f64) -> ObjectState {
 
 fn write(store: &RocksStore, partition: u32, objects: Vec<ObjectState>) {
     let progress = PartitionProgress { epoch: 1, input_next: 1, changelog_next: 1, master: "a".into() };
-    store.apply(StateBatch { partition, progress, objects, history: vec![] }).unwrap();
+    store.apply(StateBatch { partition, progress, objects, history: vec![], stats: vec![] }).unwrap();
 }
 
 /// A deterministic spread of positions: a third anywhere, a third within 1° of RA 0/360 on the

@@ -4,6 +4,7 @@
 use lightkeeper_storage::model::Survey;
 use lightkeeper_storage::object::ObjectState;
 use lightkeeper_storage::state::{HistoryEntry, PartitionProgress, RocksStore, StateBatch, StateStore, StoreOptions};
+use lightkeeper_storage::stats::{Counts, StatsBucket, StatsStep};
 use std::sync::Arc;
 
 fn object(key: &str, version: u64) -> ObjectState {
@@ -41,11 +42,28 @@ fn batches_progress_and_history_survive_reopen() {
                 progress: progress.clone(),
                 objects: vec![object("ztf:ZTF1", 2)],
                 history,
+                stats: vec![minute(0, 7), minute(60_000, 1)],
             })
             .unwrap();
     }
     let store = RocksStore::open(dir.path(), &StoreOptions::default()).unwrap();
     assert_eq!(store.progress(1).unwrap(), progress);
+    assert_eq!(store.stats_bucket(1, StatsStep::Minute, 0).unwrap(), Some(minute(0, 7)), "statistics persist");
+    assert_eq!(store.stats_bucket(0, StatsStep::Minute, 0).unwrap(), None, "per partition");
+    assert_eq!(store.stats_range(1, StatsStep::Minute, 0, 60_000).unwrap(), vec![minute(0, 7)], "until is exclusive");
+    assert_eq!(store.stats_range(1, StatsStep::Hour, 0, i64::MAX).unwrap(), vec![]);
+    // A minute bucket two days and more after the first expires it.
+    let later = lightkeeper_storage::state::MINUTE_STATS_KEPT_MS + 60_000;
+    store
+        .apply(StateBatch {
+            partition: 1,
+            progress: progress.clone(),
+            stats: vec![minute(later, 2)],
+            ..Default::default()
+        })
+        .unwrap();
+    let kept = store.stats_range(1, StatsStep::Minute, 0, i64::MAX).unwrap();
+    assert_eq!(kept, vec![minute(60_000, 1), minute(later, 2)], "minute buckets are kept two days");
     assert_eq!(store.get("ztf:ZTF1").unwrap().unwrap().version, 2);
     let h = store.history_after("ztf:ZTF1", 0, 2).unwrap().unwrap();
     assert_eq!(h.iter().map(|e| e.version).collect::<Vec<_>>(), vec![1, 2]);
@@ -76,7 +94,13 @@ fn a_store_of_an_older_key_format_is_rebuilt_empty() {
         let store = RocksStore::open(dir.path(), &StoreOptions::default()).unwrap();
         let progress = PartitionProgress { epoch: 1, input_next: 5, changelog_next: 9, master: "a".into() };
         store
-            .apply(StateBatch { partition: 0, progress, objects: vec![object("ztf:ZTF1", 1)], history: vec![] })
+            .apply(StateBatch {
+                partition: 0,
+                progress,
+                objects: vec![object("ztf:ZTF1", 1)],
+                history: vec![],
+                stats: vec![],
+            })
             .unwrap();
     }
     set_key_format(dir.path(), 1);
@@ -102,7 +126,7 @@ fn purging_a_partition_deletes_its_objects_history_and_progress_only() {
             .collect();
         let progress = PartitionProgress { epoch: 1, input_next: 5, changelog_next: 9, master: "a".into() };
         let objects = mine.iter().map(|k| object(k, 3)).collect();
-        store.apply(StateBatch { partition: p, progress, objects, history }).unwrap();
+        store.apply(StateBatch { partition: p, progress, objects, history, stats: vec![] }).unwrap();
     }
     let deleted = store.purge_partition(1, &|k| partition_of(k) == 1).unwrap();
     assert_eq!(deleted, 150);
@@ -116,4 +140,11 @@ fn purging_a_partition_deletes_its_objects_history_and_progress_only() {
     assert_eq!(store.progress(0).unwrap().changelog_next, 9, "the other partition is untouched");
     // A neighbouring key that extends a purged one keeps its history.
     assert!(store.history_after("ztf:ZTF00010", 0, 3).unwrap().is_some());
+}
+
+fn minute(start_ms: i64, alerts: u64) -> StatsBucket {
+    let mut b = StatsBucket::new(StatsStep::Minute, start_ms);
+    let counts = Counts { alerts, ..Default::default() };
+    b.add(Some(lightkeeper_storage::model::Survey::Ztf), Some(lightkeeper_storage::model::Band::G), &counts);
+    b
 }

@@ -33,4 +33,5 @@ pub mod object;
 pub mod objects;
 pub mod partitioner;
 pub mod query;
+pub mod stats;
 pub mod ws;

@@ -26,3 +26,4 @@ pub mod cursor;
 pub mod local;
 pub mod params;
 pub mod scatter;
+pub mod stats;

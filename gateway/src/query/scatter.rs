@@ -9,11 +9,13 @@
 use super::cursor::Cursor;
 use super::local;
 use super::params::{ConeQuery, ObjectsQuery};
+use super::stats::{self, StatsQuery};
 use crate::error::ApiError;
 use crate::routing::{route_partition, ReadOptions};
 use crate::state::AppState;
 use lightkeeper_api::filter::Field;
 use lightkeeper_api::query::{ConeAnswer, ObjectsPage, PartitionCone, PartitionPage};
+use lightkeeper_api::stats::{PartitionStats, StatsAnswer};
 use std::future::Future;
 use std::time::{Duration, Instant};
 
@@ -189,4 +191,31 @@ pub async fn objects(
         None
     };
     Ok(ObjectsPage { objects, next_cursor, missing_partitions: missing })
+}
+
+/// This node's buckets for `partition`, on the blocking pool.
+pub async fn local_stats(state: &AppState, partition: u32, q: StatsQuery) -> Result<PartitionStats, ApiError> {
+    let store = state.store.clone();
+    blocking(move || stats::local(store.as_ref(), partition, &q)).await?
+}
+
+/// `GET /v1/stats`: every partition's buckets in the range, merged.
+pub async fn stats(
+    state: &AppState,
+    q: StatsQuery,
+    opts: ReadOptions,
+    raw: Option<&str>,
+) -> Result<StatsAnswer, ApiError> {
+    let (here, elsewhere) = split_local(state, opts);
+    let done = {
+        let (store, q) = (state.store.clone(), q.clone());
+        blocking(move || here.into_iter().map(|p| (p, stats::local(store.as_ref(), p, &q))).collect())
+    };
+    let (parts, missing) = gather(q.partial, elsewhere, done, |p| {
+        let q = q.clone();
+        let path = internal_path(p, "stats", raw);
+        async move { route_partition(state, p, &path, opts, || local_stats(state, p, q)).await }
+    })
+    .await?;
+    Ok(stats::merge(&q, parts, missing))
 }

@@ -40,6 +40,7 @@ pub fn public_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(query::cone))
         .routes(routes!(query::objects))
         .routes(routes!(query::fields))
+        .routes(routes!(query::stats))
         .routes(routes!(alerts::ingest))
         .routes(routes!(health::cluster))
         .routes(routes!(admin::promote))
@@ -73,6 +74,7 @@ pub fn router(state: AppState) -> Router {
         // Internal: one partition's part of a scattered query (see `crate::query`).
         .route("/v1/internal/partitions/{p}/cone", get(query::partition_cone))
         .route("/v1/internal/partitions/{p}/objects", get(query::partition_objects))
+        .route("/v1/internal/partitions/{p}/stats", get(query::partition_stats))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(web::catch_panics(state.metrics.http_panics.clone()))

@@ -4,6 +4,7 @@
 use crate::error::ApiError;
 use crate::query::params::{ConeQuery, ObjectsQuery};
 use crate::query::scatter;
+use crate::query::stats::StatsQuery;
 use crate::routing::{read_options, route_partition, ReadOptions};
 use crate::state::AppState;
 use axum::extract::rejection::PathRejection;
@@ -13,6 +14,7 @@ use axum::Json;
 use lightkeeper_api::error::ErrorResponse;
 use lightkeeper_api::filter::{fields as all_fields, Fields};
 use lightkeeper_api::query::{ConeAnswer, ObjectsPage, PartitionCone, PartitionPage};
+use lightkeeper_api::stats::{PartitionStats, StatsAnswer};
 
 #[utoipa::path(get, path = "/v1/cone", tag = "find",
     params(
@@ -63,6 +65,33 @@ pub async fn objects(
     Ok(Json(scatter::objects(&state, q, opts, raw.as_deref()).await?))
 }
 
+#[utoipa::path(get, path = "/v1/stats", tag = "stats",
+    params(
+        ("step" = Option<String>, Query, description = "bucket width: `minute` (default), `hour`, or `night` (24 h from 12:00 UTC, Rubin's dayObs convention)"),
+        ("since" = Option<String>, Query, description = "first bucket: ms since the Unix epoch or ISO 8601 UTC; default an hour (minute), two days (hour) or thirty nights (night) before `until`"),
+        ("until" = Option<String>, Query, description = "last bucket: the one holding this time (default: now)"),
+        ("partial" = Option<bool>, Query, description = "answer even if some partitions cannot (listed in missing_partitions); otherwise that is a 503"),
+        ("max_lag" = Option<u64>, Query, description = "allow standbys at most this many changelog records behind to answer")
+    ),
+    responses(
+        (status = 200, description = "alerts, new objects, detections and dead letters per bucket, survey and band, over every partition; time is when each alert entered the input log; minute buckets are kept two days", body = StatsAnswer),
+        (status = 400, description = "`invalid_query`: bad step or time, since not before until, or more than 10080 buckets", body = ErrorResponse),
+        (status = 503, description = "`unavailable`: a partition could not answer within cluster.route_deadline_ms", body = ErrorResponse)
+    ))]
+pub async fn stats(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Result<Json<StatsAnswer>, ApiError> {
+    let (opts, rest) = read_options(raw.as_deref(), &headers)?;
+    let q = StatsQuery::parse(rest.as_deref(), now_ms())?;
+    Ok(Json(scatter::stats(&state, q, opts, raw.as_deref()).await?))
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
 #[utoipa::path(get, path = "/v1/fields", tag = "find",
     responses((status = 200, description = "every field of the filter language, with its type and meaning", body = Fields)))]
 pub async fn fields() -> Json<Fields> {
@@ -111,5 +140,20 @@ pub async fn partition_objects(
     let (opts, rest) = internal_options(raw.as_deref(), &headers)?;
     let q = ObjectsQuery::parse(rest.as_deref())?;
     let part = route_partition(&state, p, "", opts, || scatter::local_page(&state, p, q)).await?;
+    Ok(Json(part))
+}
+
+/// Internal: one partition's statistics buckets, from this node's replica. The internal call
+/// carries the gateway's resolved range, so every partition answers for the same buckets.
+pub async fn partition_stats(
+    State(state): State<AppState>,
+    p: Result<Path<u32>, PathRejection>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Result<Json<PartitionStats>, ApiError> {
+    let p = partition_of(&state, p)?;
+    let (opts, rest) = internal_options(raw.as_deref(), &headers)?;
+    let q = StatsQuery::parse(rest.as_deref(), now_ms())?;
+    let part = route_partition(&state, p, "", opts, || scatter::local_stats(&state, p, q)).await?;
     Ok(Json(part))
 }

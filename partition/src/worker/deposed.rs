@@ -98,6 +98,7 @@ impl Core {
                 // epoch, and ours was admitted). These are our own records of a batch that
                 // failed after its append and was redone — admitted everywhere, harmless.
                 ChangelogEntry::Change(c) if c.epoch == epoch => {}
+                ChangelogEntry::Stats(s) if s.epoch >= epoch => {}
                 _ => fenced += 1,
             }
             Ok(())

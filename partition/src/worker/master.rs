@@ -11,7 +11,8 @@ use super::run::{Core, POLL_TIMEOUT};
 use super::WorkerError;
 use crate::merge::{merge, new_state};
 use crate::metrics::partition_label;
-use lightkeeper_storage::changelog::{Change, ChangelogEntry};
+use crate::stats::{self, Tally};
+use lightkeeper_storage::changelog::{Change, ChangelogEntry, StatsRecord};
 use lightkeeper_storage::log::{Append, LogRecord, TopicReader};
 use lightkeeper_storage::object::{AlertSource, ObjectState};
 use lightkeeper_storage::partitioner::partition_for;
@@ -90,6 +91,10 @@ impl Core {
         if !dead.is_empty() {
             self.dead_letter(&dead)?;
         }
+        let mut tally = Tally::default();
+        for (rec, _, _) in &dead {
+            tally.dead_letter(rec.timestamp_ms);
+        }
 
         // 3. merge. Every change becomes its own changelog record and history entry, holding
         // the state as of that change, so each version exists in the log.
@@ -117,6 +122,7 @@ impl Core {
                 continue;
             }
             self.deps.metrics.alerts_applied.get_or_create(&label).inc();
+            tally.alert(rec.timestamp_ms, alert, state.version == 1, stats::detections(&outcome.new_points));
             changed.insert(alert.key.clone());
             history.push(Arc::new(HistoryEntry {
                 version: state.version,
@@ -128,6 +134,18 @@ impl Core {
                 input_next: rec.offset + 1,
                 state: state.clone(),
                 new_points: outcome.new_points,
+            })));
+        }
+
+        // The statistics buckets this batch touched, whole, after its changes (so that the
+        // offsets of the changes still pair with `history` below).
+        let stats =
+            if tally.is_empty() { Vec::new() } else { tally.totals(self.deps.store.as_ref(), self.partition)? };
+        for bucket in &stats {
+            entries.push(ChangelogEntry::Stats(Box::new(StatsRecord {
+                epoch: progress.epoch,
+                input_next: last_offset + 1,
+                bucket: bucket.clone(),
             })));
         }
 
@@ -183,6 +201,7 @@ impl Core {
             progress: progress.clone(),
             objects,
             history: history.clone(),
+            stats,
         })?;
         self.observe_phase("store", logged);
         self.progress = progress;

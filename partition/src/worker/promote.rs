@@ -88,7 +88,7 @@ impl Worker {
 /// and admitted. `input_next` of the result is filled in by the caller.
 fn elect(
     core: &mut Core,
-    tail: &mut Option<Tail>,
+    tail: &mut Option<Box<Tail>>,
     closer: &Closer,
     through: Option<u64>,
 ) -> Result<Promoted, WorkerError> {
@@ -116,7 +116,7 @@ fn elect(
                 closer.close(old.into_reader());
             }
             let (fresh, applied) = catch_up_to_end(core, closer)?;
-            *tail = Some(fresh);
+            *tail = Some(Box::new(fresh));
             caught_up += applied.applied;
         }
     }

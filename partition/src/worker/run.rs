@@ -36,7 +36,7 @@ pub(super) enum Mode {
     Restoring,
     /// Warm standby, tailing the changelog into the store. `None` between a failed poll (or a
     /// step-down) and the next poll, which reopens the tail at the stored progress.
-    Standby(Option<Tail>),
+    Standby(Option<Box<Tail>>),
     /// Master, consuming the input.
     Master(Feed),
 }
@@ -223,7 +223,7 @@ impl Worker {
     /// from the stored progress.
     pub(super) fn reset(&mut self) {
         let retired = match &mut self.mode {
-            Mode::Standby(tail) => tail.take().map(Tail::into_reader),
+            Mode::Standby(tail) => tail.take().map(|t| t.into_reader()),
             Mode::Master(feed) => feed.take_reader(),
             Mode::Restoring => None,
         };

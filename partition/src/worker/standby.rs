@@ -88,10 +88,10 @@ impl Tail {
 }
 
 /// One standby poll; opens the tail at the stored progress if it is closed.
-pub(super) fn step(core: &mut Core, tail: &mut Option<Tail>) -> Result<Applied, WorkerError> {
+pub(super) fn step(core: &mut Core, tail: &mut Option<Box<Tail>>) -> Result<Applied, WorkerError> {
     let tail = match tail {
         Some(t) => t,
-        None => tail.insert(Tail::open(core)?),
+        None => tail.insert(Box::new(Tail::open(core)?)),
     };
     tail.poll(core)
 }
@@ -144,7 +144,7 @@ impl Worker {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "restored from changelog"
         );
-        self.enter(Mode::Standby(Some(tail)));
+        self.enter(Mode::Standby(Some(Box::new(tail))));
         Ok(())
     }
 }

@@ -8,10 +8,11 @@ pub mod index;
 mod rocks;
 
 pub use index::SkyCone;
-pub use rocks::{RocksStore, StoreOptions};
+pub use rocks::{RocksStore, StoreOptions, MINUTE_STATS_KEPT_MS};
 
 use crate::model::LightPoint;
 use crate::object::{ObjectState, ObjectSummary};
+use crate::stats::{StatsBucket, StatsStep};
 use serde::{Deserialize, Serialize};
 
 /// How far a partition's state has got.
@@ -44,6 +45,8 @@ pub struct StateBatch {
     pub objects: Vec<ObjectState>,
     /// Shared with the subscribers the same entries are published to.
     pub history: Vec<std::sync::Arc<HistoryEntry>>,
+    /// Stream-statistics buckets, whole (each replaces what the store had for its bucket).
+    pub stats: Vec<StatsBucket>,
 }
 
 /// An object found by a cone search, with its exact distance from the centre.
@@ -105,6 +108,16 @@ pub trait StateStore: Send + Sync {
         partition: u32,
         visit: &mut dyn FnMut(ObjectSummary) -> bool,
     ) -> Result<PartitionProgress, StoreError>;
+    /// `partition`'s stream-statistics bucket of `step` starting at `start_ms`, if it has one.
+    fn stats_bucket(&self, partition: u32, step: StatsStep, start_ms: i64) -> Result<Option<StatsBucket>, StoreError>;
+    /// `partition`'s buckets of `step` starting in `[from_ms, until_ms)`, oldest first.
+    fn stats_range(
+        &self,
+        partition: u32,
+        step: StatsStep,
+        from_ms: i64,
+        until_ms: i64,
+    ) -> Result<Vec<StatsBucket>, StoreError>;
     /// Makes everything applied so far durable locally (at shutdown: the next start then reads
     /// only the changelog written since).
     fn flush(&self) -> Result<(), StoreError>;

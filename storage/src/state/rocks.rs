@@ -11,6 +11,10 @@
 //!   checked at open so a build never misreads a layout it does not know.
 //! - `summaries`, `sky`, `recency`: the per-partition secondary indexes (see [`super::index`]),
 //!   written in the same batch as the objects they point at.
+//! - `stats`: partition:u32be step:u8 start_ms:u64be → `1` + postcard(StatsBucket), the stream
+//!   statistics (see [`crate::stats`]); minute buckets older than [`MINUTE_STATS_KEPT_MS`]
+//!   before the newest one written are deleted as new ones arrive (created empty when a store
+//!   of the same key format predates it).
 //!
 //! Key format 2 added the indexes. A store of an older format is rebuilt at open: it is deleted
 //! and the replicas restore it from the changelog (the durable copy), which writes the indexes
@@ -23,6 +27,7 @@
 use super::index::{self, IndexKeys};
 use super::{ConeCandidate, HistoryEntry, PartitionProgress, SkyCone, StateBatch, StateStore, StoreError};
 use crate::object::{ObjectState, ObjectSummary};
+use crate::stats::{StatsBucket, StatsStep};
 use rocksdb::{BlockBasedOptions, Cache, ColumnFamilyDescriptor, Options, WriteBatch, WriteBufferManager, DB};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -44,7 +49,11 @@ const CF_PROGRESS: &str = "progress";
 const CF_SUMMARIES: &str = "summaries";
 const CF_SKY: &str = "sky";
 const CF_RECENCY: &str = "recency";
-const ALL_CFS: [&str; 6] = [CF_OBJECTS, CF_HISTORY, CF_PROGRESS, CF_SUMMARIES, CF_SKY, CF_RECENCY];
+const CF_STATS: &str = "stats";
+const ALL_CFS: [&str; 7] = [CF_OBJECTS, CF_HISTORY, CF_PROGRESS, CF_SUMMARIES, CF_SKY, CF_RECENCY, CF_STATS];
+/// How long minute buckets of the stream statistics are kept (hours and nights are kept):
+/// 2,880 buckets of a few hundred bytes per partition.
+pub const MINUTE_STATS_KEPT_MS: i64 = 2 * 86_400_000;
 /// Versions of update history kept per object for subscription resume.
 pub const HISTORY_PER_OBJECT: u64 = 64;
 
@@ -112,6 +121,15 @@ fn decode_progress(bytes: &[u8]) -> Result<PartitionProgress, StoreError> {
         }
         other => Err(corrupt(format!("unknown format byte {:?}", other.map(|(b, _)| *b)))),
     }
+}
+
+fn stats_key(partition: u32, step: StatsStep, start_ms: i64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(13);
+    k.extend_from_slice(&partition.to_be_bytes());
+    k.push(step.code());
+    // Log timestamps are after 1970: clamped, a negative one cannot reorder the keys.
+    k.extend_from_slice(&(start_ms.max(0) as u64).to_be_bytes());
+    k
 }
 
 fn history_key(key: &str, version: u64) -> Vec<u8> {
@@ -277,6 +295,19 @@ impl StateStore for RocksStore {
                 wb.delete_cf(self.cf(CF_HISTORY), history_key(&h.summary.key, h.version - HISTORY_PER_OBJECT));
             }
         }
+        for b in &batch.stats {
+            wb.put_cf(self.cf(CF_STATS), stats_key(batch.partition, b.step, b.start_ms), encode(b));
+            if b.step == StatsStep::Minute {
+                let expired = b.start_ms - MINUTE_STATS_KEPT_MS;
+                if expired > 0 {
+                    wb.delete_range_cf(
+                        self.cf(CF_STATS),
+                        stats_key(batch.partition, StatsStep::Minute, 0),
+                        stats_key(batch.partition, StatsStep::Minute, expired),
+                    );
+                }
+            }
+        }
         let mut progress = vec![PROGRESS_FORMAT];
         progress.extend(postcard::to_stdvec(&batch.progress).expect("plain data serializes"));
         wb.put_cf(self.cf(CF_PROGRESS), batch.partition.to_be_bytes(), progress);
@@ -290,7 +321,7 @@ impl StateStore for RocksStore {
     fn purge_partition(&self, partition: u32, owned: &dyn Fn(&str) -> bool) -> Result<u64, StoreError> {
         // The indexes are partition-prefixed: one range delete each.
         let mut ix = WriteBatch::default();
-        for cf in [CF_SUMMARIES, CF_SKY, CF_RECENCY] {
+        for cf in [CF_SUMMARIES, CF_SKY, CF_RECENCY, CF_STATS] {
             ix.delete_range_cf(
                 self.cf(cf),
                 index::partition_prefix(partition).to_vec(),
@@ -328,6 +359,32 @@ impl StateStore for RocksStore {
         }
         self.db.write_opt(wb, &wo())?;
         Ok(deleted)
+    }
+
+    fn stats_bucket(&self, partition: u32, step: StatsStep, start_ms: i64) -> Result<Option<StatsBucket>, StoreError> {
+        match self.db.get_cf(self.cf(CF_STATS), stats_key(partition, step, start_ms))? {
+            Some(v) => Ok(Some(decode("a statistics bucket", &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn stats_range(
+        &self,
+        partition: u32,
+        step: StatsStep,
+        from_ms: i64,
+        until_ms: i64,
+    ) -> Result<Vec<StatsBucket>, StoreError> {
+        let mut opts = rocksdb::ReadOptions::default();
+        opts.set_iterate_upper_bound(stats_key(partition, step, until_ms));
+        let from = stats_key(partition, step, from_ms);
+        let mode = rocksdb::IteratorMode::From(&from, rocksdb::Direction::Forward);
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf_opt(self.cf(CF_STATS), opts, mode) {
+            let (_, v) = item?;
+            out.push(decode("a statistics bucket", &v)?);
+        }
+        Ok(out)
     }
 
     fn flush(&self) -> Result<(), StoreError> {
