@@ -7,8 +7,11 @@ use crate::node::{stop_on_signals, Node};
 use anyhow::{bail, Context};
 use lightkeeper_storage::codec::Decoder;
 use lightkeeper_storage::log::{Append, KafkaConfig, KafkaTopic, Topic};
+use lightkeeper_storage::model::{Alert, PointKind, Survey};
 use lightkeeper_storage::partitioner::partition_for;
 use lightkeeper_storage::registry::{EmbeddedRegistry, SchemaRegistry};
+use std::cmp::Reverse;
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -159,9 +162,12 @@ fn progress_bar(total: usize) -> indicatif::ProgressBar {
     bar
 }
 
+/// The built-in demo set (`demo-alerts/`, see its `SOURCE.md`): real ZTF and Rubin/LSST packets,
+/// one survey and source repository per subdirectory.
 static DEMO_ALERTS: include_dir::Dir<'_> = include_dir::include_dir!("$CARGO_MANIFEST_DIR/demo-alerts");
 
-/// `lightkeeper demo`: an embedded node fed real alerts at a steady pace.
+/// `lightkeeper demo`: an embedded node fed real alerts at a steady pace, featuring one object
+/// whose light curve grows as its alerts arrive (see `featured_object` and `feeding_order`).
 pub async fn demo(
     listen: std::net::SocketAddr,
     data_dir: Option<PathBuf>,
@@ -186,11 +192,8 @@ pub async fn demo(
             v
         }
         None => {
-            let mut v: Vec<_> = DEMO_ALERTS
-                .files()
-                .filter(|f| f.path().extension().is_some_and(|x| x == "avro"))
-                .map(|f| (f.path().display().to_string(), f.contents().to_vec()))
-                .collect();
+            let mut v = Vec::new();
+            embedded_avro(&DEMO_ALERTS, &mut v);
             v.sort();
             v
         }
@@ -204,15 +207,14 @@ pub async fn demo(
     let addr = listener.local_addr()?;
     let stop = stop_on_signals();
     let feeder_stop = stop.clone();
-    // Decode once to learn keys and order the packets by observation time, so light curves
-    // grow forward in time as they would on the sky.
-    // (On the blocking pool: decoding is CPU work.)
+    // Decode once to learn each packet's object, survey and observation time, which choose the
+    // featured object and the feeding order. (On the blocking pool: decoding is CPU work.)
     let decoder = state.decoder.clone();
-    let mut decoded = tokio::task::spawn_blocking(move || {
+    let decoded = tokio::task::spawn_blocking(move || {
         let mut decoded = Vec::new();
         for (name, bytes) in packets {
             match decoder.decode(&bytes) {
-                Ok(a) => decoded.push((a.mjd, a.key, name, bytes)),
+                Ok(alert) => decoded.push(DemoPacket::new(name, bytes, alert)),
                 Err(e) => eprintln!("demo: skipping {name}: {e}"),
             }
         }
@@ -222,20 +224,24 @@ pub async fn demo(
     if decoded.is_empty() {
         bail!("none of the alert files could be decoded");
     }
-    decoded.sort_by(|a, b| a.0.total_cmp(&b.0));
-    // Point the browser at the object with the most alerts: its light curve grows as you watch.
-    let mut counts: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
-    for (_, key, _, _) in &decoded {
-        *counts.entry(key.as_str()).or_default() += 1;
-    }
-    let watch = counts.iter().max_by_key(|(_, n)| **n).map(|(k, _)| (*k).to_owned()).unwrap_or_default();
+    // Point the browser at the featured object: its page opens on its first alert and gains
+    // points as the rest of its alerts arrive.
+    let watch = featured_object(&decoded);
+    let total = decoded.len();
+    let ztf = decoded.iter().filter(|p| p.survey == Survey::Ztf).count();
+    let lsst = decoded.iter().filter(|p| p.survey == Survey::Lsst).count();
+    let rest = match decoded.iter().filter(|p| p.key == watch).count() {
+        0 | 1 => String::new(),
+        n => format!(" and its other {} spread over the run", n - 1),
+    };
+    let order = feeding_order(decoded, &watch);
     println!(
-        "open http://{addr}/?key={watch} — feeding {} alerts, one every {} ms",
-        decoded.len(),
+        "open http://{addr}/?key={watch} — feeding {total} alerts ({ztf} ZTF, {lsst} LSST) one every {} ms, \
+         {watch}'s first{rest}",
         interval.as_millis()
     );
     let feeder = tokio::spawn(async move {
-        for (i, (_, key, name, bytes)) in decoded.into_iter().enumerate() {
+        for (i, DemoPacket { name, bytes, key, .. }) in order.into_iter().enumerate() {
             tokio::select! {
                 () = feeder_stop.cancelled() => return,
                 () = tokio::time::sleep(if i == 0 { Duration::ZERO } else { interval }) => {}
@@ -259,4 +265,156 @@ pub async fn demo(
     let result = node.serve(listener, stop).await;
     feeder.abort();
     result
+}
+
+/// Every `.avro` file embedded in `dir` and its subdirectories, named by its path inside
+/// `demo-alerts/`. (`Dir::files` lists one level only.)
+fn embedded_avro(dir: &include_dir::Dir<'_>, out: &mut Vec<(String, Vec<u8>)>) {
+    for f in dir.files().filter(|f| f.path().extension().is_some_and(|x| x == "avro")) {
+        out.push((f.path().display().to_string(), f.contents().to_vec()));
+    }
+    for d in dir.dirs() {
+        embedded_avro(d, out);
+    }
+}
+
+/// A demo packet with what choosing the featured object and the feeding order needs, taken
+/// from its decoded alert.
+struct DemoPacket {
+    /// File path, for the log lines.
+    name: String,
+    bytes: Vec<u8>,
+    /// Survey-qualified object key: the record key, as the node's own routing uses it.
+    key: String,
+    survey: Survey,
+    /// Time of the triggering detection (MJD; UTC for ZTF, TAI for LSST: close enough to order).
+    mjd: f64,
+    /// The survey associated the detection with a known solar-system body.
+    solar_system: bool,
+    /// Detections the packet carries: the triggering one and those in its history.
+    detections: usize,
+}
+
+impl DemoPacket {
+    fn new(name: String, bytes: Vec<u8>, alert: Alert) -> DemoPacket {
+        DemoPacket {
+            name,
+            bytes,
+            survey: alert.survey,
+            mjd: alert.mjd,
+            solar_system: alert.solar_system.is_some(),
+            detections: alert.points.iter().filter(|p| p.kind == PointKind::Detection).count(),
+            key: alert.key,
+        }
+    }
+}
+
+/// The object the demo features: a transient rather than an asteroid, and the one whose page
+/// grows the most. Objects with a known solar-system body at any of their detections are passed
+/// over (an asteroid crossing a field is not a transient, and successive ones share no light
+/// curve), then the most alerts wins (each alert adds points while you watch), then the most
+/// detections in one packet (the richest light curve); ties go to the first key in order.
+/// Falls back on an associated object only when every object is one.
+fn featured_object(packets: &[DemoPacket]) -> String {
+    #[derive(Default)]
+    struct Tally {
+        alerts: usize,
+        detections: usize,
+        solar_system: bool,
+    }
+    let mut tallies: BTreeMap<&str, Tally> = BTreeMap::new();
+    for p in packets {
+        let t = tallies.entry(p.key.as_str()).or_default();
+        t.alerts += 1;
+        t.detections = t.detections.max(p.detections);
+        t.solar_system |= p.solar_system;
+    }
+    tallies
+        .into_iter()
+        .max_by_key(|(key, t)| (!t.solar_system, t.alerts, t.detections, Reverse(*key)))
+        .map(|(key, _)| key.to_owned())
+        .unwrap_or_default()
+}
+
+/// The order the demo feeds its packets in: each object's alerts by observation time, with the
+/// featured object's alerts spread evenly over the run and its first alert fed first, so its page
+/// never opens empty and keeps growing. (By time alone, an object followed for weeks would
+/// arrive in one burst whenever the other packets were taken on other nights.)
+fn feeding_order(packets: Vec<DemoPacket>, featured: &str) -> Vec<DemoPacket> {
+    let (mut watched, mut others): (Vec<DemoPacket>, Vec<DemoPacket>) =
+        packets.into_iter().partition(|p| p.key == featured);
+    watched.sort_by(|a, b| a.mjd.total_cmp(&b.mjd));
+    others.sort_by(|a, b| a.mjd.total_cmp(&b.mjd));
+    interleave(watched, others)
+}
+
+/// Merges `featured` into `others`, each kept in its order: of n featured items in a result of
+/// `len`, the k-th goes to slot ⌈k·len/n⌉ — the first one first, the others evenly spaced.
+fn interleave<T>(featured: Vec<T>, others: Vec<T>) -> Vec<T> {
+    let (n, len) = (featured.len(), featured.len() + others.len());
+    let (mut featured, mut others) = (featured.into_iter(), others.into_iter());
+    let mut out = Vec::with_capacity(len);
+    let mut placed = 0;
+    for slot in 0..len {
+        // Slot ⌈placed·len/n⌉ has come: the next featured item is due. (len ≥ n, so these slots
+        // are distinct and the last is at most len − 1: exactly n slots take a featured item.)
+        let item = if placed < n && slot * n >= placed * len {
+            placed += 1;
+            featured.next()
+        } else {
+            others.next()
+        };
+        out.extend(item);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interleave_spreads_the_featured_items_and_keeps_every_item_in_order() {
+        let spread =
+            |n: usize, m: usize| interleave((0..n).map(|i| -(i as i64) - 1).collect(), (0..m as i64).collect());
+        // 3 featured (-1, -2, -3) among 6 others: slots 0, 3 and 6.
+        assert_eq!(spread(3, 6), vec![-1, 0, 1, -2, 2, 3, -3, 4, 5]);
+        assert_eq!(spread(1, 3), vec![-1, 0, 1, 2]);
+        assert_eq!(spread(2, 0), vec![-1, -2]);
+        assert_eq!(spread(0, 2), vec![0, 1]);
+        for (n, m) in [(22, 15), (22, 1), (5, 100), (1, 1), (7, 7)] {
+            let out = spread(n, m);
+            assert_eq!(out.len(), n + m, "{n} + {m}");
+            assert_eq!(out[0], -1, "the first featured item goes first");
+            let featured: Vec<i64> = out.iter().copied().filter(|x| *x < 0).collect();
+            let others: Vec<i64> = out.iter().copied().filter(|x| *x >= 0).collect();
+            assert_eq!(featured, (0..n).map(|i| -(i as i64) - 1).collect::<Vec<_>>(), "{n} + {m}");
+            assert_eq!(others, (0..m as i64).collect::<Vec<_>>(), "{n} + {m}");
+        }
+    }
+
+    /// The built-in set: every packet decodes with the published schemas, both surveys are fed,
+    /// and the featured object is the supernova-like ZTF19abvhduf rather than an asteroid (see
+    /// `demo-alerts/SOURCE.md`).
+    #[test]
+    fn the_built_in_demo_set_decodes_and_features_a_transient() {
+        let mut packets = Vec::new();
+        embedded_avro(&DEMO_ALERTS, &mut packets);
+        let decoder = decoder(None).unwrap();
+        let decoded: Vec<DemoPacket> = packets
+            .into_iter()
+            .map(|(name, bytes)| {
+                let alert = decoder.decode(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+                DemoPacket::new(name, bytes, alert)
+            })
+            .collect();
+        assert_eq!(decoded.len(), 16);
+        assert_eq!(decoded.iter().filter(|p| p.survey == Survey::Ztf).count(), 14);
+        assert_eq!(decoded.iter().filter(|p| p.survey == Survey::Lsst).count(), 2);
+        let watch = featured_object(&decoded);
+        assert_eq!(watch, "ztf:ZTF19abvhduf");
+        let order = feeding_order(decoded, &watch);
+        assert_eq!(order[0].key, watch);
+        assert_eq!(order.len(), 16);
+    }
 }
