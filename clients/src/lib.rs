@@ -1,17 +1,26 @@
 //! Rust client of the Lightkeeper API v1 (see API.md): REST reads, ingest, and WebSocket
 //! subscriptions.
 //!
-//! Messages are the wire contract's types (`lightkeeper-api`, re-exported as [`api`]): the
-//! cluster view, ingest answers, WebSocket operations and server messages. Object bodies are
-//! returned as JSON (`serde_json::Value`) for callers that compare them with other sources, or
-//! typed ([`Client::summary`]). The server's `{"error":{"code","message"}}` becomes
-//! [`ClientError::Api`].
+//! Every public route has a method, answering the wire contract's types (`lightkeeper-api`,
+//! re-exported as [`api`]): objects ([`Client::summary`], [`Client::light_curve`],
+//! [`Client::alert_history`]), cutouts and packets, finding ([`Client::cone`], [`Client::query`],
+//! [`Client::fields`]), [`Client::stats`], ingest, the cluster and health routes, the admin
+//! routes (with the bearer token), and WebSocket subscriptions. [`Client::object`],
+//! [`Client::lightcurve`] and [`Client::alerts`] return the same bodies as JSON
+//! (`serde_json::Value`) for callers that compare them with other sources. The server's
+//! `{"error":{"code","message"}}` becomes [`ClientError::Api`].
 
+use api::admin::{DecommissionReport, Drained, NodeDrainReport, PromoteReport};
 use api::cluster::ClusterView;
 use api::error::ErrorResponse;
+use api::filter::Fields;
+use api::health::{Health, Ready};
 pub use api::ingest::Accepted;
+use api::model::CutoutKind;
 use api::object::ObjectSummary;
+use api::objects::{AlertHistory, Cutouts, Lightcurve};
 use api::query::{ConeAnswer, ObjectsPage};
+use api::stats::{StatsAnswer, StatsStep};
 use api::ws::{ClientOp, ServerMsg};
 use futures::{SinkExt, StreamExt};
 pub use lightkeeper_api as api;
@@ -96,6 +105,105 @@ impl Client {
 
     pub async fn alerts(&self, key: &str) -> Result<Value, ClientError> {
         Ok(Self::check(self.http.get(self.object_url(key, "/alerts")).send().await?).await?.json().await?)
+    }
+
+    /// `GET /v1/objects/{key}/lightcurve?{query}`, typed; `query` as for [`Client::lightcurve`].
+    pub async fn light_curve(&self, key: &str, query: &str) -> Result<Lightcurve, ClientError> {
+        let url = format!("{}?{query}", self.object_url(key, "/lightcurve"));
+        Ok(Self::check(self.http.get(url).send().await?).await?.json().await?)
+    }
+
+    /// `GET /v1/objects/{key}/alerts`, typed.
+    pub async fn alert_history(&self, key: &str) -> Result<AlertHistory, ClientError> {
+        Ok(Self::check(self.http.get(self.object_url(key, "/alerts")).send().await?).await?.json().await?)
+    }
+
+    /// `GET /v1/objects/{key}/cutouts`: the stamps kept, per alert.
+    pub async fn cutouts(&self, key: &str) -> Result<Cutouts, ClientError> {
+        Ok(Self::check(self.http.get(self.object_url(key, "/cutouts")).send().await?).await?.json().await?)
+    }
+
+    /// `GET /v1/objects/{key}/cutouts/{alert_id}/{kind}`: the stamp as FITS (the packet's own
+    /// image, decompressed), or as PNG when `png`.
+    pub async fn cutout(&self, key: &str, alert_id: i64, kind: CutoutKind, png: bool) -> Result<Vec<u8>, ClientError> {
+        let format = if png { "png" } else { "fits" };
+        let url = self.object_url(key, &format!("/cutouts/{alert_id}/{}?format={format}", kind.as_str()));
+        Ok(Self::check(self.http.get(url).send().await?).await?.bytes().await?.to_vec())
+    }
+
+    /// `GET /v1/objects/{key}/alerts/{alert_id}/packet`: the alert packet as it arrived.
+    pub async fn packet(&self, key: &str, alert_id: i64) -> Result<Vec<u8>, ClientError> {
+        let url = self.object_url(key, &format!("/alerts/{alert_id}/packet"));
+        Ok(Self::check(self.http.get(url).send().await?).await?.bytes().await?.to_vec())
+    }
+
+    /// `GET /v1/stats`: counts per `step` bucket, survey and band; `since`/`until` are ms
+    /// since the epoch (the server's defaults when `None`).
+    pub async fn stats(
+        &self,
+        step: StatsStep,
+        since_ms: Option<i64>,
+        until_ms: Option<i64>,
+    ) -> Result<StatsAnswer, ClientError> {
+        let mut url = format!("{}/v1/stats?step={}", self.base, step.as_str());
+        if let Some(t) = since_ms {
+            url.push_str(&format!("&since={t}"));
+        }
+        if let Some(t) = until_ms {
+            url.push_str(&format!("&until={t}"));
+        }
+        Ok(Self::check(self.http.get(url).send().await?).await?.json().await?)
+    }
+
+    /// `GET /v1/fields`: the filter language's fields.
+    pub async fn fields(&self) -> Result<Fields, ClientError> {
+        Ok(Self::check(self.http.get(format!("{}/v1/fields", self.base)).send().await?).await?.json().await?)
+    }
+
+    /// `GET /healthz`.
+    pub async fn healthz(&self) -> Result<Health, ClientError> {
+        Ok(Self::check(self.http.get(format!("{}/healthz", self.base)).send().await?).await?.json().await?)
+    }
+
+    /// `GET /readyz`: ready, or [`ClientError::Api`] with status 503 and the reason.
+    pub async fn readyz(&self) -> Result<Ready, ClientError> {
+        Ok(Self::check(self.http.get(format!("{}/readyz", self.base)).send().await?).await?.json().await?)
+    }
+
+    /// `GET /metrics`: the Prometheus text.
+    pub async fn metrics(&self) -> Result<String, ClientError> {
+        Ok(Self::check(self.http.get(format!("{}/metrics", self.base)).send().await?).await?.text().await?)
+    }
+
+    /// `GET /openapi.json`.
+    pub async fn openapi(&self) -> Result<Value, ClientError> {
+        self.get_json("/openapi.json").await
+    }
+
+    async fn admin<T: serde::de::DeserializeOwned>(&self, path: &str, token: &str) -> Result<T, ClientError> {
+        let resp = self.http.post(format!("{}{path}", self.base)).bearer_auth(token).send().await?;
+        Ok(Self::check(resp).await?.json().await?)
+    }
+
+    /// `POST /v1/admin/partitions/{p}/promote` on this node (the standby to promote).
+    pub async fn promote(&self, partition: u32, token: &str, skip_drain: bool) -> Result<PromoteReport, ClientError> {
+        self.admin(&format!("/v1/admin/partitions/{partition}/promote?skip_drain={skip_drain}"), token).await
+    }
+
+    /// `POST /v1/admin/partitions/{p}/drain` on this node (the master to stop).
+    pub async fn drain_partition(&self, partition: u32, token: &str) -> Result<Drained, ClientError> {
+        self.admin(&format!("/v1/admin/partitions/{partition}/drain"), token).await
+    }
+
+    /// `POST /v1/admin/nodes/{id}/drain`: move every master off node `id`.
+    pub async fn drain_node(&self, node: &str, token: &str) -> Result<NodeDrainReport, ClientError> {
+        self.admin(&format!("/v1/admin/nodes/{}/drain", form_urlencoded_component(node)), token).await
+    }
+
+    /// `POST /v1/admin/nodes/{id}/decommission` (or, with `cancel`, its undoing).
+    pub async fn decommission(&self, node: &str, token: &str, cancel: bool) -> Result<DecommissionReport, ClientError> {
+        let path = format!("/v1/admin/nodes/{}/decommission?cancel={cancel}", form_urlencoded_component(node));
+        self.admin(&path, token).await
     }
 
     pub async fn ingest(&self, packet: Vec<u8>) -> Result<Accepted, ClientError> {

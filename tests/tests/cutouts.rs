@@ -7,8 +7,10 @@
 
 use apache_avro::types::Value;
 use lightkeeper_clients::api::cluster::Role;
+use lightkeeper_clients::api::model::CutoutKind;
+use lightkeeper_clients::api::stats::StatsStep;
 use lightkeeper_storage::partitioner::partition_for;
-use lightkeeper_tests::cluster::{partitions, promote, Cluster};
+use lightkeeper_tests::cluster::{partitions, Cluster, TOKEN};
 use lightkeeper_tests::load::{finish, producer};
 use lightkeeper_tests::*;
 use std::io::Read;
@@ -173,6 +175,30 @@ async fn stamps_are_the_packets_images_and_render_for_a_browser() {
     let again = http.get(&stamp).header("if-none-match", &etag).send().await.unwrap();
     assert_eq!(again.status(), 304);
 
+    // The Rust client's typed methods over the same routes.
+    let alert: i64 = ZTF_ALERT.parse().unwrap();
+    let listed = client.cutouts(ZTF_KEY).await.unwrap();
+    assert_eq!((listed.alerts.len(), listed.alerts[0].alert_id), (1, alert));
+    assert_eq!(listed.alerts[0].kinds, CutoutKind::ALL.to_vec());
+    for kind in CutoutKind::ALL {
+        assert_eq!(client.cutout(ZTF_KEY, alert, kind, false).await.unwrap(), ztf_stamp(kind.as_str()));
+    }
+    assert!(client.cutout(ZTF_KEY, alert, CutoutKind::Science, true).await.unwrap().starts_with(b"\x89PNG"));
+    assert_eq!(client.packet(ZTF_KEY, alert).await.unwrap(), std::fs::read(ztf_file()).unwrap());
+    match client.cutout(ZTF_KEY, 1, CutoutKind::Science, false).await {
+        Err(lightkeeper_clients::ClientError::Api { status: 404, code, .. }) => assert_eq!(code, "alert_not_found"),
+        other => panic!("expected a 404 alert_not_found, got {other:?}"),
+    }
+    assert_eq!(client.alert_history(ZTF_KEY).await.unwrap().alerts[0].alert_id, alert);
+    assert_eq!(client.light_curve(ZTF_KEY, "kind=detection").await.unwrap().version, 1);
+    let stats = client.stats(StatsStep::Hour, None, None).await.unwrap();
+    assert_eq!((stats.total.alerts, stats.total.new_objects), (3, 3), "{stats:?}");
+    assert!(client.fields().await.unwrap().fields.iter().any(|f| f.name == "n_detections"));
+    assert_eq!(client.healthz().await.unwrap().status, "ok");
+    assert_eq!(client.readyz().await.unwrap().status, "ready");
+    assert!(client.metrics().await.unwrap().contains("lightkeeper_"));
+    assert!(client.openapi().await.unwrap()["paths"]["/v1/stats"].is_object());
+
     // Clear errors.
     for (path, status, code) in [
         (format!("/v1/objects/{ZTF_KEY}/cutouts/1/science"), 404, "alert_not_found"),
@@ -212,8 +238,10 @@ async fn a_standby_serves_stamps_and_so_does_the_new_master_after_a_kill() {
 
     a.kill();
     let parts: Vec<u32> = [ZTF_KEY, LSST_KEY].iter().map(|k| partition_for(k.as_bytes(), 2)).collect();
+    let admin = lightkeeper_clients::Client::new(&b.url).unwrap();
     for p in 0..2 {
-        promote(&b.url, p).await.unwrap();
+        let report = admin.promote(p, TOKEN, true).await.unwrap();
+        assert_eq!(report.promoted.previous_master, "a", "{report:?}");
     }
     eventually(WAIT, "b masters both partitions", || async {
         let ps = partitions(&b.url).await.ok()?;
