@@ -5,6 +5,10 @@
 //! The light curve is read three ways at the same rate: uncompressed, and with brotli and gzip
 //! asked for (compression on: served from the node's cache of compressed renderings).
 //!
+//! Stamps: one alert's difference stamp as PNG at the same rate (a cached rendering), and the
+//! cold path — the first read of each of up to 200 alerts' stamps, one at a time: the packet
+//! read back from the input log, decoded, gunzipped, zscale-stretched and PNG-encoded.
+//!
 //! Baseline: the same open-loop load on `GET /healthz` in the same run, which costs the node
 //! almost nothing: what the load generator and the HTTP stack cost by themselves on this
 //! machine (they share its cores). The ratio of the p99s is what the light curve adds.
@@ -41,6 +45,14 @@ pub async fn run(points: usize, rate: u64, seconds: u64) -> anyhow::Result<()> {
     let body_bytes = reqwest::get(format!("{}/v1/objects/ztf:{oid}/lightcurve", node.url)).await?.bytes().await?.len();
     let lc_url = format!("{}/v1/objects/ztf:{oid}/lightcurve", node.url);
     let base_url = format!("{}/healthz", node.url);
+    let stamp = |i: usize| {
+        format!(
+            "{}/v1/objects/ztf:{oid}/cutouts/{}/difference?format=png",
+            node.url,
+            4_000_000_000_000_000_000 + i as i64
+        )
+    };
+    let hot_stamp = stamp(0);
     // The same reads with compression off (no Accept-Encoding) and on (brotli, gzip): the node
     // keeps each coding's rendering in its cache, so "on" costs no compression per request.
     let cases = [
@@ -48,6 +60,7 @@ pub async fn run(points: usize, rate: u64, seconds: u64) -> anyhow::Result<()> {
         ("GET lightcurve, Accept-Encoding: br", lc_url.as_str(), Some("br")),
         ("GET lightcurve, Accept-Encoding: gzip", lc_url.as_str(), Some("gzip")),
         ("GET /healthz (baseline)", base_url.as_str(), None),
+        ("GET stamp PNG, cached", hot_stamp.as_str(), None),
     ];
     let mut results = Vec::new();
     for (name, url, accept) in cases {
@@ -71,10 +84,32 @@ pub async fn run(points: usize, rate: u64, seconds: u64) -> anyhow::Result<()> {
             r.p(1.0)
         );
     }
+    // Cold stamps: alerts 1.. (alert 0 was warmed above), each read once, one after another.
+    let http = reqwest::Client::new();
+    let mut cold = Vec::new();
+    for i in 1..points.min(201) {
+        let started = std::time::Instant::now();
+        let r = http.get(stamp(i)).send().await?;
+        anyhow::ensure!(r.status().is_success(), "stamp {i}: {}", r.status());
+        r.bytes().await?;
+        cold.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    let cold = sorted(cold);
+    if !cold.is_empty() {
+        println!(
+            "| GET stamp PNG, cold (first read of {} alerts, sequential) | {} | 0 | | {:.3} | {:.3} | {:.3} |",
+            cold.len(),
+            cold.len(),
+            percentile(&cold, 0.5),
+            percentile(&cold, 0.99),
+            percentile(&cold, 1.0)
+        );
+    }
     let p99 = |i: usize| results[i].1.p(0.99);
     println!("| ratio p99 lightcurve uncompressed / healthz | {:.1} |", p99(0) / p99(3).max(1e-6));
     println!("| ratio p99 lightcurve br / uncompressed | {:.2} |", p99(1) / p99(0).max(1e-6));
     println!("| ratio p99 lightcurve gzip / uncompressed | {:.2} |", p99(2) / p99(0).max(1e-6));
+    println!("| ratio p99 stamp PNG cached / healthz | {:.1} |", p99(4) / p99(3).max(1e-6));
     Ok(())
 }
 
