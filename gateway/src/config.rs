@@ -9,6 +9,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 pub use lightkeeper_coordinator::config::{Assignment, Cluster};
 use lightkeeper_storage::log::KafkaConfig;
+use lightkeeper_storage::registry::RegistryAuth;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -44,6 +45,10 @@ pub struct Topics {
     pub changelog: String,
     /// Dead-letter topic for packets that cannot be decoded or are misrouted.
     pub dead_letter: String,
+    /// Compacted one-partition topic of the LSST schemas registered through the nodes'
+    /// registry API (`POST /subjects/{subject}/versions`), read by every node. Unused when
+    /// `schemas.registry_url` names an external registry.
+    pub schemas: String,
     /// Partitions to create topics with when they do not exist. An existing input topic's count
     /// wins; the changelog is created with the input's count.
     pub partitions: u32,
@@ -72,8 +77,13 @@ impl Topics {
 pub struct Schemas {
     /// Directory of LSST schema versions (`<major>.<minor>/*.avsc`, id = major×100+minor).
     pub dir: Option<PathBuf>,
-    /// Confluent Schema Registry URL; used instead of `dir` when set.
+    /// Confluent Schema Registry URL (http or https), asked before the versions the binary
+    /// ships; `dir` is not used when it is set. Without it, the node is its own registry: the
+    /// shipped versions, `dir`'s, and those registered through its API (`topics.schemas`).
     pub registry_url: Option<String>,
+    /// Credentials and CA for `registry_url` (`username`/`password` or `bearer_token`,
+    /// `ca_file`). Never logged.
+    pub registry_auth: RegistryAuth,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -144,6 +154,7 @@ impl Default for Topics {
             input: "alerts".into(),
             changelog: "lightkeeper-changelog".into(),
             dead_letter: "alerts-dlq".into(),
+            schemas: "lightkeeper-schemas".into(),
             partitions: 4,
             changelog_min_compaction_lag_ms: 7 * 24 * 3600 * 1000,
             input_retention_hours: 30 * 24,
@@ -242,6 +253,7 @@ impl Config {
             ("topics.input", &self.topics.input),
             ("topics.changelog", &self.topics.changelog),
             ("topics.dead_letter", &self.topics.dead_letter),
+            ("topics.schemas", &self.topics.schemas),
         ] {
             if name.is_empty()
                 || name.len() > 249
@@ -250,11 +262,14 @@ impl Config {
                 return invalid(field, "must be a valid Kafka topic name (1–249 of [a-zA-Z0-9._-])");
             }
         }
-        if self.topics.input == self.topics.changelog
-            || self.topics.input == self.topics.dead_letter
-            || self.topics.changelog == self.topics.dead_letter
-        {
-            return invalid("topics", "input, changelog and dead_letter must be three different topics");
+        let names = [&self.topics.input, &self.topics.changelog, &self.topics.dead_letter, &self.topics.schemas];
+        if names.iter().collect::<std::collections::HashSet<_>>().len() != names.len() {
+            return invalid("topics", "input, changelog, dead_letter and schemas must be four different topics");
+        }
+        if let Some(url) = &self.schemas.registry_url {
+            if !url.starts_with("http://") && !url.starts_with("https://") {
+                return invalid("schemas.registry_url", "must be an http:// or https:// URL");
+            }
         }
         for origin in &self.http.cors_allow_origins {
             let exact = (origin.starts_with("http://") || origin.starts_with("https://"))

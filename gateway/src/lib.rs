@@ -21,7 +21,8 @@
 //!   subscription on the node (a guard per filter picks the few that can match).
 //! - [`cache`]: rendered-response cache for hot objects, invalidated on change.
 //! - [`formats`]: light-curve renderings (JSON, CSV, VOTable) and their extra time columns.
-//! - [`cli`]: the `decode`, `ingest` and `demo` commands.
+//! - [`cli`]: the `decode`, `ingest`, `demo` and read commands.
+//! - [`mirror`]: `lightkeeper mirror`, the local re-keyed copy of a survey's upstream stream.
 
 pub mod cache;
 pub mod cli;
@@ -30,6 +31,7 @@ pub mod error;
 pub mod formats;
 pub mod hosting;
 pub mod matcher;
+pub mod mirror;
 pub mod node;
 pub mod peers;
 pub mod query;

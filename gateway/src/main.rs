@@ -147,6 +147,16 @@ enum Command {
         #[arg(long, env = "LIGHTKEEPER_URL", default_value = "http://127.0.0.1:8080")]
         url: String,
     },
+    /// Mirror a survey's upstream Kafka into the local alerts topic, re-keyed by object and
+    /// re-partitioned; until interrupted. See `gateway/src/mirror/config.rs` for the settings.
+    Mirror {
+        /// TOML configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// Address of /metrics and /healthz (port 0 picks one); overrides the file's `listen`.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
     /// Print each alert as the normalized JSON the store keeps, one line per alert.
     Decode {
         /// Directory of LSST schema versions (as shared/data/lsst/schema/).
@@ -249,6 +259,14 @@ async fn run(command: Command) -> anyhow::Result<bool> {
                 None => cli::read::Watch::Objects(objects),
             };
             cli::read::watch(&url, what).await
+        }
+        Command::Mirror { config, listen } => {
+            let mut config = lightkeeper_gateway::mirror::config::MirrorConfig::load(Some(&config))?;
+            if let Some(l) = listen {
+                config.listen = l;
+            }
+            lightkeeper_gateway::mirror::run(config, node::stop_on_signals().cancelled_owned()).await?;
+            Ok(true)
         }
         Command::Decode { .. } => unreachable!("handled without a runtime"),
     }

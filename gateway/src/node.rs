@@ -18,7 +18,7 @@ use lightkeeper_partition::metrics::PartitionMetrics;
 use lightkeeper_partition::worker::{StartRole, WorkerDeps};
 use lightkeeper_storage::codec::Decoder;
 use lightkeeper_storage::log::{EmbeddedLog, KafkaTopic, Topic};
-use lightkeeper_storage::registry::{ConfluentRegistry, EmbeddedRegistry, Layered, SchemaRegistry};
+use lightkeeper_storage::registry::{ConfluentRegistry, EmbeddedRegistry, Layered, LogRegistry, SchemaRegistry};
 use lightkeeper_storage::state::{RocksStore, StateStore, StoreOptions};
 use prometheus_client::registry::Registry;
 use std::future::Future;
@@ -40,30 +40,48 @@ pub struct Node {
 /// Bounded drain time for open connections at shutdown.
 const DRAIN: Duration = Duration::from_secs(5);
 
-/// The schema registry: the published LSST versions shipped in the binary, under a Confluent
-/// registry (`schemas.registry_url`, asked first) or with a directory's versions laid over them
-/// (`schemas.dir`).
-fn schema_registry(config: &Config) -> anyhow::Result<Arc<dyn SchemaRegistry>> {
+/// The node's schema registry and, when the node is its own registry, its registered schemas.
+type Registries = (Arc<dyn SchemaRegistry>, Option<Arc<LogRegistry>>);
+
+/// The schema registry, and the node's own registered schemas when it is its own registry.
+/// - With `schemas.registry_url`: that Confluent registry, asked first, over the published
+///   LSST versions shipped in the binary.
+/// - Without: the published versions (with `schemas.dir`'s laid over them), then the schemas
+///   registered through this cluster's registry API, kept in `topics.schemas`.
+fn schema_registry(config: &Config, schemas_topic: Arc<dyn Topic>) -> anyhow::Result<Registries> {
     let published = EmbeddedRegistry::published();
     if let Some(url) = &config.schemas.registry_url {
-        let first = Arc::new(ConfluentRegistry::new(url, Duration::from_secs(10)));
-        return Ok(Arc::new(Layered { first, then: Arc::new(published) }));
+        let first = Arc::new(
+            ConfluentRegistry::with_auth(url, Duration::from_secs(10), &config.schemas.registry_auth)
+                .context("schemas.registry_auth")?,
+        );
+        info!(url = %url, "LSST schemas: the Confluent registry, then the published versions");
+        return Ok((Arc::new(Layered { first, then: Arc::new(published) }), None));
     }
-    if let Some(dir) = &config.schemas.dir {
-        let reg = EmbeddedRegistry::from_dir(dir).with_context(|| format!("schemas.dir {}", dir.display()))?;
-        let reg = published.overlaid_with(reg);
-        info!(ids = ?reg.known_ids(), "LSST schemas: the published versions and schemas.dir's");
-        return Ok(Arc::new(reg));
-    }
-    info!(ids = ?published.known_ids(), "LSST schemas: the published versions shipped in the binary");
-    Ok(Arc::new(published))
+    let shipped = match &config.schemas.dir {
+        Some(dir) => {
+            let reg = EmbeddedRegistry::from_dir(dir).with_context(|| format!("schemas.dir {}", dir.display()))?;
+            published.overlaid_with(reg)
+        }
+        None => published,
+    };
+    let registered = Arc::new(LogRegistry::open(schemas_topic).context("reading the registered schemas")?);
+    info!(
+        shipped = ?shipped.known_ids(),
+        registered = ?registered.known_ids(),
+        "LSST schemas: the published versions{}, then those registered through the registry API",
+        if config.schemas.dir.is_some() { " and schemas.dir's" } else { "" }
+    );
+    let layered = Layered { first: Arc::new(shipped), then: registered.clone() };
+    Ok((Arc::new(layered), Some(registered)))
 }
 
-/// The three topics of a node.
+/// The topics of a node.
 struct Topics {
     input: Arc<dyn Topic>,
     changelog: Arc<dyn Topic>,
     dead_letter: Arc<dyn Topic>,
+    schemas: Arc<dyn Topic>,
 }
 
 fn kafka_topics(config: &Config, kafka: &lightkeeper_storage::log::KafkaConfig) -> anyhow::Result<Topics> {
@@ -80,10 +98,13 @@ fn kafka_topics(config: &Config, kafka: &lightkeeper_storage::log::KafkaConfig) 
         );
     }
     kafka.ensure_topic(&t.dead_letter, n, None).context("dead-letter topic")?;
+    // Registrations are kept forever: compaction keeps the latest (the only) record per id.
+    kafka.ensure_topic(&t.schemas, 1, Some(Duration::ZERO)).context("schemas topic")?;
     Ok(Topics {
         input: Arc::new(KafkaTopic::open(kafka, &t.input)?),
         changelog: Arc::new(KafkaTopic::open(kafka, &t.changelog)?),
         dead_letter: Arc::new(KafkaTopic::open(kafka, &t.dead_letter)?),
+        schemas: Arc::new(KafkaTopic::open(kafka, &t.schemas)?),
     })
 }
 
@@ -115,6 +136,7 @@ fn embedded_topics(config: &Config) -> anyhow::Result<Topics> {
         input: log.topic(&t.input, n)?,
         changelog: log.topic(&t.changelog, n)?,
         dead_letter: log.topic(&t.dead_letter, n)?,
+        schemas: log.topic(&t.schemas, 1)?,
     })
 }
 
@@ -123,11 +145,12 @@ impl Node {
     /// server runs (or from `spawn_blocking`).
     pub fn start(config: &Config) -> anyhow::Result<Node> {
         std::fs::create_dir_all(&config.data_dir).with_context(|| format!("data_dir {}", config.data_dir.display()))?;
-        let decoder = Arc::new(Decoder::new(schema_registry(config)?));
         let (topics, mode) = match &config.kafka {
             Some(k) => (kafka_topics(config, k)?, "kafka"),
             None => (embedded_topics(config)?, "embedded"),
         };
+        let (registry, registered_schemas) = schema_registry(config, topics.schemas.clone())?;
+        let decoder = Arc::new(Decoder::new(registry));
         let store_opts =
             StoreOptions { memory_budget_bytes: config.storage.memory_budget_mib << 20, sync_writes: false };
         let store: Arc<dyn StateStore> =
@@ -188,6 +211,8 @@ impl Node {
             decoder,
             input: topics.input,
             changelog: topics.changelog,
+            registered_schemas,
+            schema_subject: format!("{}-value", config.topics.input),
             partition_count,
             replicas,
             cluster: config.cluster.clone(),

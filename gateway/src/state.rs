@@ -90,6 +90,12 @@ pub struct Inner {
     pub input: Arc<dyn Topic>,
     /// The changelog: filter subscriptions resuming from a cursor replay it (`partition::feed`).
     pub changelog: Arc<dyn Topic>,
+    /// Schemas registered through this cluster's registry API; `None` when an external
+    /// registry (`schemas.registry_url`) is the cluster's.
+    pub registered_schemas: Option<Arc<lightkeeper_storage::registry::LogRegistry>>,
+    /// The registry subject the node serves its schemas under: `<input topic>-value`
+    /// (Confluent's topic-name strategy for the topic it writes them to).
+    pub schema_subject: String,
     /// Partitions of the input topic (routing hashes keys over this many).
     pub partition_count: u32,
     /// The replicas this node hosts, by partition (changes as placement moves replicas).

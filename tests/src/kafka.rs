@@ -13,6 +13,7 @@ pub struct TopicSet {
     pub input: String,
     pub changelog: String,
     pub dead_letter: String,
+    pub schemas: String,
 }
 
 impl TopicSet {
@@ -22,6 +23,7 @@ impl TopicSet {
             input: format!("{base}-alerts"),
             changelog: format!("{base}-changelog"),
             dead_letter: format!("{base}-dlq"),
+            schemas: format!("{base}-schemas"),
         }
     }
 
@@ -31,6 +33,7 @@ impl TopicSet {
             ("LIGHTKEEPER_TOPICS__INPUT", self.input.clone()),
             ("LIGHTKEEPER_TOPICS__CHANGELOG", self.changelog.clone()),
             ("LIGHTKEEPER_TOPICS__DEAD_LETTER", self.dead_letter.clone()),
+            ("LIGHTKEEPER_TOPICS__SCHEMAS", self.schemas.clone()),
         ]
     }
 }

@@ -8,7 +8,9 @@ pub mod cluster;
 pub mod kafka;
 pub mod load;
 pub mod reference;
+pub mod registry_stub;
 pub mod synth;
+pub mod tls;
 
 use anyhow::{anyhow, bail, Context};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -130,16 +132,21 @@ impl NodeProcess {
         extra: &[&str],
         env: &[(&str, String)],
     ) -> anyhow::Result<NodeProcess> {
+        let data = data_dir.display().to_string();
+        let mut args = vec!["serve", "--listen", listen, "--data-dir", &data];
+        args.extend(extra);
+        NodeProcess::run(&args, data_dir, env)
+    }
+
+    /// Runs `lightkeeper <args>` (a command that prints `listening on <url>` when it is up, as
+    /// `serve` and `mirror` do), logging to `<dir>.stderr.log`, and waits for that line.
+    pub fn run(args: &[&str], dir: &Path, env: &[(&str, String)]) -> anyhow::Result<NodeProcess> {
+        let data_dir = dir;
         std::fs::create_dir_all(data_dir)?;
         let stderr_log = data_dir.with_extension("stderr.log");
         let stderr = std::fs::OpenOptions::new().create(true).append(true).open(&stderr_log)?;
         let mut cmd = Command::new(binary());
-        cmd.args(["serve", "--listen", listen, "--data-dir"])
-            .arg(data_dir)
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(stderr))
-            .env("LIGHTKEEPER_LOG", "info");
+        cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::from(stderr)).env("LIGHTKEEPER_LOG", "info");
         for (k, v) in env {
             cmd.env(k, v);
         }

@@ -17,6 +17,7 @@
 //! - [`ws`]: WebSocket client operations and server messages.
 //! - [`objects`]: light-curve and alert-history bodies.
 //! - [`query`]: cone search and attribute queries, and their per-partition parts.
+//! - [`registry`]: the Confluent Schema Registry API every node serves.
 //! - [`ingest`], [`health`]: `POST /v1/alerts` and the health answers.
 //! - [`partitioner`]: Kafka's murmur2 partitioner — which partition an object key lives in,
 //!   the same for producers, routing and clients.
@@ -33,5 +34,6 @@ pub mod object;
 pub mod objects;
 pub mod partitioner;
 pub mod query;
+pub mod registry;
 pub mod stats;
 pub mod ws;

@@ -9,6 +9,7 @@ mod objects;
 pub mod openapi;
 mod query;
 mod raft;
+mod registry;
 pub mod web;
 mod ws;
 
@@ -52,6 +53,10 @@ pub fn public_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(health::readyz))
         .routes(routes!(health::metrics))
         .routes(routes!(openapi::serve))
+        .routes(routes!(registry::schema_by_id))
+        .routes(routes!(registry::subjects))
+        .routes(routes!(registry::versions, registry::register))
+        .routes(routes!(registry::version))
         .merge(dashboard::routes())
 }
 

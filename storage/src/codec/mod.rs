@@ -37,6 +37,8 @@ pub enum DecodeError {
     UnknownSchemaId(u32),
     #[error("schema registry: {0}")]
     Registry(String),
+    #[error("the registry's schema cannot be used: {0}")]
+    InvalidSchema(String),
     #[error("unsupported writer schema {0:?}; expected ztf.alert or lsst.vM_m.alert")]
     UnsupportedSchema(String),
     #[error("container holds {0} records; expected exactly one alert")]
@@ -68,6 +70,7 @@ impl DecodeError {
             DecodeError::Corrupt(_) => "corrupt",
             DecodeError::UnknownSchemaId(_) => "unknown_schema",
             DecodeError::Registry(_) => "registry_error",
+            DecodeError::InvalidSchema(_) => "invalid_schema",
             DecodeError::UnsupportedSchema(_) => "unsupported_schema",
             DecodeError::RecordCount(_) => "record_count",
             DecodeError::Missing(_) => "missing_field",
@@ -137,12 +140,18 @@ impl Decoder {
         let id = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]);
         let schema = self.registry.get(id).map_err(|e| match e {
             RegistryError::NotFound(id) => DecodeError::UnknownSchemaId(id),
+            // The registry answered, with a schema that cannot be used: retrying gives the same.
+            e @ RegistryError::Invalid { .. } => DecodeError::InvalidSchema(e.to_string()),
             other => DecodeError::Registry(other.to_string()),
         })?;
         let mut body = &bytes[5..];
-        let value =
-            apache_avro::from_avro_datum_schemata(&schema.schema, schema.named.iter().collect(), &mut body, None)
-                .map_err(|e| DecodeError::Corrupt(e.to_string()))?;
+        // References resolve against the named types given here: the sibling schemas, or — for a
+        // self-contained schema (a registered one) that uses a type it defines more than once —
+        // the schema itself.
+        let schemata: Vec<&Schema> =
+            if schema.named.is_empty() { vec![&schema.schema] } else { schema.named.iter().collect() };
+        let value = apache_avro::from_avro_datum_schemata(&schema.schema, schemata, &mut body, None)
+            .map_err(|e| DecodeError::Corrupt(e.to_string()))?;
         if !body.is_empty() {
             return Err(DecodeError::Corrupt(format!("{} trailing bytes after the alert record", body.len())));
         }

@@ -33,8 +33,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Connection settings shared by every Kafka client of a node.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// Connection settings shared by every Kafka client of a node (or of a mirror's side).
+/// `Debug` output hides the values of secret properties, so a configuration can be logged.
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaConfig {
     /// `host:port[,host:port…]`.
@@ -57,6 +58,28 @@ pub struct KafkaConfig {
     pub fetch_wait_max_ms: u64,
 }
 
+/// True for librdkafka properties whose value is a secret (`sasl.password`,
+/// `ssl.key.password`, `sasl.oauthbearer.client.secret`, an inline `ssl.key.pem`, …).
+pub fn is_secret_property(name: &str) -> bool {
+    name.contains("password") || name.contains("secret") || name == "ssl.key.pem" || name == "sasl.jaas.config"
+}
+
+impl std::fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let properties: BTreeMap<&str, &str> = self
+            .properties
+            .iter()
+            .map(|(k, v)| (k.as_str(), if is_secret_property(k) { "<redacted>" } else { v.as_str() }))
+            .collect();
+        f.debug_struct("KafkaConfig")
+            .field("bootstrap", &self.bootstrap)
+            .field("properties", &properties)
+            .field("timeout_ms", &self.timeout_ms)
+            .field("fetch_wait_max_ms", &self.fetch_wait_max_ms)
+            .finish()
+    }
+}
+
 fn default_timeout_ms() -> u64 {
     10_000
 }
@@ -75,7 +98,8 @@ impl KafkaConfig {
         }
     }
 
-    fn client(&self) -> ClientConfig {
+    /// A librdkafka client configuration with the bootstrap servers and every property set.
+    pub fn client_config(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.bootstrap);
         for (k, v) in &self.properties {
@@ -115,7 +139,7 @@ impl KafkaConfig {
 
     fn ensure_topic_with(&self, name: &str, partitions: u32, configs: &[(&str, &str)]) -> Result<u32, LogError> {
         let admin: AdminClient<DefaultClientContext> =
-            self.client().create().map_err(|e| LogError::kafka("admin client", e))?;
+            self.client_config().create().map_err(|e| LogError::kafka("admin client", e))?;
         let mut topic = NewTopic::new(name, partitions as i32, TopicReplication::Fixed(-1));
         for (k, v) in configs {
             topic = topic.set(k, v);
@@ -135,7 +159,7 @@ impl KafkaConfig {
     /// Deletes topics (tools and benchmarks clean up after themselves; the node never deletes).
     pub fn delete_topics(&self, names: &[&str]) -> Result<(), LogError> {
         let admin: AdminClient<DefaultClientContext> =
-            self.client().create().map_err(|e| LogError::kafka("admin client", e))?;
+            self.client_config().create().map_err(|e| LogError::kafka("admin client", e))?;
         let opts = AdminOptions::new().operation_timeout(Some(self.timeout()));
         for r in block_on(admin.delete_topics(names, &opts)).map_err(|e| LogError::kafka("delete topics", e))? {
             if let Err((t, code)) = r {
@@ -151,7 +175,7 @@ impl KafkaConfig {
     /// just created may take a moment to appear in metadata).
     pub fn partition_count(&self, name: &str) -> Result<u32, LogError> {
         let consumer: BaseConsumer = self
-            .client()
+            .client_config()
             .set("group.id", "lightkeeper-metadata")
             .create()
             .map_err(|e| LogError::kafka("metadata client", e))?;
@@ -244,7 +268,7 @@ impl KafkaTopic {
 fn new_producer(config: &KafkaConfig, name: &str) -> Result<FutureProducer, LogError> {
     use rdkafka::producer::Producer;
     let producer: FutureProducer = config
-        .client()
+        .client_config()
         .set("acks", "all")
         .set("enable.idempotence", "true")
         // Appends are explicit batches and the caller waits for them: lingering only adds latency.
@@ -293,7 +317,7 @@ impl Topic for KafkaTopic {
         }
         let consumer: BaseConsumer<ReaderContext> = self
             .config
-            .client()
+            .client_config()
             .set("group.id", format!("lightkeeper-reader-{}", self.name))
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")

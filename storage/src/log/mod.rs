@@ -11,7 +11,7 @@ mod embedded;
 mod kafka;
 
 pub use embedded::{EmbeddedLog, EmbeddedTopic};
-pub use kafka::{KafkaConfig, KafkaTopic};
+pub use kafka::{is_secret_property, KafkaConfig, KafkaTopic};
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use std::time::Duration;

@@ -1,16 +1,25 @@
 //! Schema registries for the Confluent wire format: schema id → writer schema.
 //!
-//! Two engines behind one trait: [`EmbeddedRegistry`] holds schema versions laid out as Rubin's
-//! `alert_packet` ships them (id = major×100 + minor) — the published ones compiled in, plus a
-//! directory of newer ones — and [`ConfluentRegistry`] speaks the Confluent Schema Registry REST
-//! API for production, over the compiled-in versions ([`Layered`]). Lookups are synchronous (they
-//! run on partition-worker threads or `spawn_blocking`, never on the async runtime) and cached.
+//! Three engines behind one trait:
+//! - [`EmbeddedRegistry`] holds schema versions laid out as Rubin's `alert_packet` ships them
+//!   (id = major×100 + minor, [`convention_id`]): the published ones compiled in, plus a
+//!   directory of newer ones;
+//! - [`ConfluentRegistry`] speaks the Confluent Schema Registry REST API (HTTPS, basic auth),
+//!   for production and for a mirror's upstream;
+//! - [`LogRegistry`] keeps the schemas registered *through a node* (a mirror meeting a version
+//!   the binary does not ship) in a compacted topic every node reads, so a cluster is its own
+//!   registry without another service.
+//!
+//! [`Layered`] chains them. Lookups are synchronous (they run on partition-worker threads or
+//! `spawn_blocking`, never on the async runtime) and cached.
 
 mod confluent;
 mod embedded;
+mod log;
 
-pub use confluent::ConfluentRegistry;
+pub use confluent::{ConfluentRegistry, RegistryAuth};
 pub use embedded::EmbeddedRegistry;
+pub use log::{LogRegistry, Registered, Registration};
 
 use apache_avro::Schema;
 use std::sync::Arc;
@@ -23,6 +32,30 @@ pub struct RegisteredSchema {
     pub schema: Schema,
     /// Named types the top-level schema refers to (LSST splits its schema over several files).
     pub named: Vec<Schema>,
+    /// The schema's Parsing Canonical Form with every named type inlined: one self-contained
+    /// JSON text any Avro library parses alone. What the registry routes serve, and what two
+    /// registrations are compared by.
+    pub canonical: String,
+}
+
+impl RegisteredSchema {
+    /// The top-level schema's full name (`lsst.v7_1.alert`), if it is a named type.
+    pub fn fullname(&self) -> Option<String> {
+        match &self.schema {
+            Schema::Record(r) => Some(r.name.fullname(None)),
+            _ => None,
+        }
+    }
+}
+
+/// The id Rubin's convention gives an alert schema by its name: `lsst.vM_m.alert` → M×100 + m
+/// (`lsst.v7_1.alert` → 701). `None` for any other name. Every LSST schema this project writes
+/// or registers carries the id of this convention, whatever id an upstream registry used.
+pub fn convention_id(fullname: &str) -> Option<u32> {
+    let v = fullname.strip_prefix("lsst.v")?.strip_suffix(".alert")?;
+    let (major, minor) = v.split_once('_')?;
+    let (major, minor) = (major.parse::<u32>().ok()?, minor.parse::<u32>().ok()?);
+    (minor < 100 && major < 40_000_000).then_some(major * 100 + minor)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +68,12 @@ pub enum RegistryError {
     Unreachable(String),
     #[error("reading schema directory {path}: {reason}")]
     Directory { path: String, reason: String },
+    /// A registration names an id already registered with a different schema.
+    #[error("schema id {id} is already registered with a different schema")]
+    Conflict { id: u32 },
+    /// A registration this registry cannot take (why is in words).
+    #[error("{0}")]
+    Rejected(String),
 }
 
 pub trait SchemaRegistry: Send + Sync {
@@ -69,15 +108,118 @@ impl SchemaRegistry for Layered {
     }
 }
 
+/// Parses one self-contained schema text (a registration), with no id yet.
+pub fn parse_schema(text: &str) -> Result<RegisteredSchema, RegistryError> {
+    parse_with_named(0, text, &[])
+}
+
 /// Parses a top-level schema together with the named schemas it refers to.
 pub(crate) fn parse_with_named(id: u32, top: &str, named: &[String]) -> Result<RegisteredSchema, RegistryError> {
     let invalid = |e: apache_avro::Error| RegistryError::Invalid { id, reason: e.to_string() };
+    let (schema, named) = if named.is_empty() {
+        (Schema::parse_str(top).map_err(invalid)?, Vec::new())
+    } else {
+        let mut all: Vec<&str> = named.iter().map(String::as_str).collect();
+        all.push(top);
+        let mut parsed = Schema::parse_list(&all).map_err(invalid)?;
+        let schema = parsed.pop().expect("parse_list returns one schema per input");
+        (schema, parsed)
+    };
+    let canonical = self_contained(&schema, &named).map_err(|reason| RegistryError::Invalid { id, reason })?;
+    Ok(RegisteredSchema { id, schema, named, canonical })
+}
+
+/// The schema's Parsing Canonical Form with each named type it refers to defined inline at its
+/// first use (as Avro requires), so the text parses with no other schema. (apache-avro's
+/// `independent_canonical_form` leaves references to types parsed from sibling files
+/// unresolved, which is every Rubin schema.)
+fn self_contained(top: &Schema, named: &[Schema]) -> Result<String, String> {
+    use serde_json::Value;
     if named.is_empty() {
-        return Ok(RegisteredSchema { id, schema: Schema::parse_str(top).map_err(invalid)?, named: Vec::new() });
+        return Ok(top.canonical_form());
     }
-    let mut all: Vec<&str> = named.iter().map(String::as_str).collect();
-    all.push(top);
-    let mut parsed = Schema::parse_list(&all).map_err(invalid)?;
-    let schema = parsed.pop().expect("parse_list returns one schema per input");
-    Ok(RegisteredSchema { id, schema, named: parsed })
+    let mut defs = std::collections::HashMap::new();
+    for s in named {
+        if let Some(name) = s.name() {
+            defs.insert(name.fullname(None), serde_json::to_value(s).map_err(|e| e.to_string())?);
+        }
+    }
+    fn walk(
+        v: &mut Value,
+        defs: &std::collections::HashMap<String, Value>,
+        defined: &mut std::collections::HashSet<String>,
+    ) {
+        match v {
+            Value::String(name) => {
+                if let Some(def) = defs.get(name.as_str()) {
+                    if defined.insert(name.clone()) {
+                        let mut def = def.clone();
+                        walk(&mut def, defs, defined);
+                        *v = def;
+                    }
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(|i| walk(i, defs, defined)),
+            Value::Object(map) => {
+                // Only type positions: a record's own "name" must stay a name.
+                for key in ["type", "items", "values", "fields"] {
+                    if let Some(inner) = map.get_mut(key) {
+                        walk(inner, defs, defined);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut json = serde_json::to_value(top).map_err(|e| e.to_string())?;
+    walk(&mut json, &defs, &mut std::collections::HashSet::new());
+    let alone = Schema::parse_str(&json.to_string()).map_err(|e| format!("inlining its named types: {e}"))?;
+    Ok(alone.canonical_form())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn convention_ids_follow_the_name() {
+        assert_eq!(convention_id("lsst.v7_1.alert"), Some(701));
+        assert_eq!(convention_id("lsst.v11_0.alert"), Some(1100));
+        assert_eq!(convention_id("lsst.v7_1.diaSource"), None);
+        assert_eq!(convention_id("ztf.alert"), None);
+        assert_eq!(convention_id("lsst.v7_100.alert"), None, "a minor of 100 would collide with the next major");
+        assert_eq!(convention_id("lsst.vx_1.alert"), None);
+    }
+
+    #[test]
+    fn canonical_form_inlines_named_types_and_parses_alone() {
+        let published = EmbeddedRegistry::published();
+        let s = published.get(701).unwrap();
+        assert_eq!(s.fullname().as_deref(), Some("lsst.v7_1.alert"));
+        let alone = Schema::parse_str(&s.canonical).expect("the canonical form parses with no other schema");
+        assert_eq!(alone.canonical_form(), s.canonical);
+    }
+
+    #[test]
+    fn a_self_contained_schema_decodes_what_the_split_one_does() {
+        use crate::codec::Decoder;
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/lsst/alerts");
+        for (file, id) in [("boom/25409136044802067.avro", 701), ("boom/7912941781254298.avro", 900)] {
+            let packet = std::fs::read(dir.join(file)).expect("the shared data is beside the repository");
+            let published = EmbeddedRegistry::published();
+            let alone = parse_schema(&published.get(id).unwrap().canonical).unwrap();
+            struct One(Arc<RegisteredSchema>);
+            impl SchemaRegistry for One {
+                fn get(&self, _: u32) -> Result<Arc<RegisteredSchema>, RegistryError> {
+                    Ok(self.0.clone())
+                }
+                fn known_ids(&self) -> Vec<u32> {
+                    vec![self.0.id]
+                }
+            }
+            let split = Decoder::new(Arc::new(published)).decode(&packet).unwrap();
+            let inlined = Decoder::new(Arc::new(One(Arc::new(alone)))).decode(&packet).unwrap();
+            assert_eq!(split, inlined, "{file}");
+        }
+    }
 }
