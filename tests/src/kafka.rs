@@ -103,3 +103,73 @@ pub fn read_topic(bootstrap: &str, topic: &str, expected: usize, timeout: Durati
     }
     out
 }
+
+/// The nisshi broker binary: `NISSHI_BIN` (set by `cargo xtask test`), else
+/// `$HOME/.local/bin/nisshi`, where `cargo xtask` installs it.
+pub fn nisshi_binary() -> std::path::PathBuf {
+    if let Some(p) = std::env::var_os("NISSHI_BIN") {
+        return p.into();
+    }
+    let home = std::env::var_os("HOME").expect("HOME");
+    let p = std::path::Path::new(&home).join(".local/bin/nisshi");
+    assert!(
+        p.exists(),
+        "no nisshi broker at {}: run the tests with `cargo xtask test`, which installs it",
+        p.display()
+    );
+    p
+}
+
+/// A nisshi broker of a test's own whose listener only speaks TLS (memory engine), killed on
+/// drop.
+pub struct TlsBroker {
+    pub bootstrap: String,
+    child: std::process::Child,
+}
+
+impl TlsBroker {
+    /// Starts it with `ca`'s server certificate and waits until a client trusting the CA gets
+    /// metadata from it.
+    pub fn start(ca: &crate::tls::TestCa, log: &std::path::Path) -> TlsBroker {
+        let port = crate::cluster::free_port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = std::process::Command::new(nisshi_binary())
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--storage-engine", "memory://tls/", "--cert"])
+            .arg(&ca.cert_pem)
+            .arg("--key")
+            .arg(&ca.key_pem)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(log).expect("broker log"))
+            .spawn()
+            .expect("starting nisshi");
+        let broker = TlsBroker { bootstrap: format!("127.0.0.1:{port}"), child };
+        let c: BaseConsumer = broker.client_config(ca).set("group.id", "probe").create().expect("client");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while c.fetch_metadata(None, Duration::from_secs(2)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the TLS broker did not answer: {}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        broker
+    }
+
+    /// A client configuration for it: SSL, trusting the test CA.
+    pub fn client_config(&self, ca: &crate::tls::TestCa) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.bootstrap)
+            .set("security.protocol", "SSL")
+            .set("ssl.ca.location", ca.ca_pem.display().to_string());
+        c
+    }
+}
+
+impl Drop for TlsBroker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

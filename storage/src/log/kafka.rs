@@ -144,7 +144,7 @@ impl KafkaConfig {
         for (k, v) in configs {
             topic = topic.set(k, v);
         }
-        let opts = AdminOptions::new().operation_timeout(Some(self.timeout()));
+        let opts = AdminOptions::new().operation_timeout(Some(self.timeout())).request_timeout(Some(self.timeout()));
         let results = block_on(admin.create_topics([&topic], &opts))
             .map_err(|e| LogError::kafka(format!("create topic {name}"), e))?;
         for r in results {
@@ -160,7 +160,7 @@ impl KafkaConfig {
     pub fn delete_topics(&self, names: &[&str]) -> Result<(), LogError> {
         let admin: AdminClient<DefaultClientContext> =
             self.client_config().create().map_err(|e| LogError::kafka("admin client", e))?;
-        let opts = AdminOptions::new().operation_timeout(Some(self.timeout()));
+        let opts = AdminOptions::new().operation_timeout(Some(self.timeout())).request_timeout(Some(self.timeout()));
         for r in block_on(admin.delete_topics(names, &opts)).map_err(|e| LogError::kafka("delete topics", e))? {
             if let Err((t, code)) = r {
                 if code != RDKafkaErrorCode::UnknownTopicOrPartition {

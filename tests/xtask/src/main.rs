@@ -162,8 +162,13 @@ fn test(args: &[OsString]) -> Result<i32> {
         }
     };
 
+    // The TLS tests start brokers of their own (a TLS listener), with this binary.
+    let nisshi = ensure_nisshi()?;
     let mut cmd = cargo();
-    cmd.args(["test", "--release", "--workspace"]).args(args).env("KAFKA_BOOTSTRAP", &bootstrap);
+    cmd.args(["test", "--release", "--workspace"])
+        .args(args)
+        .env("KAFKA_BOOTSTRAP", &bootstrap)
+        .env("NISSHI_BIN", &nisshi);
     step(&format!("KAFKA_BOOTSTRAP={bootstrap} {}", show(&cmd)));
     let status = run_foreground(&mut cmd)?;
     if let Some(b) = &mut broker {
