@@ -37,7 +37,15 @@ pub struct LogRegistry {
 struct Loaded {
     next: u64,
     schemas: BTreeMap<u32, Arc<RegisteredSchema>>,
+    /// Ids looked up and not found, with when: a stream of alerts under an id nobody registered
+    /// costs one catch-up per id per [`MISS_TTL`], not one per alert (bounded by `MAX_MISSES`).
+    misses: std::collections::HashMap<u32, std::time::Instant>,
 }
+
+/// How long a lookup that found nothing is believed. A mirror registers a schema *before* it
+/// writes the first alert that uses it, so that alert's lookup is never a remembered miss.
+const MISS_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+const MAX_MISSES: usize = 1024;
 
 /// What [`LogRegistry::register`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,6 +132,7 @@ impl LogRegistry {
             .map_err(|e| RegistryError::Unreachable(format!("appending to {}: {e}", self.topic.name())))?;
         // Another node may have registered the id first: the topic's order decides.
         self.catch_up(&mut loaded)?;
+        loaded.misses.remove(&id);
         match loaded.schemas.get(&id) {
             Some(s) if s.canonical == parsed.canonical => Ok(Registered::New(id)),
             _ => Err(RegistryError::Conflict { id }),
@@ -137,8 +146,18 @@ impl SchemaRegistry for LogRegistry {
         if let Some(s) = loaded.schemas.get(&id) {
             return Ok(s.clone());
         }
+        if loaded.misses.get(&id).is_some_and(|at| at.elapsed() < MISS_TTL) {
+            return Err(RegistryError::NotFound(id));
+        }
         self.catch_up(&mut loaded)?;
-        loaded.schemas.get(&id).cloned().ok_or(RegistryError::NotFound(id))
+        if let Some(s) = loaded.schemas.get(&id) {
+            return Ok(s.clone());
+        }
+        if loaded.misses.len() >= MAX_MISSES {
+            loaded.misses.clear();
+        }
+        loaded.misses.insert(id, std::time::Instant::now());
+        Err(RegistryError::NotFound(id))
     }
 
     fn known_ids(&self) -> Vec<u32> {
@@ -165,7 +184,6 @@ mod tests {
         let topic = log.topic("schemas", 1).unwrap();
         let a = LogRegistry::open(topic.clone()).unwrap();
         let b = LogRegistry::open(topic.clone()).unwrap();
-        assert!(matches!(b.get(9901), Err(RegistryError::NotFound(9901))));
 
         let schema = future_schema();
         assert_eq!(a.register(&schema).unwrap(), Registered::New(9901));
@@ -181,6 +199,16 @@ mod tests {
         let ztf_like = r#"{"type":"record","name":"alert","namespace":"ztf","fields":[]}"#;
         assert!(matches!(a.register(ztf_like), Err(RegistryError::Rejected(_))));
         assert!(matches!(a.register("{not json"), Err(RegistryError::Invalid { .. })));
+
+        // A miss is remembered briefly: the unknown id costs one catch-up, not one per lookup.
+        assert!(matches!(a.get(4242), Err(RegistryError::NotFound(4242))));
+        let before = a.loaded.lock().next;
+        topic.append(0, &[Append { key: Some(b"x"), payload: b"not a registration", headers: &[] }]).unwrap();
+        assert!(matches!(a.get(4242), Err(RegistryError::NotFound(4242))));
+        assert_eq!(a.loaded.lock().next, before, "a remembered miss reads nothing");
+        std::thread::sleep(MISS_TTL);
+        assert!(matches!(a.get(4242), Err(RegistryError::NotFound(4242))));
+        assert_eq!(a.loaded.lock().next, before + 1, "after the TTL it looks again");
 
         // A third reader, opened later, sees the first registration only.
         let c = LogRegistry::open(topic).unwrap();

@@ -16,6 +16,8 @@
 //!   handover, against the longest gap in an equally long quiet window; then a manual failover.
 //! - `bench failover` ([`failover`]): SIGKILL of the master → first read answered by a new
 //!   master, with automatic detection and promotion, split by whether the Raft leader died too.
+//! - `bench mirror` ([`mirror`]): alerts/s of `lightkeeper mirror` from an upstream topic to a
+//!   local one, against a bare consume → produce (acks=all) → commit loop on the same topic.
 //! - `bench membership` ([`membership`]): a node joining and the Raft leader being
 //!   decommissioned, with the read latency in each phase against the same readers before.
 //!
@@ -29,6 +31,7 @@ mod find;
 mod handover;
 mod ingest;
 mod membership;
+mod mirror;
 mod pace;
 mod query;
 mod restore;
@@ -83,6 +86,12 @@ enum Cmd {
         #[arg(long, default_value_t = 5)]
         alerts_per_object: usize,
     },
+    Mirror {
+        #[arg(long, default_value_t = 50_000)]
+        alerts: usize,
+        #[arg(long, default_value_t = 4)]
+        partitions: u32,
+    },
     Query {
         #[arg(long, default_value_t = 1000)]
         points: usize,
@@ -124,5 +133,6 @@ fn main() -> anyhow::Result<()> {
         Cmd::Handover { handovers } => rt.block_on(handover::run(handovers)),
         Cmd::Failover { kills } => rt.block_on(failover::run(kills)),
         Cmd::Membership { alerts, alerts_per_object } => rt.block_on(membership::run(alerts, alerts_per_object)),
+        Cmd::Mirror { alerts, partitions } => rt.block_on(mirror::run(alerts, partitions)),
     }
 }
