@@ -65,14 +65,16 @@ fn schema_registry(config: &Config, schemas_topic: Arc<dyn Topic>) -> anyhow::Re
         }
         None => published,
     };
-    let registered = Arc::new(LogRegistry::open(schemas_topic).context("reading the registered schemas")?);
+    let shipped: Arc<dyn SchemaRegistry> = Arc::new(shipped);
+    let registered =
+        Arc::new(LogRegistry::open(schemas_topic, shipped.clone()).context("reading the registered schemas")?);
     info!(
         shipped = ?shipped.known_ids(),
         registered = ?registered.known_ids(),
         "LSST schemas: the published versions{}, then those registered through the registry API",
         if config.schemas.dir.is_some() { " and schemas.dir's" } else { "" }
     );
-    let layered = Layered { first: Arc::new(shipped), then: registered.clone() };
+    let layered = Layered { first: shipped, then: registered.clone() };
     Ok((Arc::new(layered), Some(registered)))
 }
 

@@ -21,6 +21,7 @@
 //! `listen`.
 
 pub mod config;
+mod metrics;
 mod schemas;
 
 use crate::mirror::config::{MirrorConfig, Start};
@@ -29,109 +30,19 @@ use lightkeeper_storage::codec::Decoder;
 use lightkeeper_storage::log::{Append, KafkaTopic, Topic};
 use lightkeeper_storage::partitioner::partition_for;
 use lightkeeper_storage::registry::{ConfluentRegistry, EmbeddedRegistry, SchemaRegistry};
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use metrics::{Metrics, Progress, ReasonLabel, TopicLabel, UpstreamContext};
 use prometheus_client::registry::Registry;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Message, OwnedMessage};
-use rdkafka::{ClientContext, Offset, Statistics, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 use schemas::{MapError, SchemaMap};
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct TopicLabel {
-    topic: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ReasonLabel {
-    reason: String,
-}
-
-/// The mirror's metrics.
-#[derive(Clone, Default)]
-struct Metrics {
-    consumed: Family<TopicLabel, Counter>,
-    produced: Counter,
-    dead_letters: Family<ReasonLabel, Counter>,
-    lag: Family<TopicLabel, Gauge>,
-    registered: Counter,
-    commits: Counter,
-    commit_failures: Counter,
-    /// The sum of `lag` over topics as last reported (-1 before the first report), for the
-    /// progress line.
-    lag_total: Arc<AtomicI64>,
-}
-
-impl Metrics {
-    fn register(registry: &mut Registry) -> Metrics {
-        let m = Metrics { lag_total: Arc::new(AtomicI64::new(-1)), ..Metrics::default() };
-        registry.register("lightkeeper_mirror_consumed", "Upstream messages consumed, by topic", m.consumed.clone());
-        registry.register("lightkeeper_mirror_produced", "Alerts written to the local topic", m.produced.clone());
-        registry.register(
-            "lightkeeper_mirror_dead_letters",
-            "Upstream messages dead-lettered, by reason",
-            m.dead_letters.clone(),
-        );
-        registry.register(
-            "lightkeeper_mirror_lag",
-            "Upstream messages not yet consumed, by topic (librdkafka's consumer lag)",
-            m.lag.clone(),
-        );
-        registry.register(
-            "lightkeeper_mirror_schemas_registered",
-            "Schemas registered with the local registry",
-            m.registered.clone(),
-        );
-        registry.register("lightkeeper_mirror_commits", "Upstream offset commits", m.commits.clone());
-        registry.register(
-            "lightkeeper_mirror_commit_failures",
-            "Upstream offset commits that failed (a rebalance took the partitions; the next owner replays)",
-            m.commit_failures.clone(),
-        );
-        m
-    }
-
-    fn total_lag(&self) -> i64 {
-        self.lag_total.load(Ordering::Relaxed)
-    }
-}
-
-/// The upstream consumer's context: lag from librdkafka's statistics, rebalances in the log.
-struct UpstreamContext {
-    lag: Family<TopicLabel, Gauge>,
-    lag_total: Arc<AtomicI64>,
-}
-
-impl ClientContext for UpstreamContext {
-    fn stats(&self, stats: Statistics) {
-        let mut sum = 0;
-        for (name, topic) in &stats.topics {
-            let lag: i64 = topic.partitions.values().filter(|p| p.partition >= 0).map(|p| p.consumer_lag.max(0)).sum();
-            self.lag.get_or_create(&TopicLabel { topic: name.clone() }).set(lag);
-            sum += lag;
-        }
-        self.lag_total.store(sum, Ordering::Relaxed);
-    }
-}
-
-impl ConsumerContext for UpstreamContext {
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        match rebalance {
-            Rebalance::Assign(tpl) => info!(partitions = tpl.count(), "upstream partitions assigned"),
-            Rebalance::Revoke(tpl) => info!(partitions = tpl.count(), "upstream partitions revoked"),
-            Rebalance::Error(e) => warn!(error = %e, "upstream rebalance failed"),
-        }
-    }
-}
 
 /// Runs the mirror until `shutdown` resolves (then finishes and commits the batch in hand) or
 /// it fails. Serves `/metrics` and `/healthz` at `config.listen` and prints
@@ -266,7 +177,7 @@ impl Mirror {
             alerts,
             dead_letter,
             decoder: Decoder::new(upstream_registry.clone()),
-            schemas: SchemaMap::new(upstream_registry, local_registry),
+            schemas: SchemaMap::new(upstream_registry, local_registry, metrics.registered.clone()),
             metrics,
         })
     }
@@ -370,7 +281,6 @@ impl Mirror {
             self.metrics.dead_letters.get_or_create(&ReasonLabel { reason: (*code).to_owned() }).inc();
             warn!(reason = %reason, code, "upstream message dead-lettered");
         }
-        self.metrics.registered.inc_by(self.schemas.registered - self.metrics.registered.get());
         self.commit(batch);
         Ok(())
     }
@@ -504,35 +414,4 @@ fn append_dead(
         append_retrying(topic, p, &appends, stop)?;
     }
     Ok(())
-}
-
-/// The progress line on stderr, every interval.
-struct Progress {
-    every: Duration,
-    last: Instant,
-    last_produced: u64,
-}
-
-impl Progress {
-    fn new(every: Duration) -> Progress {
-        Progress { every, last: Instant::now(), last_produced: 0 }
-    }
-
-    fn maybe_report(&mut self, m: &Metrics) {
-        let elapsed = self.last.elapsed();
-        if elapsed < self.every {
-            return;
-        }
-        let produced = m.produced.get();
-        let rate = (produced - self.last_produced) as f64 / elapsed.as_secs_f64();
-        let lag = m.total_lag();
-        info!(
-            produced,
-            rate = format!("{rate:.0}/s"),
-            lag = if lag < 0 { "unknown".to_owned() } else { lag.to_string() },
-            "mirror progress"
-        );
-        self.last = Instant::now();
-        self.last_produced = produced;
-    }
 }

@@ -26,14 +26,19 @@ pub struct SchemaMap {
     upstream: Arc<dyn SchemaRegistry>,
     local: Option<(ConfluentRegistry, String)>,
     mapped: HashMap<u32, u32>,
-    /// Schemas this mirror registered with the local registry (a metric).
-    pub registered: u64,
+    /// Schemas this mirror registered with the local registry (the metric itself).
+    registered: prometheus_client::metrics::counter::Counter,
 }
 
 impl SchemaMap {
-    /// `local`: the local registry and the subject to register under.
-    pub fn new(upstream: Arc<dyn SchemaRegistry>, local: Option<(ConfluentRegistry, String)>) -> SchemaMap {
-        SchemaMap { upstream, local, mapped: HashMap::new(), registered: 0 }
+    /// `local`: the local registry and the subject to register under; `registered` counts the
+    /// schemas registered there.
+    pub fn new(
+        upstream: Arc<dyn SchemaRegistry>,
+        local: Option<(ConfluentRegistry, String)>,
+        registered: prometheus_client::metrics::counter::Counter,
+    ) -> SchemaMap {
+        SchemaMap { upstream, local, mapped: HashMap::new(), registered }
     }
 
     /// The local id for upstream schema `id`. Blocking (registry round trips, once per id).
@@ -76,7 +81,7 @@ impl SchemaMap {
                             reason: format!("the local registry gave {name} id {given}, not {local_id}"),
                         });
                     }
-                    self.registered += 1;
+                    self.registered.inc();
                     tracing::info!(upstream_id = id, local_id, schema = %name, "registered a new schema with the local registry");
                 }
                 Err(e) => return Err(MapError::Transient(format!("local registry: {e}"))),

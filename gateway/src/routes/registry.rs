@@ -53,14 +53,18 @@ fn schema_not_found(id: u32) -> RegistryApiError {
     )
 }
 
-fn subject_not_found(state: &AppState, subject: &str) -> RegistryApiError {
-    RegistryApiError(
+/// The node serves one subject; any other is a 404 (Confluent 40401).
+fn check_subject(state: &AppState, subject: &str) -> Result<(), RegistryApiError> {
+    if subject == state.schema_subject {
+        return Ok(());
+    }
+    Err(RegistryApiError(
         ApiError::not_found(
             "subject_not_found",
             format!("subject {subject:?} does not exist; this node serves {:?}", state.schema_subject),
         ),
         40401,
-    )
+    ))
 }
 
 /// The schema `id` from the node's registry, read off the runtime (a registered schema may
@@ -115,9 +119,7 @@ pub async fn versions(
     State(state): State<AppState>,
     Path(subject): Path<String>,
 ) -> Result<Response, RegistryApiError> {
-    if subject != state.schema_subject {
-        return Err(subject_not_found(&state, &subject));
-    }
+    check_subject(&state, &subject)?;
     Ok(content(state.decoder.registry().known_ids()))
 }
 
@@ -136,9 +138,7 @@ pub async fn version(
     State(state): State<AppState>,
     Path((subject, version)): Path<(String, String)>,
 ) -> Result<Response, RegistryApiError> {
-    if subject != state.schema_subject {
-        return Err(subject_not_found(&state, &subject));
-    }
+    check_subject(&state, &subject)?;
     let id = if version == "latest" {
         state.decoder.registry().known_ids().into_iter().max()
     } else {
@@ -185,9 +185,7 @@ pub async fn register(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<RegisteredId>, RegistryApiError> {
     authorize(&state, &headers)?;
-    if subject != state.schema_subject {
-        return Err(subject_not_found(&state, &subject));
-    }
+    check_subject(&state, &subject)?;
     let Some(registered) = state.registered_schemas.clone() else {
         return Err(ApiError::Conflict {
             code: "external_registry",
@@ -207,13 +205,6 @@ pub async fn register(
         return Err(invalid(
             "schema references are not supported: send the schema with its named types inlined".into(),
         ));
-    }
-    // A schema the node already has under that id (shipped, or from `schemas.dir`) must match.
-    let parsed = lightkeeper_storage::registry::parse_schema(&req.schema).map_err(|e| invalid(e.to_string()))?;
-    if let Some(id) = parsed.fullname().as_deref().and_then(lightkeeper_storage::registry::convention_id) {
-        if let Ok(known) = lookup(&state, id).await {
-            return if known.canonical == parsed.canonical { Ok(Json(RegisteredId { id })) } else { Err(conflict(id)) };
-        }
     }
     let schema = req.schema;
     let outcome = tokio::task::spawn_blocking(move || registered.register(&schema)).await.map_err(ApiError::from)?;

@@ -29,6 +29,9 @@ pub struct Registration {
 
 pub struct LogRegistry {
     topic: Arc<dyn Topic>,
+    /// The schemas the node has without registration (the shipped versions, `schemas.dir`'s):
+    /// an id they hold can be registered only with the very same schema.
+    beneath: Arc<dyn SchemaRegistry>,
     /// Everything read so far and where to read on; the lock also serializes catch-ups.
     loaded: Mutex<Loaded>,
 }
@@ -68,9 +71,10 @@ impl Registered {
 pub const MAX_SCHEMA_BYTES: usize = 1 << 20;
 
 impl LogRegistry {
-    /// Opens the registry over `topic` (partition 0) and reads what it holds.
-    pub fn open(topic: Arc<dyn Topic>) -> Result<LogRegistry, RegistryError> {
-        let r = LogRegistry { topic, loaded: Mutex::new(Loaded::default()) };
+    /// Opens the registry over `topic` (partition 0), above the schemas `beneath` it, and reads
+    /// what it holds.
+    pub fn open(topic: Arc<dyn Topic>, beneath: Arc<dyn SchemaRegistry>) -> Result<LogRegistry, RegistryError> {
+        let r = LogRegistry { topic, beneath, loaded: Mutex::new(Loaded::default()) };
         r.catch_up(&mut r.loaded.lock())?;
         Ok(r)
     }
@@ -102,7 +106,7 @@ impl LogRegistry {
     /// may be any Avro JSON text with its named types inlined; it is stored in canonical form.
     /// Fails with [`RegistryError::Invalid`] when it does not parse, [`RegistryError::Rejected`]
     /// when its name is not `lsst.vM_m.alert`, and [`RegistryError::Conflict`] when the id holds
-    /// a different schema.
+    /// a different schema — here or in the registry beneath.
     pub fn register(&self, schema: &str) -> Result<Registered, RegistryError> {
         if schema.len() > MAX_SCHEMA_BYTES {
             return Err(RegistryError::Rejected(format!("schema is larger than {MAX_SCHEMA_BYTES} bytes")));
@@ -115,6 +119,11 @@ impl LogRegistry {
                  lsst.v<major>_<minor>.alert (its id is major×100+minor); this one is {name:?}"
             ))
         })?;
+        match self.beneath.get(id) {
+            Ok(shipped) if shipped.canonical == parsed.canonical => return Ok(Registered::Existing(id)),
+            Ok(_) => return Err(RegistryError::Conflict { id }),
+            Err(_) => {}
+        }
         let mut loaded = self.loaded.lock();
         self.catch_up(&mut loaded)?;
         if let Some(existing) = loaded.schemas.get(&id) {
@@ -182,8 +191,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = EmbeddedLog::open(dir.path()).unwrap();
         let topic = log.topic("schemas", 1).unwrap();
-        let a = LogRegistry::open(topic.clone()).unwrap();
-        let b = LogRegistry::open(topic.clone()).unwrap();
+        let shipped: Arc<dyn SchemaRegistry> = Arc::new(EmbeddedRegistry::published());
+        let a = LogRegistry::open(topic.clone(), shipped.clone()).unwrap();
+        let b = LogRegistry::open(topic.clone(), shipped.clone()).unwrap();
 
         let schema = future_schema();
         assert_eq!(a.register(&schema).unwrap(), Registered::New(9901));
@@ -196,6 +206,11 @@ mod tests {
         let different = schema.replace("\"diaSourceId\"", "\"diaSourceIdX\"");
         assert_ne!(different, schema);
         assert!(matches!(b.register(&different), Err(RegistryError::Conflict { id: 9901 })));
+        // A shipped id takes only the shipped schema.
+        let v71 = shipped.get(701).unwrap().canonical.clone();
+        assert_eq!(a.register(&v71).unwrap(), Registered::Existing(701));
+        let altered = v71.replace("\"diaSourceId\"", "\"diaSourceIdX\"");
+        assert!(matches!(a.register(&altered), Err(RegistryError::Conflict { id: 701 })));
         let ztf_like = r#"{"type":"record","name":"alert","namespace":"ztf","fields":[]}"#;
         assert!(matches!(a.register(ztf_like), Err(RegistryError::Rejected(_))));
         assert!(matches!(a.register("{not json"), Err(RegistryError::Invalid { .. })));
@@ -211,7 +226,7 @@ mod tests {
         assert_eq!(a.loaded.lock().next, before + 1, "after the TTL it looks again");
 
         // A third reader, opened later, sees the first registration only.
-        let c = LogRegistry::open(topic).unwrap();
+        let c = LogRegistry::open(topic, shipped.clone()).unwrap();
         assert_eq!(c.get(9901).unwrap().canonical, got.canonical);
     }
 }
