@@ -49,6 +49,9 @@ pub struct Topics {
     /// registry API (`POST /subjects/{subject}/versions`), read by every node. Unused when
     /// `schemas.registry_url` names an external registry.
     pub schemas: String,
+    /// Compacted one-partition topic of the run-time settings every node reads: pipeline
+    /// definitions and watch lists (`/v1/pipelines`, `/v1/watchlists`).
+    pub settings: String,
     /// Partitions to create topics with when they do not exist. An existing input topic's count
     /// wins; the changelog is created with the input's count.
     pub partitions: u32,
@@ -110,6 +113,8 @@ pub struct Storage {
     pub memory_budget_mib: usize,
     /// Rendered-response cache for object reads, in MiB (0 disables it).
     pub response_cache_mib: usize,
+    /// Where pipelines' file writers write (each below its `dir`); default `<data_dir>/pipelines`.
+    pub pipeline_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -155,6 +160,7 @@ impl Default for Topics {
             changelog: "lightkeeper-changelog".into(),
             dead_letter: "alerts-dlq".into(),
             schemas: "lightkeeper-schemas".into(),
+            settings: "lightkeeper-settings".into(),
             partitions: 4,
             changelog_min_compaction_lag_ms: 7 * 24 * 3600 * 1000,
             input_retention_hours: 30 * 24,
@@ -177,7 +183,7 @@ impl Default for Limits {
 
 impl Default for Storage {
     fn default() -> Self {
-        Storage { memory_budget_mib: 256, response_cache_mib: 64 }
+        Storage { memory_budget_mib: 256, response_cache_mib: 64, pipeline_dir: None }
     }
 }
 
@@ -254,6 +260,7 @@ impl Config {
             ("topics.changelog", &self.topics.changelog),
             ("topics.dead_letter", &self.topics.dead_letter),
             ("topics.schemas", &self.topics.schemas),
+            ("topics.settings", &self.topics.settings),
         ] {
             if name.is_empty()
                 || name.len() > 249
@@ -262,9 +269,18 @@ impl Config {
                 return invalid(field, "must be a valid Kafka topic name (1–249 of [a-zA-Z0-9._-])");
             }
         }
-        let names = [&self.topics.input, &self.topics.changelog, &self.topics.dead_letter, &self.topics.schemas];
+        let names = [
+            &self.topics.input,
+            &self.topics.changelog,
+            &self.topics.dead_letter,
+            &self.topics.schemas,
+            &self.topics.settings,
+        ];
         if names.iter().collect::<std::collections::HashSet<_>>().len() != names.len() {
-            return invalid("topics", "input, changelog, dead_letter and schemas must be four different topics");
+            return invalid(
+                "topics",
+                "input, changelog, dead_letter, schemas and settings must be five different topics",
+            );
         }
         if let Some(url) = &self.schemas.registry_url {
             if !url.starts_with("http://") && !url.starts_with("https://") {

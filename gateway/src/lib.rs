@@ -19,6 +19,7 @@
 //!   partition's serving replica and gathered in order, with page cursors.
 //! - [`matcher`]: each partition's live changes matched once against every filter
 //!   subscription on the node (a guard per filter picks the few that can match).
+//! - [`settings`]: pipelines and watch lists from the settings topic, compiled and installed.
 //! - [`cache`]: rendered-response cache for hot objects, invalidated on change.
 //! - [`formats`]: light-curve renderings (JSON, CSV, VOTable) and their extra time columns.
 //! - [`cli`]: the `decode`, `ingest`, `demo` and read commands.
@@ -38,6 +39,7 @@ pub mod query;
 pub mod replicas;
 pub mod routes;
 pub mod routing;
+pub mod settings;
 pub mod stamps;
 pub mod state;
 

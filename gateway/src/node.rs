@@ -10,15 +10,19 @@ use crate::config::Config;
 use crate::peers::raft_network::Network;
 use crate::peers::HttpPeers;
 use crate::routes::router;
+use crate::settings::{EmbeddedOpener, KafkaOpener, LiveSettings};
 use crate::state::{AppState, GatewayMetrics, Inner};
 use anyhow::{bail, Context};
 use lightkeeper_coordinator::{Coordinator, Settings};
 use lightkeeper_partition::hub::Hub;
 use lightkeeper_partition::metrics::PartitionMetrics;
+use lightkeeper_partition::pipeline::writers::TopicOpener;
+use lightkeeper_partition::pipeline::{PipelineMetrics, Pipelines};
 use lightkeeper_partition::worker::{StartRole, WorkerDeps};
 use lightkeeper_storage::codec::Decoder;
 use lightkeeper_storage::log::{EmbeddedLog, KafkaTopic, Topic};
 use lightkeeper_storage::registry::{ConfluentRegistry, EmbeddedRegistry, Layered, LogRegistry, SchemaRegistry};
+use lightkeeper_storage::settings::SettingsLog;
 use lightkeeper_storage::state::{RocksStore, StateStore, StoreOptions};
 use prometheus_client::registry::Registry;
 use std::future::Future;
@@ -84,6 +88,9 @@ struct Topics {
     changelog: Arc<dyn Topic>,
     dead_letter: Arc<dyn Topic>,
     schemas: Arc<dyn Topic>,
+    settings: Arc<dyn Topic>,
+    /// Opens the topics pipelines write to, on the same engine.
+    outputs: Arc<dyn TopicOpener>,
 }
 
 fn kafka_topics(config: &Config, kafka: &lightkeeper_storage::log::KafkaConfig) -> anyhow::Result<Topics> {
@@ -102,11 +109,14 @@ fn kafka_topics(config: &Config, kafka: &lightkeeper_storage::log::KafkaConfig) 
     kafka.ensure_topic(&t.dead_letter, n, None).context("dead-letter topic")?;
     // Registrations are kept forever: compaction keeps the latest (the only) record per id.
     kafka.ensure_topic(&t.schemas, 1, Some(Duration::ZERO)).context("schemas topic")?;
+    kafka.ensure_topic(&t.settings, 1, Some(Duration::ZERO)).context("settings topic")?;
     Ok(Topics {
         input: Arc::new(KafkaTopic::open(kafka, &t.input)?),
         changelog: Arc::new(KafkaTopic::open(kafka, &t.changelog)?),
         dead_letter: Arc::new(KafkaTopic::open(kafka, &t.dead_letter)?),
         schemas: Arc::new(KafkaTopic::open(kafka, &t.schemas)?),
+        settings: Arc::new(KafkaTopic::open(kafka, &t.settings)?),
+        outputs: Arc::new(KafkaOpener::new(kafka.clone())),
     })
 }
 
@@ -132,13 +142,15 @@ fn embedded_topics(config: &Config) -> anyhow::Result<Topics> {
             config.topics.partitions
         }
     };
-    let log = EmbeddedLog::open(&dir)?;
+    let log = Arc::new(EmbeddedLog::open(&dir)?);
     let t = &config.topics;
     Ok(Topics {
         input: log.topic(&t.input, n)?,
         changelog: log.topic(&t.changelog, n)?,
         dead_letter: log.topic(&t.dead_letter, n)?,
         schemas: log.topic(&t.schemas, 1)?,
+        settings: log.topic(&t.settings, 1)?,
+        outputs: Arc::new(EmbeddedOpener::new(log.clone())),
     })
 }
 
@@ -160,6 +172,12 @@ impl Node {
 
         let mut registry = Registry::default();
         let partition_metrics = PartitionMetrics::register(&mut registry);
+        let pipeline_dir = config.storage.pipeline_dir.clone().unwrap_or_else(|| config.data_dir.join("pipelines"));
+        let pipelines =
+            Arc::new(Pipelines::new(PipelineMetrics::register(&mut registry), topics.outputs.clone(), pipeline_dir));
+        let settings_log = Arc::new(SettingsLog::open(topics.settings.clone()).context("reading the settings topic")?);
+        let settings = Arc::new(LiveSettings::new(settings_log, pipelines.clone()));
+        settings.refresh().context("installing the stored pipelines")?;
         let metrics = GatewayMetrics::register(&mut registry);
         let cache = Arc::new(crate::cache::ResponseCache::new(config.storage.response_cache_mib << 20));
         let invalidate = cache.clone();
@@ -177,6 +195,7 @@ impl Node {
             hub: hub.clone(),
             metrics: partition_metrics,
             batch_size: config.batch_size,
+            pipelines,
         };
         let partition_count = topics.input.partitions();
         let cluster = &config.cluster;
@@ -214,6 +233,7 @@ impl Node {
             input: topics.input,
             changelog: topics.changelog,
             registered_schemas,
+            settings,
             schema_subject: format!("{}-value", config.topics.input),
             partition_count,
             replicas,
@@ -252,6 +272,7 @@ impl Node {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         });
+        spawn_until(&tasks, &stop, state.settings.clone().follow(stop.child_token()));
         if let Some(retention) = self.config.topics.input_retention() {
             spawn_until(&tasks, &stop, enforce_input_retention(state.input.clone(), retention));
         }

@@ -93,6 +93,8 @@ pub struct Inner {
     /// Schemas registered through this cluster's registry API; `None` when an external
     /// registry (`schemas.registry_url`) is the cluster's.
     pub registered_schemas: Option<Arc<lightkeeper_storage::registry::LogRegistry>>,
+    /// Pipelines and watch lists: the settings topic and what runs from it.
+    pub settings: Arc<crate::settings::LiveSettings>,
     /// The registry subject the node serves its schemas under: `<input topic>-value`
     /// (Confluent's topic-name strategy for the topic it writes them to).
     pub schema_subject: String,

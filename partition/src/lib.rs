@@ -11,6 +11,8 @@
 //! - [`hub`]: per-object and per-partition broadcast channels for live subscriptions.
 //! - [`feed`]: a partition's changes with their changelog positions, live and replayed, for
 //!   filter subscriptions.
+//! - [`pipeline`]: processor chains from YAML (filters, watch lists, Kafka and file writers),
+//!   run by each master after the merge.
 //! - [`metrics`]: metric definitions.
 //! - [`stats`]: counting each batch into the stream statistics.
 
@@ -19,5 +21,6 @@ pub mod feed;
 pub mod hub;
 pub mod merge;
 pub mod metrics;
+pub mod pipeline;
 pub mod stats;
 pub mod worker;

@@ -162,6 +162,7 @@ impl Cluster {
             hub: Arc::new(Hub::new(64)),
             metrics: PartitionMetrics::register(&mut Registry::default()),
             batch_size: 8,
+            pipelines: Arc::new(lightkeeper_partition::pipeline::Pipelines::none()),
         };
         let start = StartRole {
             single_node: false,

@@ -24,9 +24,10 @@ use crate::object::ObjectState;
 use crate::stats::StatsBucket;
 use serde::{Deserialize, Serialize};
 
-/// Format 2 added `ObjectState::attributes`; format 1 records (written before) are still read,
-/// with empty attributes until the object's next alert.
-pub const CHANGELOG_FORMAT: u8 = 2;
+/// Format 2 added `ObjectState::attributes`, format 3 `ObjectState::watchlists`; records of
+/// formats 1 and 2 (written before) are still read, with what they lack empty until the
+/// object's next change.
+pub const CHANGELOG_FORMAT: u8 = 3;
 /// Key prefix of epoch markers (not a valid object key: no survey prefix).
 pub const EPOCH_KEY_PREFIX: &str = "~epoch/";
 /// Key prefix of stream-statistics buckets (`~stats/<step>/<start_ms>`).
@@ -100,6 +101,9 @@ impl ChangelogEntry {
             Some((&CHANGELOG_FORMAT, rest)) => {
                 postcard::from_bytes(rest).map_err(|e| CodecError::Decode(e.to_string()))
             }
+            Some((&2, rest)) => postcard::from_bytes::<v2::Entry>(rest)
+                .map(ChangelogEntry::from)
+                .map_err(|e| CodecError::Decode(e.to_string())),
             Some((&1, rest)) => postcard::from_bytes::<v1::Entry>(rest)
                 .map(ChangelogEntry::from)
                 .map_err(|e| CodecError::Decode(e.to_string())),
@@ -163,6 +167,7 @@ mod v1 {
                         alerts: s.alerts,
                         updated_at_ms: s.updated_at_ms,
                         attributes: Attributes::default(),
+                        watchlists: Vec::new(),
                     };
                     super::ChangelogEntry::Change(Box::new(super::Change { epoch, input_next, state, new_points }))
                 }
@@ -230,6 +235,134 @@ mod v1 {
     }
 }
 
+/// Format 2: the records before `ObjectState` had `watchlists`.
+mod v2 {
+    use crate::model::{LightPoint, SolarSystemMatch, Survey};
+    use crate::object::{AlertRef, Attributes, ObjectState};
+    use serde::Deserialize;
+
+    #[derive(Deserialize)]
+    pub(super) enum Entry {
+        EpochStart { epoch: u64, input_next: u64, node: String },
+        Change(Box<Change>),
+        Stats(Box<super::StatsRecord>),
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct Change {
+        epoch: u64,
+        input_next: u64,
+        state: State,
+        new_points: Vec<LightPoint>,
+    }
+
+    #[derive(Deserialize)]
+    struct State {
+        key: String,
+        survey: Survey,
+        object_id: String,
+        version: u64,
+        ra: Option<f64>,
+        dec: Option<f64>,
+        solar_system: Option<SolarSystemMatch>,
+        points: Vec<LightPoint>,
+        alerts: Vec<AlertRef>,
+        updated_at_ms: i64,
+        attributes: Attributes,
+    }
+
+    impl From<Entry> for super::ChangelogEntry {
+        fn from(e: Entry) -> Self {
+            match e {
+                Entry::EpochStart { epoch, input_next, node } => {
+                    super::ChangelogEntry::EpochStart { epoch, input_next, node }
+                }
+                Entry::Stats(s) => super::ChangelogEntry::Stats(s),
+                Entry::Change(c) => {
+                    let Change { epoch, input_next, state: s, new_points } = *c;
+                    let state = ObjectState {
+                        key: s.key,
+                        survey: s.survey,
+                        object_id: s.object_id,
+                        version: s.version,
+                        ra: s.ra,
+                        dec: s.dec,
+                        solar_system: s.solar_system,
+                        points: s.points,
+                        alerts: s.alerts,
+                        updated_at_ms: s.updated_at_ms,
+                        attributes: s.attributes,
+                        watchlists: Vec::new(),
+                    };
+                    super::ChangelogEntry::Change(Box::new(super::Change { epoch, input_next, state, new_points }))
+                }
+            }
+        }
+    }
+
+    /// Encodes a format-2 record, for the compatibility test.
+    #[cfg(test)]
+    pub(super) fn encode(e: &super::ChangelogEntry) -> Vec<u8> {
+        #[derive(serde::Serialize)]
+        enum EntryOut<'a> {
+            EpochStart { epoch: u64, input_next: u64, node: &'a str },
+            Change(Box<ChangeOut<'a>>),
+            Stats(&'a super::StatsRecord),
+        }
+        #[derive(serde::Serialize)]
+        struct ChangeOut<'a> {
+            epoch: u64,
+            input_next: u64,
+            state: StateOut<'a>,
+            new_points: &'a [LightPoint],
+        }
+        #[derive(serde::Serialize)]
+        struct StateOut<'a> {
+            key: &'a str,
+            survey: Survey,
+            object_id: &'a str,
+            version: u64,
+            ra: Option<f64>,
+            dec: Option<f64>,
+            solar_system: &'a Option<SolarSystemMatch>,
+            points: &'a [LightPoint],
+            alerts: &'a [AlertRef],
+            updated_at_ms: i64,
+            attributes: &'a Attributes,
+        }
+        let out = match e {
+            super::ChangelogEntry::EpochStart { epoch, input_next, node } => {
+                EntryOut::EpochStart { epoch: *epoch, input_next: *input_next, node }
+            }
+            super::ChangelogEntry::Stats(s) => EntryOut::Stats(s),
+            super::ChangelogEntry::Change(c) => {
+                let s = &c.state;
+                EntryOut::Change(Box::new(ChangeOut {
+                    epoch: c.epoch,
+                    input_next: c.input_next,
+                    state: StateOut {
+                        key: &s.key,
+                        survey: s.survey,
+                        object_id: &s.object_id,
+                        version: s.version,
+                        ra: s.ra,
+                        dec: s.dec,
+                        solar_system: &s.solar_system,
+                        points: &s.points,
+                        alerts: &s.alerts,
+                        updated_at_ms: s.updated_at_ms,
+                        attributes: &s.attributes,
+                    },
+                    new_points: &c.new_points,
+                }))
+            }
+        };
+        let mut bytes = vec![2];
+        bytes.extend(postcard::to_stdvec(&out).expect("plain data serializes"));
+        bytes
+    }
+}
+
 /// The fencing rule, in one place: a reader tracks the newest epoch started in the log; a
 /// marker is admitted only if it starts a strictly newer epoch, a change only if it belongs to
 /// the current epoch (or a newer one whose marker the reader has not seen — a log written
@@ -272,6 +405,7 @@ mod tests {
             alerts: vec![],
             updated_at_ms: 0,
             attributes: Default::default(),
+            watchlists: Vec::new(),
         };
         ChangelogEntry::Change(Box::new(Change { epoch, input_next: 0, state, new_points: vec![] }))
     }
@@ -307,6 +441,13 @@ mod tests {
             assert_eq!(ChangelogEntry::decode(&e.encode()).unwrap(), e);
         }
         assert!(matches!(ChangelogEntry::decode(&[9, 1, 2]), Err(CodecError::UnknownFormat(Some(9)))));
+    }
+
+    #[test]
+    fn format_2_records_are_still_read_with_no_watch_matches() {
+        for e in [start(9, "node-1"), change(4)] {
+            assert_eq!(ChangelogEntry::decode(&v2::encode(&e)).unwrap(), e);
+        }
     }
 
     #[test]

@@ -8,12 +8,14 @@
 //! - [`partitioner`]: Kafka's murmur2 partitioner, so routing matches the topic (in `lightkeeper-api`).
 //! - [`log`]: partitioned logs (`Topic` trait; Kafka and embedded engines).
 //! - [`changelog`]: the changelog record format and the epoch fence.
+//! - [`settings`]: run-time settings (pipelines, watch lists) in a compacted topic.
 //! - [`state`]: the state store (`StateStore` trait; RocksDB engine).
 
 pub mod changelog;
 pub mod codec;
 pub mod log;
 pub mod registry;
+pub mod settings;
 pub mod state;
 
 // The alert model and the object state are the wire contract's (`lightkeeper-api`): stored here,

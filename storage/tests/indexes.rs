@@ -37,6 +37,7 @@ fn object(key: &str, version: u64, ra: f64, dec: f64, mjd: f64) -> ObjectState {
         alerts: vec![],
         updated_at_ms: 7,
         attributes: Default::default(),
+        watchlists: Vec::new(),
     }
 }
 

@@ -20,6 +20,7 @@ fn object(key: &str, version: u64) -> ObjectState {
         alerts: vec![],
         updated_at_ms: 7,
         attributes: Default::default(),
+        watchlists: Vec::new(),
     }
 }
 

@@ -71,6 +71,9 @@ def ztf_reference(records):
 if __name__ == "__main__":
     # usage: alerts.py keys SCHEMA_DIR FILE...     -> one "key<TAB>path" line per file
     #        alerts.py reference FILE...           -> JSON {key: reference} for ZTF files
+    #        alerts.py solar FILE...               -> JSON [{candid, key, ssnamenr}] for ZTF
+    #                                                 files (ssnamenr null when the packet's
+    #                                                 sentinel "null" says there is none)
     cmd = sys.argv[1]
     if cmd == "keys":
         schemas = lsst_schemas(sys.argv[2])
@@ -84,3 +87,13 @@ if __name__ == "__main__":
                 rec = read_packet(fh.read(), {})
             by_key.setdefault(object_key(rec), []).append(rec)
         print(json.dumps({k: ztf_reference(v) for k, v in by_key.items()}))
+    elif cmd == "solar":
+        out = []
+        for f in sys.argv[2:]:
+            with open(f, "rb") as fh:
+                rec = read_packet(fh.read(), {})
+            name = rec["candidate"].get("ssnamenr")
+            if name is not None and name.strip().lower() in ("", "null"):
+                name = None
+            out.append({"candid": str(rec["candidate"]["candid"]), "key": object_key(rec), "ssnamenr": name})
+        print(json.dumps(out))

@@ -14,6 +14,7 @@ pub struct TopicSet {
     pub changelog: String,
     pub dead_letter: String,
     pub schemas: String,
+    pub settings: String,
 }
 
 impl TopicSet {
@@ -24,6 +25,7 @@ impl TopicSet {
             changelog: format!("{base}-changelog"),
             dead_letter: format!("{base}-dlq"),
             schemas: format!("{base}-schemas"),
+            settings: format!("{base}-settings"),
         }
     }
 
@@ -34,6 +36,7 @@ impl TopicSet {
             ("LIGHTKEEPER_TOPICS__CHANGELOG", self.changelog.clone()),
             ("LIGHTKEEPER_TOPICS__DEAD_LETTER", self.dead_letter.clone()),
             ("LIGHTKEEPER_TOPICS__SCHEMAS", self.schemas.clone()),
+            ("LIGHTKEEPER_TOPICS__SETTINGS", self.settings.clone()),
         ]
     }
 }

@@ -270,6 +270,7 @@ async fn a_paused_deposed_master_changes_no_replica_and_cold_restore_matches() {
             alerts: vec![],
             updated_at_ms: 0,
             attributes: Default::default(),
+            watchlists: Vec::new(),
         };
         let entry = ChangelogEntry::Change(Box::new(Change { epoch: 1, input_next: 0, state, new_points: vec![] }));
         let payload = entry.encode();

@@ -17,6 +17,7 @@
 //! - [`ws`]: WebSocket client operations and server messages.
 //! - [`objects`]: light-curve and alert-history bodies.
 //! - [`query`]: cone search and attribute queries, and their per-partition parts.
+//! - [`pipeline`]: `/v1/pipelines` bodies and the record pipeline writers emit.
 //! - [`registry`]: the Confluent Schema Registry API every node serves.
 //! - [`ingest`], [`health`]: `POST /v1/alerts` and the health answers.
 //! - [`partitioner`]: Kafka's murmur2 partitioner — which partition an object key lives in,
@@ -33,6 +34,7 @@ pub mod model;
 pub mod object;
 pub mod objects;
 pub mod partitioner;
+pub mod pipeline;
 pub mod query;
 pub mod registry;
 pub mod stats;

@@ -53,6 +53,10 @@ pub struct ObjectState {
     pub updated_at_ms: i64,
     /// The survey attributes of the most recent alert (same rule as the position).
     pub attributes: Attributes,
+    /// Watch-list entries within whose radius the object's position lies, sorted by
+    /// (watch list, distance, name): a function of the position and the watch lists alone, so
+    /// a watch list run over stored objects gives what it would have given live.
+    pub watchlists: Vec<WatchMatch>,
 }
 
 /// What the latest alert says about its source, beyond the light curve: the columns
@@ -100,6 +104,17 @@ pub struct Attributes {
     pub extendedness: Option<f64>,
 }
 
+/// One watch-list entry an object lies within the radius of.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct WatchMatch {
+    /// The watch list's name.
+    pub watchlist: String,
+    /// The entry's name in that list.
+    pub name: String,
+    /// Distance from the entry's position, arcsec.
+    pub distance_arcsec: f64,
+}
+
 /// Detections in one band: the latest one's brightness, the first and last times, the count.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct BandLatest {
@@ -136,6 +151,9 @@ pub struct ObjectSummary {
     pub solar_system: Option<SolarSystemMatch>,
     /// The latest alert's survey attributes.
     pub attributes: Attributes,
+    /// Watch-list entries the object's position lies within (see `GET /v1/watchlists`).
+    #[serde(default)]
+    pub watchlists: Vec<WatchMatch>,
     pub version: u64,
     /// RFC 3339 time of the input record that last changed the object.
     pub updated_at: String,
@@ -156,6 +174,7 @@ impl ObjectState {
             alerts: Vec::new(),
             updated_at_ms: 0,
             attributes: Attributes::default(),
+            watchlists: Vec::new(),
         }
     }
 
@@ -199,6 +218,7 @@ impl ObjectState {
             latest_alert_id: latest_alert.map(|a| a.alert_id),
             solar_system: self.solar_system.clone(),
             attributes: self.attributes.clone(),
+            watchlists: self.watchlists.clone(),
             version: self.version,
             updated_at: format_rfc3339_ms(self.updated_at_ms),
         }

@@ -7,6 +7,7 @@ mod dashboard;
 mod health;
 mod objects;
 pub mod openapi;
+mod pipelines;
 mod query;
 mod raft;
 mod registry;
@@ -57,6 +58,8 @@ pub fn public_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(registry::subjects))
         .routes(routes!(registry::versions, registry::register))
         .routes(routes!(registry::version))
+        .routes(routes!(pipelines::list))
+        .routes(routes!(pipelines::get, pipelines::put, pipelines::delete))
         .merge(dashboard::routes())
 }
 

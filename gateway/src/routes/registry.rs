@@ -19,7 +19,9 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
+use lightkeeper_api::pipeline::RECORD_SCHEMA_ID;
 use lightkeeper_api::registry::{RegisterSchema, RegisteredId, RegistryErrorResponse, SchemaById, SubjectVersion};
+use lightkeeper_partition::pipeline::writers::record_schema;
 use lightkeeper_storage::registry::{RegisteredSchema, RegistryError};
 use std::sync::Arc;
 
@@ -97,6 +99,9 @@ pub async fn schema_by_id(
     id: Result<Path<u32>, PathRejection>,
 ) -> Result<Response, RegistryApiError> {
     let Path(id) = id.map_err(ApiError::from)?;
+    if id == RECORD_SCHEMA_ID {
+        return Ok(content(SchemaById { schema: record_schema().canonical_form() }));
+    }
     let s = lookup(&state, id).await?;
     Ok(content(SchemaById { schema: s.canonical.clone() }))
 }

@@ -11,6 +11,7 @@ use super::run::{Core, POLL_TIMEOUT};
 use super::WorkerError;
 use crate::merge::{merge, new_state};
 use crate::metrics::partition_label;
+use crate::pipeline::{Item, Runs};
 use crate::stats::{self, Tally};
 use lightkeeper_storage::changelog::{Change, ChangelogEntry, StatsRecord};
 use lightkeeper_storage::log::{Append, LogRecord, TopicReader};
@@ -23,16 +24,18 @@ use std::sync::Arc;
 use std::time::Instant;
 use tracing::debug;
 
-/// What a master owns: its input reader and the time of its last idle changelog check.
+/// What a master owns: its input reader, its pipeline chains (with their open outputs) and
+/// the time of its last idle changelog check.
 pub(super) struct Feed {
     /// `None` until the first batch and after a failed one: opened at the stored `input_next`.
     input: Option<Box<dyn TopicReader>>,
+    runs: Runs,
     pub(super) last_end_check: Instant,
 }
 
 impl Feed {
     pub(super) fn new() -> Feed {
-        Feed { input: None, last_end_check: Instant::now() }
+        Feed { input: None, runs: Runs::default(), last_end_check: Instant::now() }
     }
 
     pub(super) fn take_reader(&mut self) -> Option<Box<dyn TopicReader>> {
@@ -98,6 +101,7 @@ impl Core {
 
         // 3. merge. Every change becomes its own changelog record and history entry, holding
         // the state as of that change, so each version exists in the log.
+        feed.runs.refresh(&self.deps.pipelines, self.partition, self.deps.input.partitions());
         let mut touched: HashMap<String, ObjectState> = HashMap::new();
         let mut changed: HashSet<String> = HashSet::new();
         let mut entries = Vec::new();
@@ -110,7 +114,7 @@ impl Core {
             let state = touched.get_mut(&alert.key).expect("inserted above");
             let source =
                 AlertSource { topic: self.deps.input.name().to_owned(), partition: self.partition, offset: rec.offset };
-            let outcome = merge(state, alert, source, rec.timestamp_ms);
+            let outcome = merge(state, alert, source.clone(), rec.timestamp_ms);
             if !outcome.changed {
                 self.deps.metrics.alerts_duplicate.get_or_create(&label).inc();
                 debug!(
@@ -129,6 +133,10 @@ impl Core {
                 summary: state.summary(),
                 new_points: outcome.new_points.clone(),
             }));
+            if !feed.runs.is_empty() {
+                let summary = &history.last().expect("pushed above").summary;
+                feed.runs.run(&Item { alert, summary, source: &source }, &self.deps.pipelines.metrics);
+            }
             entries.push(ChangelogEntry::Change(Box::new(Change {
                 epoch: progress.epoch,
                 input_next: rec.offset + 1,
@@ -150,6 +158,14 @@ impl Core {
         }
 
         let decoded = self.observe_phase("decode", started);
+        // Pipeline outputs are written before the changelog holds the batch (see
+        // `crate::pipeline`): a failover repeats them, never loses them.
+        let decoded = if feed.runs.is_empty() {
+            decoded
+        } else {
+            feed.runs.flush(&self.deps.pipelines.metrics);
+            self.observe_phase("pipelines", decoded)
+        };
 
         // 4. changelog, acknowledged by the log before the state is written.
         let mut changelog_next = progress.changelog_next;

@@ -130,6 +130,8 @@ pub struct WorkerDeps {
     pub hub: Arc<Hub>,
     pub metrics: PartitionMetrics,
     pub batch_size: usize,
+    /// The node's pipelines, run by each master after the merge.
+    pub pipelines: Arc<crate::pipeline::Pipelines>,
 }
 
 /// How a replica decides its role once restored.

@@ -39,8 +39,10 @@ use tracing::warn;
 const FORMAT: u8 = 1;
 /// Progress values: format 2 added `PartitionProgress::master`.
 const PROGRESS_FORMAT: u8 = 2;
-/// Version of the key layout above. Values carry their own format byte ([`FORMAT`]).
-pub const KEY_FORMAT: u8 = 2;
+/// Version of the store's layout: the key layout above, and (from 3) the object and summary
+/// value layouts too — format 3 added `watchlists` to both. A store of an older format is
+/// deleted and rebuilt from the changelog, which reads every older record format.
+pub const KEY_FORMAT: u8 = 3;
 /// Where the key format is recorded (not a valid partition key: those are 4 bytes).
 pub const KEY_FORMAT_KEY: &[u8] = b"key-format";
 const CF_OBJECTS: &str = "objects";

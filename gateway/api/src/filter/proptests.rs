@@ -141,6 +141,7 @@ fn summary() -> impl Strategy<Value = ObjectSummary> {
             latest_alert_id: c.1,
             solar_system: d.0,
             attributes: d.1,
+            watchlists: Vec::new(),
             updated_at: String::new(),
         })
 }

@@ -30,6 +30,7 @@ pub(super) fn summary() -> ObjectSummary {
         latest_alert_id: Some(1234),
         solar_system: None,
         attributes: Attributes { drb: Some(0.99), ndethist: Some(5), isdiffpos: Some(true), ..Attributes::default() },
+        watchlists: Vec::new(),
         version: 7,
         updated_at: "2023-11-14T22:13:20.123Z".to_string(),
     }
