@@ -1,5 +1,5 @@
-//! Run-time settings on a node: the pipelines (and watch lists) in the settings topic, compiled
-//! and installed where the partition masters pick them up.
+//! Run-time settings on a node: the pipelines and watch lists in the settings topic, compiled
+//! (watch lists indexed) and installed where the partition masters pick them up.
 //!
 //! Every node follows the topic (every [`FOLLOW_EVERY`], and at once after its own writes), so a
 //! definition put at any node runs on every master of every node without a restart. A stored
@@ -8,10 +8,12 @@
 
 use lightkeeper_partition::pipeline::writers::TopicOpener;
 use lightkeeper_partition::pipeline::{Pipeline, Pipelines};
+use lightkeeper_partition::watchlist::{WatchEntry, WatchIndex};
 use lightkeeper_storage::log::{EmbeddedLog, KafkaConfig, KafkaTopic, LogError, Topic};
 use lightkeeper_storage::settings::{SettingKind, SettingsError, SettingsLog};
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -57,8 +59,26 @@ impl LiveSettings {
                 }
             }
         }
-        tracing::info!(pipelines = ?compiled.keys().collect::<Vec<_>>(), revision, "pipelines installed");
-        self.pipelines.replace(compiled);
+        let mut lists = BTreeMap::new();
+        let mut digest = std::collections::hash_map::DefaultHasher::new();
+        for (name, bytes) in self.log.all(SettingKind::Watchlist) {
+            match serde_json::from_slice::<Vec<WatchEntry>>(&bytes) {
+                Ok(entries) => {
+                    (&name, bytes.as_slice()).hash(&mut digest);
+                    lists.insert(name, entries);
+                }
+                Err(e) => {
+                    tracing::warn!(watchlist = %name, error = %e, "a stored watch list does not read; it is not used")
+                }
+            }
+        }
+        tracing::info!(
+            pipelines = ?compiled.keys().collect::<Vec<_>>(),
+            watchlists = ?lists.keys().collect::<Vec<_>>(),
+            revision,
+            "pipelines and watch lists installed"
+        );
+        self.pipelines.replace(compiled, Arc::new(WatchIndex::new(lists)), digest.finish());
         *installed = Some(revision);
     }
 

@@ -228,7 +228,11 @@ fn admin_operations_require_the_bearer_token() {
         let required = op.security.as_ref().is_some_and(|s| s.contains(&bearer));
         // Registering a schema is an admin call too.
         let registers = path == "/subjects/{subject}/versions" && method.to_string().eq_ignore_ascii_case("post");
-        if path.starts_with("/v1/admin/") || path.starts_with("/v1/pipelines") || registers {
+        if path.starts_with("/v1/admin/")
+            || path.starts_with("/v1/pipelines")
+            || path.starts_with("/v1/watchlists")
+            || registers
+        {
             admin += 1;
             assert!(required, "{method} {path} requires the bearer token");
             assert!(response(op, 401).is_some(), "{method} {path} documents 401");
@@ -236,8 +240,9 @@ fn admin_operations_require_the_bearer_token() {
             assert!(op.security.is_none(), "{method} {path} needs no token");
         }
     }
-    // promote, drain, drain node, decommission, register; pipelines: list, get, put, delete.
-    assert_eq!(admin, 9);
+    // promote, drain, drain node, decommission, register; pipelines and watch lists: list,
+    // get, put, delete.
+    assert_eq!(admin, 13);
 }
 
 #[test]

@@ -13,6 +13,7 @@
 //!   filter subscriptions.
 //! - [`pipeline`]: processor chains from YAML (filters, watch lists, Kafka and file writers),
 //!   run by each master after the merge.
+//! - [`watchlist`]: users' catalogs of positions, indexed with HEALPix, matched on every object.
 //! - [`metrics`]: metric definitions.
 //! - [`stats`]: counting each batch into the stream statistics.
 
@@ -23,4 +24,5 @@ pub mod merge;
 pub mod metrics;
 pub mod pipeline;
 pub mod stats;
+pub mod watchlist;
 pub mod worker;

@@ -71,7 +71,7 @@ def ztf_reference(records):
 if __name__ == "__main__":
     # usage: alerts.py keys SCHEMA_DIR FILE...     -> one "key<TAB>path" line per file
     #        alerts.py reference FILE...           -> JSON {key: reference} for ZTF files
-    #        alerts.py solar FILE...               -> JSON [{candid, key, ssnamenr}] for ZTF
+    #        alerts.py solar FILE...               -> JSON [{candid, key, ssnamenr, jd, ra, dec}] for ZTF
     #                                                 files (ssnamenr null when the packet's
     #                                                 sentinel "null" says there is none)
     cmd = sys.argv[1]
@@ -95,5 +95,7 @@ if __name__ == "__main__":
             name = rec["candidate"].get("ssnamenr")
             if name is not None and name.strip().lower() in ("", "null"):
                 name = None
-            out.append({"candid": str(rec["candidate"]["candid"]), "key": object_key(rec), "ssnamenr": name})
+            c = rec["candidate"]
+            out.append({"candid": str(c["candid"]), "key": object_key(rec), "ssnamenr": name,
+                        "jd": c["jd"], "ra": c["ra"], "dec": c["dec"]})
         print(json.dumps(out))

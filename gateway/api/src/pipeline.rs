@@ -1,5 +1,5 @@
-//! Pipelines: the bodies of `GET/PUT/DELETE /v1/pipelines/{name}` and the record every
-//! pipeline writer emits.
+//! Pipelines and watch lists: the bodies of `/v1/pipelines` and `/v1/watchlists`, and the
+//! record every pipeline writer emits.
 //!
 //! A pipeline is a chain of processors given as YAML (or JSON, which is YAML) text; the node
 //! keeps the text as written, so `GET` gives back exactly what was `PUT`. Its writers all emit
@@ -98,4 +98,33 @@ pub struct ProcessorInfo {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct PipelineList {
     pub pipelines: Vec<String>,
+}
+
+/// One watch-list entry: a position and the radius around it that counts as a match.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct WatchEntry {
+    pub name: String,
+    /// Degrees, ICRS.
+    pub ra: f64,
+    pub dec: f64,
+    pub radius_arcsec: f64,
+}
+
+/// `GET /v1/watchlists/{name}` and the answer to `PUT`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Watchlist {
+    pub name: String,
+    pub entries: Vec<WatchEntry>,
+}
+
+/// `GET /v1/watchlists`: each list's name and size.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct WatchlistList {
+    pub watchlists: Vec<WatchlistSize>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct WatchlistSize {
+    pub name: String,
+    pub entries: usize,
 }

@@ -11,6 +11,7 @@ mod pipelines;
 mod query;
 mod raft;
 mod registry;
+mod watchlists;
 pub mod web;
 mod ws;
 
@@ -60,6 +61,8 @@ pub fn public_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(registry::version))
         .routes(routes!(pipelines::list))
         .routes(routes!(pipelines::get, pipelines::put, pipelines::delete))
+        .routes(routes!(watchlists::list))
+        .routes(routes!(watchlists::get, watchlists::put, watchlists::delete))
         .merge(dashboard::routes())
 }
 

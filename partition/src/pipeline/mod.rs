@@ -30,6 +30,7 @@ pub mod spec;
 pub mod writers;
 
 use crate::metrics::Labels;
+use crate::watchlist::WatchIndex;
 use lightkeeper_api::filter::Filter;
 use lightkeeper_api::model::Alert;
 use lightkeeper_api::object::{AlertSource, ObjectSummary};
@@ -178,6 +179,11 @@ pub struct Snapshot {
     /// Rises with every change, so a master knows to rebuild its chains.
     pub generation: u64,
     pub pipelines: BTreeMap<String, Arc<Pipeline>>,
+    /// The watch lists, indexed; masters annotate objects with their matches.
+    pub watch: Arc<WatchIndex>,
+    /// Identifies the watch lists' content: a master whose objects were annotated under
+    /// another one re-annotates them.
+    pub watch_digest: u64,
 }
 
 impl Pipelines {
@@ -200,10 +206,10 @@ impl Pipelines {
         self.current.read().clone()
     }
 
-    /// Installs a new set of pipelines.
-    pub fn replace(&self, pipelines: BTreeMap<String, Arc<Pipeline>>) {
+    /// Installs a new set of pipelines and watch lists.
+    pub fn replace(&self, pipelines: BTreeMap<String, Arc<Pipeline>>, watch: Arc<WatchIndex>, watch_digest: u64) {
         let mut cur = self.current.write();
-        *cur = Arc::new(Snapshot { generation: cur.generation + 1, pipelines });
+        *cur = Arc::new(Snapshot { generation: cur.generation + 1, pipelines, watch, watch_digest });
     }
 
     /// A pipeline's definition and its processors' counts on this node.

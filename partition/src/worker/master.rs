@@ -31,11 +31,21 @@ pub(super) struct Feed {
     input: Option<Box<dyn TopicReader>>,
     runs: Runs,
     pub(super) last_end_check: Instant,
+    /// The watch-list digest this master's stored objects are annotated under (`None` at
+    /// first: a new master checks them all), and where a re-annotation pass has got to.
+    pub(super) watch_applied: Option<u64>,
+    pub(super) watch_cursor: Option<String>,
 }
 
 impl Feed {
     pub(super) fn new() -> Feed {
-        Feed { input: None, runs: Runs::default(), last_end_check: Instant::now() }
+        Feed {
+            input: None,
+            runs: Runs::default(),
+            last_end_check: Instant::now(),
+            watch_applied: None,
+            watch_cursor: None,
+        }
     }
 
     pub(super) fn take_reader(&mut self) -> Option<Box<dyn TopicReader>> {
@@ -51,6 +61,12 @@ impl Core {
     /// One master batch, steps 1–6 of the module doc. Returns why this master must step down,
     /// if it found a newer epoch in the changelog.
     pub(super) fn master_step(&mut self, feed: &mut Feed) -> Result<Option<Deposed>, WorkerError> {
+        let snapshot = self.deps.pipelines.snapshot();
+        // Watch lists changed (or this master is new): bring the stored objects' matches up to
+        // date, a chunk per step, before taking more input.
+        if feed.watch_applied != Some(snapshot.watch_digest) {
+            return self.reannotate_step(feed, &snapshot.watch, snapshot.watch_digest);
+        }
         let mut progress = self.progress.clone();
         let r = match &mut feed.input {
             Some(r) => r,
@@ -115,6 +131,9 @@ impl Core {
             let source =
                 AlertSource { topic: self.deps.input.name().to_owned(), partition: self.partition, offset: rec.offset };
             let outcome = merge(state, alert, source.clone(), rec.timestamp_ms);
+            if outcome.changed {
+                state.watchlists = snapshot.watch.matches(state.ra, state.dec);
+            }
             if !outcome.changed {
                 self.deps.metrics.alerts_duplicate.get_or_create(&label).inc();
                 debug!(

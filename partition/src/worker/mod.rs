@@ -45,11 +45,13 @@
 //! | `run.rs` | the thread's loop and its [`Mode`](run::Mode): the state each role owns |
 //! | `standby.rs` | restore and the changelog tail |
 //! | `master.rs` | the master batch, steps 1–6 |
+//! | `annotate.rs` | re-annotating stored objects when the watch lists change |
 //! | `dead_letter.rs` | step 2's dead-letter appends |
 //! | `promote.rs` | promotion, drain and step-down: the moves between roles |
 //! | `deposed.rs` | how a master finds out that a newer epoch has started |
 //! | `closer.rs` | the thread that closes retired readers off the critical path |
 
+mod annotate;
 mod closer;
 mod dead_letter;
 mod deposed;

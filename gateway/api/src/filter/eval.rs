@@ -110,6 +110,8 @@ pub fn value(s: &ObjectSummary, f: Field) -> Scalar<'_> {
         BandDetections(b) => count(s.bands.get(&b).map_or(0, |l| l.n_detections)),
         SolarSystem => s.solar_system.as_ref().map_or(Scalar::Null, |m| Scalar::Str(&m.name)),
         SolarSystemDistance => number(s.solar_system.as_ref().and_then(|m| m.distance_arcsec)),
+        Watchlist => s.watchlists.first().map_or(Scalar::Null, |m| Scalar::Str(&m.watchlist)),
+        WatchlistDistance => number(s.watchlists.first().map(|m| m.distance_arcsec)),
         Drb => number(a.drb),
         Rb => number(a.rb),
         Sgscore1 => number(a.sgscore1),

@@ -40,6 +40,10 @@ pub enum Field {
     BandDetections(Band),
     SolarSystem,
     SolarSystemDistance,
+    /// The watch list of the object's first match (watch lists in name order); null when none.
+    Watchlist,
+    /// The distance to that match's entry, arcsec.
+    WatchlistDistance,
     Drb,
     Rb,
     Sgscore1,
@@ -152,7 +156,7 @@ const NDET: [&str; 6] =
 impl Field {
     /// Every field once, in listing order.
     #[rustfmt::skip]
-    pub const ALL: [Field; 68] = {
+    pub const ALL: [Field; 70] = {
         use Field::*;
         [
             Key, Survey, ObjectId, Ra, Dec, FirstMjd, LastMjd,
@@ -163,7 +167,7 @@ impl Field {
             Mag(I), MagErr(I), Flux(I), BandFirstMjd(I), BandLastMjd(I), BandDetections(I),
             Mag(Z), MagErr(Z), Flux(Z), BandFirstMjd(Z), BandLastMjd(Z), BandDetections(Z),
             Mag(Y), MagErr(Y), Flux(Y), BandFirstMjd(Y), BandLastMjd(Y), BandDetections(Y),
-            SolarSystem, SolarSystemDistance,
+            SolarSystem, SolarSystemDistance, Watchlist, WatchlistDistance,
             Drb, Rb, Sgscore1, Distpsnr1, Ndethist, Isdiffpos, Ssdistnr, Ssmagnr, Distnr, Magnr,
             Fwhm, Elong, Nbad, Reliability, Snr, PsfFlux, Extendedness,
         ]
@@ -194,6 +198,8 @@ impl Field {
             BandDetections(b) => NDET[band_index(b)],
             SolarSystem => "solar_system",
             SolarSystemDistance => "solar_system_distance",
+            Watchlist => "watchlist",
+            WatchlistDistance => "watchlist_distance",
             Drb => "drb",
             Rb => "rb",
             Sgscore1 => "sgscore1",
@@ -222,13 +228,13 @@ impl Field {
     pub fn ty(self) -> FieldType {
         use Field::*;
         match self {
-            Key | Survey | ObjectId | SolarSystem => FieldType::String,
+            Key | Survey | ObjectId | SolarSystem | Watchlist => FieldType::String,
             NDetections | NUpperLimits | NForced | NAlerts | LatestAlertId | Version | BandDetections(_) | Ndethist
             | Nbad => FieldType::Integer,
             Isdiffpos => FieldType::Bool,
             Ra | Dec | FirstMjd | LastMjd | Mag(_) | MagErr(_) | Flux(_) | BandFirstMjd(_) | BandLastMjd(_)
-            | SolarSystemDistance | Drb | Rb | Sgscore1 | Distpsnr1 | Ssdistnr | Ssmagnr | Distnr | Magnr | Fwhm
-            | Elong | Reliability | Snr | PsfFlux | Extendedness => FieldType::Number,
+            | SolarSystemDistance | WatchlistDistance | Drb | Rb | Sgscore1 | Distpsnr1 | Ssdistnr | Ssmagnr
+            | Distnr | Magnr | Fwhm | Elong | Reliability | Snr | PsfFlux | Extendedness => FieldType::Number,
         }
     }
 
@@ -251,6 +257,8 @@ impl Field {
             Version => "the object's version: rises by one with each applied change",
             SolarSystem => "the name of the associated solar-system body from the latest alert; null when none",
             SolarSystemDistance => "distance to that body, arcsec; null when none or not reported",
+            Watchlist => "the watch list of the object's first match (lists in name order, nearest entry first); null when it matches none",
+            WatchlistDistance => "distance to that match's entry, arcsec; null when none",
             Drb => "ZTF: deep-learning real/bogus score (schema 3.3 and later)",
             Rb => "ZTF: random-forest real/bogus score",
             Sgscore1 => "ZTF: star/galaxy score of the closest PS1 source (1 = star)",

@@ -437,9 +437,9 @@ fn variant_kind(f: Field) -> (&'static str, Option<Band>) {
         BandLastMjd(b) => ("last_mjd", Some(b)),
         BandDetections(b) => ("n_detections", Some(b)),
         Key | Survey | ObjectId | Ra | Dec | FirstMjd | LastMjd | NDetections | NUpperLimits | NForced | NAlerts
-        | LatestAlertId | Version | SolarSystem | SolarSystemDistance | Drb | Rb | Sgscore1 | Distpsnr1 | Ndethist
-        | Isdiffpos | Ssdistnr | Ssmagnr | Distnr | Magnr | Fwhm | Elong | Nbad | Reliability | Snr | PsfFlux
-        | Extendedness => (f.name(), None),
+        | LatestAlertId | Version | SolarSystem | SolarSystemDistance | Watchlist | WatchlistDistance | Drb | Rb
+        | Sgscore1 | Distpsnr1 | Ndethist | Isdiffpos | Ssdistnr | Ssmagnr | Distnr | Magnr | Fwhm | Elong | Nbad
+        | Reliability | Snr | PsfFlux | Extendedness => (f.name(), None),
     }
 }
 
@@ -447,8 +447,9 @@ fn variant_kind(f: Field) -> (&'static str, Option<Band>) {
 fn fields_list_every_field_once() {
     let list = fields();
     assert_eq!(list.len(), Field::ALL.len());
-    // 13 object fields, 6 per band for 6 bands, 2 solar-system fields, 17 attributes.
-    assert_eq!(list.len(), 13 + 6 * 6 + 2 + 17);
+    // 13 object fields, 6 per band for 6 bands, 2 solar-system fields, 2 watch-list fields,
+    // 17 attributes.
+    assert_eq!(list.len(), 13 + 6 * 6 + 2 + 2 + 17);
     let names: BTreeSet<&str> = list.iter().map(|i| i.name.as_str()).collect();
     assert_eq!(names.len(), list.len(), "names are unique");
     let kinds: BTreeSet<_> = Field::ALL.iter().map(|&f| variant_kind(f)).collect();

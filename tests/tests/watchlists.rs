@@ -1,0 +1,202 @@
+//! Watch lists on real nodes (embedded: real RocksDB, real processes): a list built from real
+//! object positions (read independently, with fastavro) plus decoys gives exactly the matches
+//! an independent cross-match gives; a list put after the alerts (run over the stored objects)
+//! gives the same annotations as one put before them (run live); the `watchlist` filter field
+//! finds the matched objects; deleting the list removes the matches.
+
+use lightkeeper_clients::Client;
+use lightkeeper_tests::{avro_files, consumed, eventually, python, shared_data, NodeProcess};
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+const TOKEN: &str = "watch-admin";
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Angular distance in arcsec through unit vectors (not the node's haversine).
+fn separation_arcsec(ra1: f64, dec1: f64, ra2: f64, dec2: f64) -> f64 {
+    let v = |ra: f64, dec: f64| {
+        let (ra, dec) = (ra.to_radians(), dec.to_radians());
+        [dec.cos() * ra.cos(), dec.cos() * ra.sin(), dec.sin()]
+    };
+    let (a, b) = (v(ra1, dec1), v(ra2, dec2));
+    let cross = [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]];
+    let sin = (cross[0] * cross[0] + cross[1] * cross[1] + cross[2] * cross[2]).sqrt();
+    let cos = a[0] * b[0] + a[1] * b[1] + a[2] * b[2];
+    sin.atan2(cos).to_degrees() * 3600.0
+}
+
+struct Started {
+    node: NodeProcess,
+    client: Client,
+    url: String,
+}
+
+async fn start(dir: &std::path::Path) -> Started {
+    let env = [("LIGHTKEEPER_CLUSTER__ADMIN_TOKEN", TOKEN.to_owned())];
+    let node = NodeProcess::start(dir, &[], &env).unwrap();
+    node.wait_ready(WAIT).await.unwrap();
+    let client = Client::new(&node.url).unwrap();
+    let url = node.url.clone();
+    Started { node, client, url }
+}
+
+async fn ingest(s: &Started, files: &[std::path::PathBuf]) {
+    let http = reqwest::Client::new();
+    for f in files {
+        let r = http.post(format!("{}/v1/alerts", s.url)).body(std::fs::read(f).unwrap()).send().await.unwrap();
+        assert_eq!(r.status(), 202);
+    }
+    let n = files.len() as u64;
+    eventually(WAIT, "every alert applied", || async { (consumed(&s.client).await? >= n).then_some(()) })
+        .await
+        .unwrap();
+}
+
+async fn put_list(url: &str, csv: &str) {
+    let r = reqwest::Client::new()
+        .put(format!("{url}/v1/watchlists/mine"))
+        .bearer_auth(TOKEN)
+        .header("content-type", "text/csv")
+        .body(csv.to_owned())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+}
+
+/// Each object's matches as (entry name, distance) in the node's order.
+async fn annotations(s: &Started, keys: &BTreeSet<String>) -> BTreeMap<String, (Vec<(String, f64)>, u64)> {
+    let mut out = BTreeMap::new();
+    for k in keys {
+        let v = s.client.get_json(&format!("/v1/objects/{k}")).await.unwrap();
+        let m = v["watchlists"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                assert_eq!(m["watchlist"], "mine");
+                (m["name"].as_str().unwrap().to_owned(), m["distance_arcsec"].as_f64().unwrap())
+            })
+            .collect();
+        out.insert(k.clone(), (m, v["version"].as_u64().unwrap()));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_lists_match_like_an_independent_cross_match_live_and_over_stored_objects() {
+    let files = avro_files(&shared_data().join("ztf/alerts/fink-alert-simulator/datasim_20181129"));
+    let args: Vec<String> =
+        std::iter::once("solar".to_owned()).chain(files.iter().map(|f| f.display().to_string())).collect();
+    let alerts: Vec<Value> = serde_json::from_str(&python("alerts.py", &args).unwrap()).unwrap();
+    // Each object's position: its newest alert's (by time, then candid), as the node keeps it.
+    let mut position: BTreeMap<String, (f64, i64, f64, f64)> = BTreeMap::new();
+    for a in &alerts {
+        let key = a["key"].as_str().unwrap().to_owned();
+        let t = (a["jd"].as_f64().unwrap(), a["candid"].as_str().unwrap().parse::<i64>().unwrap());
+        let p = (t.0, t.1, a["ra"].as_f64().unwrap(), a["dec"].as_f64().unwrap());
+        let e = position.entry(key).or_insert(p);
+        if (t.0, t.1) > (e.0, e.1) {
+            *e = p;
+        }
+    }
+    let keys: BTreeSet<String> = position.keys().cloned().collect();
+
+    // The catalog: entries a few arcsec off 20 real objects (some inside their radius, some
+    // just outside), a wide one, and decoys where no object is.
+    let mut csv = String::from("name,ra,dec,radius\n");
+    for (i, (_, (_, _, ra, dec))) in position.iter().take(20).enumerate() {
+        let offset = 1.0 + (i % 5) as f64 * 1.5; // 1 to 7 arcsec north
+        csv.push_str(&format!("near{i},{ra},{},4.7\n", dec + offset / 3600.0));
+    }
+    let (_, _, ra0, dec0) = position.values().nth(25).copied().unwrap();
+    csv.push_str(&format!("wide,{ra0},{dec0},1800\n"));
+    for i in 0..10 {
+        csv.push_str(&format!("decoy{i},{},{},30\n", 5.0 + i as f64 * 0.7, -80.0 + i as f64));
+    }
+    // The independent cross-match.
+    let mut expected: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut rd = csv::Reader::from_reader(csv.as_bytes());
+    for row in rd.records() {
+        let row = row.unwrap();
+        let (name, ra, dec, r): (&str, f64, f64, f64) =
+            (&row[0], row[1].parse().unwrap(), row[2].parse().unwrap(), row[3].parse().unwrap());
+        for (key, (_, _, ora, odec)) in &position {
+            if separation_arcsec(ra, dec, *ora, *odec) <= r {
+                expected.entry(key.clone()).or_default().insert(name.to_owned());
+            }
+        }
+    }
+    let matched: BTreeSet<String> = expected.keys().cloned().collect();
+    assert!(matched.len() >= 10, "the catalog matches real objects: {expected:?}");
+    assert!(matched.len() < keys.len(), "and not all of them");
+
+    let tmp = tempfile::tempdir().unwrap();
+    // Live: the list first, then the alerts.
+    let live = start(&tmp.path().join("live")).await;
+    let r = reqwest::Client::new()
+        .put(format!("{}/v1/watchlists/mine", live.url))
+        .bearer_auth(TOKEN)
+        .body("name,ra,dec,radius\nbad,1,95,3\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let e: Value = r.json().await.unwrap();
+    assert!(e["error"]["message"].as_str().unwrap().contains("line 2"), "{e}");
+    put_list(&live.url, &csv).await;
+    ingest(&live, &files).await;
+    let live_view = annotations(&live, &keys).await;
+    for k in &keys {
+        let got: BTreeSet<String> = live_view[k].0.iter().map(|(n, _)| n.clone()).collect();
+        assert_eq!(got, expected.get(k).cloned().unwrap_or_default(), "{k}: live matches");
+        for (name, d) in &live_view[k].0 {
+            let row = csv.lines().find(|l| l.starts_with(&format!("{name},"))).unwrap();
+            let f: Vec<f64> = row.split(',').skip(1).map(|x| x.parse().unwrap()).collect();
+            let (_, _, ra, dec) = position[k];
+            assert!((separation_arcsec(f[0], f[1], ra, dec) - d).abs() < 1e-6, "{k} {name}: distance {d}");
+        }
+    }
+
+    // The filter language sees the annotation.
+    let found = live.client.get_json("/v1/objects?where=watchlist%20%3D%20%27mine%27&limit=1000").await.unwrap();
+    let found: BTreeSet<String> =
+        found["objects"].as_array().unwrap().iter().map(|o| o["key"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(found, matched, "where watchlist = 'mine'");
+
+    // Stored: the alerts first, then the list; the same annotations, each a new version.
+    let stored = start(&tmp.path().join("stored")).await;
+    ingest(&stored, &files).await;
+    let before = annotations(&stored, &keys).await;
+    assert!(before.values().all(|(m, _)| m.is_empty()));
+    put_list(&stored.url, &csv).await;
+    let after = eventually(WAIT, "the stored objects re-annotated", || async {
+        let view = annotations(&stored, &keys).await;
+        matched.iter().all(|k| !view[k].0.is_empty()).then_some(view)
+    })
+    .await
+    .unwrap();
+    for k in &keys {
+        assert_eq!(after[k].0, live_view[k].0, "{k}: over stored objects = live");
+        let bump = u64::from(matched.contains(k));
+        assert_eq!(after[k].1, before[k].1 + bump, "{k}: a re-annotation is one change");
+    }
+
+    // Deleted: the matches go.
+    let r = reqwest::Client::new()
+        .delete(format!("{}/v1/watchlists/mine", stored.url))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    eventually(WAIT, "the matches removed", || async {
+        let view = annotations(&stored, &keys).await;
+        view.values().all(|(m, _)| m.is_empty()).then_some(())
+    })
+    .await
+    .unwrap();
+    drop(live.node);
+    drop(stored.node);
+}
