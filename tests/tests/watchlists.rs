@@ -1,8 +1,8 @@
 //! Watch lists on real nodes (embedded: real RocksDB, real processes): a list built from real
 //! object positions (read independently, with fastavro) plus decoys gives exactly the matches
-//! an independent cross-match gives; a list put after the alerts (run over the stored objects)
-//! gives the same annotations as one put before them (run live); the `watchlist` filter field
-//! finds the matched objects; deleting the list removes the matches.
+//! an independent cross-match gives; a list put after the alerts (as a VOTable, run over the
+//! stored objects) gives the same annotations as one put before them (as CSV, run live); the
+//! `watchlist` filter field finds the matched objects; deleting the list removes the matches.
 
 use lightkeeper_clients::Client;
 use lightkeeper_tests::{avro_files, consumed, eventually, python, shared_data, NodeProcess};
@@ -51,6 +51,25 @@ async fn ingest(s: &Started, files: &[std::path::PathBuf]) {
     eventually(WAIT, "every alert applied", || async { (consumed(&s.client).await? >= n).then_some(()) })
         .await
         .unwrap();
+}
+
+/// The CSV catalog as a VOTable (TABLEDATA), with the columns' UCDs.
+fn votable(csv: &str) -> String {
+    let mut rows = String::new();
+    for line in csv.lines().skip(1) {
+        let cells: String = line.split(',').map(|c| format!("<TD>{c}</TD>")).collect();
+        rows.push_str(&format!("<TR>{cells}</TR>\n"));
+    }
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<VOTABLE version="1.4" xmlns="http://www.ivoa.net/xml/VOTable/v1.3"><RESOURCE><TABLE>
+<FIELD name="name" datatype="char" arraysize="*" ucd="meta.id;meta.main"/>
+<FIELD name="ra" datatype="double" unit="deg" ucd="pos.eq.ra;meta.main"/>
+<FIELD name="dec" datatype="double" unit="deg" ucd="pos.eq.dec;meta.main"/>
+<FIELD name="radius" datatype="double" unit="arcsec"/>
+<DATA><TABLEDATA>
+{rows}</TABLEDATA></DATA></TABLE></RESOURCE></VOTABLE>"#
+    )
 }
 
 async fn put_list(url: &str, csv: &str) {
@@ -165,12 +184,13 @@ async fn watch_lists_match_like_an_independent_cross_match_live_and_over_stored_
         found["objects"].as_array().unwrap().iter().map(|o| o["key"].as_str().unwrap().to_owned()).collect();
     assert_eq!(found, matched, "where watchlist = 'mine'");
 
-    // Stored: the alerts first, then the list; the same annotations, each a new version.
+    // Stored: the alerts first, then the list (the same catalog, as a VOTable this time); the
+    // same annotations, each a new version.
     let stored = start(&tmp.path().join("stored")).await;
     ingest(&stored, &files).await;
     let before = annotations(&stored, &keys).await;
     assert!(before.values().all(|(m, _)| m.is_empty()));
-    put_list(&stored.url, &csv).await;
+    put_list(&stored.url, &votable(&csv)).await;
     let after = eventually(WAIT, "the stored objects re-annotated", || async {
         let view = annotations(&stored, &keys).await;
         matched.iter().all(|k| !view[k].0.is_empty()).then_some(view)

@@ -18,6 +18,9 @@ use lightkeeper_api::pipeline::{PipelineInfo, PipelineList};
 use lightkeeper_partition::pipeline::{check_name, Pipeline};
 use lightkeeper_storage::settings::{SettingKey, SettingKind};
 
+/// Bound on a cluster's pipelines (each runs on every alert, and names metrics).
+pub const MAX_PIPELINES: usize = 64;
+
 fn name_of(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
     let Path(name) = path?;
     check_name(&name).map_err(|m| ApiError::bad_request("bad_name", m))?;
@@ -76,7 +79,7 @@ pub async fn get(
         (status = 200, description = "stored, and running on this node", body = PipelineInfo),
         (status = 400, description = "`bad_pipeline`: the message names the line and column and what is wrong; `bad_name`", body = ErrorResponse),
         (status = 401, description = "`unauthorized`", body = ErrorResponse),
-        (status = 409, description = "`admin_disabled`", body = ErrorResponse),
+        (status = 409, description = "`admin_disabled`; `too_many_pipelines` (at most 64)", body = ErrorResponse),
         (status = 413, description = "`payload_too_large`", body = ErrorResponse),
         (status = 503, description = "`unavailable`: the settings topic could not be written; retry", body = ErrorResponse)
     ))]
@@ -95,6 +98,12 @@ pub async fn put(
     Pipeline::compile(&name, &text).map_err(|e| ApiError::bad_request("bad_pipeline", e.to_string()))?;
     let settings = state.settings.clone();
     let key = SettingKey::new(SettingKind::Pipeline, &name);
+    if settings.log.get(&key).is_none() && settings.log.all(SettingKind::Pipeline).len() >= MAX_PIPELINES {
+        return Err(ApiError::Conflict {
+            code: "too_many_pipelines",
+            message: format!("a cluster runs at most {MAX_PIPELINES} pipelines; delete one first"),
+        });
+    }
     tokio::task::spawn_blocking(move || {
         let revision = settings.log.put(&key, text.as_bytes())?;
         settings.install(revision);

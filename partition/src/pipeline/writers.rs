@@ -367,6 +367,41 @@ mod tests {
     }
 
     #[test]
+    fn files_hold_the_records_and_roll_over() {
+        let dir = tempfile::tempdir().unwrap();
+        for format in [FileFormat::Avro, FileFormat::Csv] {
+            let p = FileParams { format, dir: Some(format!("out-{}", format.extension())), max_file_mib: 1 };
+            let mut w = FileWriter::new(&p, dir.path(), "p", 7);
+            let records: Vec<PipelineRecord> =
+                (0..3).map(|i| PipelineRecord { alert_id: 1000 + i, ..sample() }).collect();
+            w.pending.extend(records.iter().cloned());
+            w.flush().unwrap();
+            w.pending.push(PipelineRecord { alert_id: 2000, ..sample() });
+            w.flush().unwrap();
+            drop(w);
+            let files: Vec<_> = std::fs::read_dir(dir.path().join(p.dir.as_deref().unwrap()))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
+            assert_eq!(files.len(), 1, "one file per run below the size bound");
+            let name = files[0].file_name().unwrap().to_str().unwrap().to_owned();
+            assert!(name.starts_with("p007-") && name.ends_with(format.extension()), "{name}");
+            let ids: Vec<i64> = match format {
+                FileFormat::Avro => apache_avro::Reader::new(std::fs::File::open(&files[0]).unwrap())
+                    .unwrap()
+                    .map(|v| apache_avro::from_value::<PipelineRecord>(&v.unwrap()).unwrap().alert_id)
+                    .collect(),
+                FileFormat::Csv => csv::Reader::from_path(&files[0])
+                    .unwrap()
+                    .records()
+                    .map(|r| r.unwrap()[1].parse().unwrap())
+                    .collect(),
+            };
+            assert_eq!(ids, [1000, 1001, 1002, 2000], "{format:?}");
+        }
+    }
+
+    #[test]
     fn avro_records_round_trip_through_the_schema() {
         let r = sample();
         let bytes = wire_bytes(&r).unwrap();

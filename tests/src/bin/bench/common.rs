@@ -97,10 +97,19 @@ pub fn bare_consumer_config(bootstrap: &str) -> ClientConfig {
 pub async fn drop_topics(kafka: &KafkaConfig, topics: &TopicSet) -> anyhow::Result<()> {
     let cleanup = {
         let (kafka, t) = (kafka.clone(), topics.clone());
-        move || kafka.delete_topics(&[&t.input, &t.changelog, &t.dead_letter])
+        move || kafka.delete_topics(&[&t.input, &t.changelog, &t.dead_letter, &t.schemas, &t.settings])
     };
     if let Err(e) = tokio::task::spawn_blocking(cleanup).await? {
         eprintln!("could not delete the benchmark topics: {e}");
+    }
+    Ok(())
+}
+
+/// Deletes a pipeline's output topic.
+pub async fn drop_output(kafka: &KafkaConfig, topic: &str) -> anyhow::Result<()> {
+    let (kafka, t) = (kafka.clone(), topic.to_owned());
+    if let Err(e) = tokio::task::spawn_blocking(move || kafka.delete_topics(&[&t])).await? {
+        eprintln!("could not delete the pipeline's output topic: {e}");
     }
     Ok(())
 }

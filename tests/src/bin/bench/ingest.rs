@@ -16,7 +16,7 @@
 //! the filters (and the ratio of their CPU per alert, the same cost seen from the node). The filters are varied and realistic (magnitude and detection counts, real/bogus
 //! scores, `isdiffpos`, key ranges), so a share of the changes match and are sent.
 
-use crate::common::{bare_consumer_config, drop_topics, load_input, machine};
+use crate::common::{bare_consumer_config, drop_output, drop_topics, load_input, machine};
 use lightkeeper_clients::Client;
 use lightkeeper_storage::log::KafkaConfig;
 use lightkeeper_tests::cluster::metric_samples;
@@ -37,11 +37,12 @@ pub async fn run(
     filters: usize,
     set: FilterSet,
     repeat: usize,
+    pipeline: bool,
 ) -> anyhow::Result<()> {
     anyhow::ensure!(repeat > 0, "--repeat must be at least 1");
-    if filters == 0 {
+    if filters == 0 && !pipeline {
         for _ in 0..repeat {
-            run_one(n, per_object, partitions, 0, set).await?;
+            run_one(n, per_object, partitions, 0, set, false).await?;
         }
         return Ok(());
     }
@@ -50,17 +51,22 @@ pub async fn run(
     let mut pairs: Vec<(Run, Run)> = Vec::with_capacity(repeat);
     for i in 0..repeat {
         let (plain, filtered) = if i % 2 == 0 {
-            let plain = run_one(n, per_object, partitions, 0, set).await?;
-            (plain, run_one(n, per_object, partitions, filters, set).await?)
+            let plain = run_one(n, per_object, partitions, 0, set, false).await?;
+            (plain, run_one(n, per_object, partitions, filters, set, pipeline).await?)
         } else {
-            let filtered = run_one(n, per_object, partitions, filters, set).await?;
-            (run_one(n, per_object, partitions, 0, set).await?, filtered)
+            let filtered = run_one(n, per_object, partitions, filters, set, pipeline).await?;
+            (run_one(n, per_object, partitions, 0, set, false).await?, filtered)
         };
         pairs.push((plain, filtered));
     }
-    println!("## ingest with {filters} live filter subscriptions ({set:?}) against none, same run — {}", machine());
+    let what = if pipeline {
+        format!("a five-processor pipeline ({})", PIPELINE_CLASSES)
+    } else {
+        format!("{filters} live filter subscriptions ({set:?})")
+    };
+    println!("## ingest with {what} against none, same run — {}", machine());
     println!(
-        "| pair | alerts/s, no filter subscription | alerts/s, {filters} filter subscriptions | with / without | node CPU ms per 1,000 alerts, without / with | CPU with / without |"
+        "| pair | alerts/s, without | alerts/s, with {what} | with / without | node CPU ms per 1,000 alerts, without / with | CPU with / without |"
     );
     println!("|---|---|---|---|---|---|");
     for (i, (plain, filtered)) in pairs.iter().enumerate() {
@@ -288,14 +294,61 @@ async fn subscribe_filters(
     futures::future::try_join_all(connections).await
 }
 
-/// One node ingesting a fresh copy of the input with `filters` filter subscriptions.
-async fn run_one(n: usize, per_object: usize, partitions: u32, filters: usize, set: FilterSet) -> anyhow::Result<Run> {
+/// The processors of `--pipeline`, in order.
+const PIPELINE_CLASSES: &str = "filter → sky_region → solar_system → watchlist → kafka (Avro)";
+
+/// Puts `--pipeline`'s chain and the 1,000-entry watch list it names into the settings topic
+/// before the node starts, so the node runs them from its first alert. The chain passes nearly
+/// every alert to its writer, so the writer's cost is measured on (almost) every alert.
+fn put_pipeline(kafka: &KafkaConfig, topics: &TopicSet) -> anyhow::Result<String> {
+    use lightkeeper_storage::log::KafkaTopic;
+    use lightkeeper_storage::settings::{SettingKey, SettingKind, SettingsLog};
+    kafka.ensure_topic(&topics.settings, 1, Some(Duration::ZERO))?;
+    let log = SettingsLog::open(Arc::new(KafkaTopic::open(kafka, &topics.settings)?))?;
+    let out = format!("{}-out", topics.input);
+    let definition = format!(
+        "processors:\n\
+         \x20 - class: filter\n    params: {{ where: \"n_detections >= 1\" }}\n\
+         \x20 - class: sky_region\n    params: {{ exclude: true, cones: [{{ ra: 1.0, dec: -89.0, radius_arcsec: 60 }}] }}\n\
+         \x20 - class: solar_system\n    params: {{ exclude: [ceres, vesta, pallas] }}\n\
+         \x20 - class: watchlist\n    params: {{ name: bench, require: false }}\n\
+         \x20 - class: kafka\n    params: {{ topic: {out}, format: avro }}\n"
+    );
+    log.put(&SettingKey::new(SettingKind::Pipeline, "bench"), definition.as_bytes())?;
+    let entries: Vec<lightkeeper_api::pipeline::WatchEntry> = (0..1000)
+        .map(|i| lightkeeper_api::pipeline::WatchEntry {
+            name: format!("w{i}"),
+            ra: (i as f64 * 0.359) % 360.0,
+            dec: -60.0 + (i as f64 * 0.117) % 120.0,
+            radius_arcsec: 5.0,
+        })
+        .collect();
+    log.put(&SettingKey::new(SettingKind::Watchlist, "bench"), &serde_json::to_vec(&entries)?)?;
+    Ok(out)
+}
+
+/// One node ingesting a fresh copy of the input with `filters` filter subscriptions (and, with
+/// `pipeline`, the five-processor chain of [`put_pipeline`]).
+async fn run_one(
+    n: usize,
+    per_object: usize,
+    partitions: u32,
+    filters: usize,
+    set: FilterSet,
+    pipeline: bool,
+) -> anyhow::Result<Run> {
     let bootstrap = broker();
     let topics = TopicSet::unique("bench");
     let kafka = KafkaConfig::new(&bootstrap);
     let bytes_total = {
         let (kafka, topics) = (kafka.clone(), topics.clone());
         tokio::task::spawn_blocking(move || load_input(&kafka, &topics, n, per_object, partitions)).await??
+    };
+    let output = if pipeline {
+        let (kafka, topics) = (kafka.clone(), topics.clone());
+        Some(tokio::task::spawn_blocking(move || put_pipeline(&kafka, &topics)).await??)
+    } else {
+        None
     };
 
     // Baseline: a bare consumer reading the same topic.
@@ -414,8 +467,15 @@ async fn run_one(n: usize, per_object: usize, partitions: u32, filters: usize, s
             "{lost} of the filter connections were closed during the run: the rate does not count their filters"
         );
     }
+    if let Some(out) = &output {
+        let passed: f64 = metric_samples(&metrics, "lightkeeper_pipeline_passed_total").sum();
+        let errors: f64 = metric_samples(&metrics, "lightkeeper_pipeline_errors_total").sum();
+        println!("| pipeline: processor passes (all five) / errors | {passed} / {errors} |");
+        anyhow::ensure!(errors == 0.0, "the pipeline had {errors} errors: the run does not measure what it says");
+        drop_output(&kafka, out).await?;
+    }
     drop_topics(&kafka, &topics).await?;
-    for phase in ["poll", "decode", "changelog", "store"] {
+    for phase in ["poll", "decode", "pipelines", "changelog", "store"] {
         let sum: f64 = metrics
             .lines()
             .find(|l| l.starts_with("lightkeeper_phase_seconds_sum") && l.contains(&format!("phase=\"{phase}\"")))

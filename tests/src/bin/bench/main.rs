@@ -60,9 +60,12 @@ enum Cmd {
         /// Which filters --filters subscribes.
         #[arg(long, value_enum, default_value_t = ingest::FilterSet::Selective)]
         filter_set: ingest::FilterSet,
-        /// Runs (pairs of runs, with --filters) to take the median of.
+        /// Runs (pairs of runs, with --filters or --pipeline) to take the median of.
         #[arg(long, default_value_t = 1)]
         repeat: usize,
+        /// Pairs a node without pipelines with one running a five-processor chain.
+        #[arg(long)]
+        pipeline: bool,
     },
     Restore {
         #[arg(long, default_value_t = 30_000)]
@@ -120,8 +123,8 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let rt = tokio::runtime::Runtime::new()?;
     match args.cmd {
-        Cmd::Ingest { alerts, alerts_per_object, partitions, filters, filter_set, repeat } => {
-            rt.block_on(ingest::run(alerts, alerts_per_object, partitions, filters, filter_set, repeat))
+        Cmd::Ingest { alerts, alerts_per_object, partitions, filters, filter_set, repeat, pipeline } => {
+            rt.block_on(ingest::run(alerts, alerts_per_object, partitions, filters, filter_set, repeat, pipeline))
         }
         Cmd::Query { points, rate, seconds } => rt.block_on(query::run(points, rate, seconds)),
         Cmd::Find { objects, rate, seconds, scan_rate, scan_requests, partitions } => {
