@@ -240,7 +240,28 @@ struct Chain {
     writers: Vec<Option<Box<dyn Writer>>>,
     /// An instance that could not open its writers runs nothing (and says so once).
     broken: Option<String>,
-    labels: Vec<Labels>,
+    /// Aligned with `pipeline.steps`: the step's counters, looked up once (a family lookup
+    /// hashes the labels; per alert and processor that was a measurable share of the chain).
+    counters: Vec<StepCounters>,
+}
+
+/// One processor's metric handles (they share their values with the registered families).
+struct StepCounters {
+    passed: Counter,
+    skipped: Counter,
+    errors: Counter,
+    seconds: Counter<f64, AtomicU64>,
+}
+
+impl StepCounters {
+    fn of(m: &PipelineMetrics, l: &Labels) -> StepCounters {
+        StepCounters {
+            passed: m.passed.get_or_create(l).clone(),
+            skipped: m.skipped.get_or_create(l).clone(),
+            errors: m.errors.get_or_create(l).clone(),
+            seconds: m.seconds.get_or_create(l).clone(),
+        }
+    }
 }
 
 /// A partition master's chains: rebuilt when the node's set changes, dropped (files closed)
@@ -279,8 +300,8 @@ impl Runs {
             if let Some(why) = &broken {
                 warn!(pipeline = %p.name, partition, reason = %why, "pipeline cannot run on this partition");
             }
-            let labels = (0..p.steps.len()).map(|i| p.labels(i)).collect();
-            self.chains.push(Chain { pipeline: p.clone(), writers, broken, labels });
+            let counters = (0..p.steps.len()).map(|i| StepCounters::of(&pipelines.metrics, &p.labels(i))).collect();
+            self.chains.push(Chain { pipeline: p.clone(), writers, broken, counters });
         }
         self.generation = snap.generation;
     }
@@ -290,11 +311,11 @@ impl Runs {
     }
 
     /// Runs every chain over one alert.
-    pub fn run(&mut self, item: &Item<'_>, metrics: &PipelineMetrics) {
+    pub fn run(&mut self, item: &Item<'_>) {
         for chain in &mut self.chains {
             if chain.broken.is_some() {
-                if let Some(l) = chain.labels.first() {
-                    metrics.errors.get_or_create(l).inc();
+                if let Some(c) = chain.counters.first() {
+                    c.errors.inc();
                 }
                 continue;
             }
@@ -319,18 +340,18 @@ impl Runs {
                         None => Err(ProcessorError("the writer is not open".into())),
                     },
                 };
-                let l = &chain.labels[i];
-                metrics.seconds.get_or_create(l).inc_by(started.elapsed().as_secs_f64());
+                let c = &chain.counters[i];
+                c.seconds.inc_by(started.elapsed().as_secs_f64());
                 match outcome {
                     Ok(Verdict::Pass) => {
-                        metrics.passed.get_or_create(l).inc();
+                        c.passed.inc();
                     }
                     Ok(Verdict::Skip) => {
-                        metrics.skipped.get_or_create(l).inc();
+                        c.skipped.inc();
                         break;
                     }
                     Err(e) => {
-                        metrics.errors.get_or_create(l).inc();
+                        c.errors.inc();
                         warn!(pipeline = %chain.pipeline.name, processor = i, alert_id = item.alert.alert_id, error = %e, "pipeline processor failed");
                         break;
                     }
@@ -340,16 +361,16 @@ impl Runs {
     }
 
     /// Writes out what the batch gave the writers. Called before the batch's changelog append.
-    pub fn flush(&mut self, metrics: &PipelineMetrics) {
+    pub fn flush(&mut self) {
         for chain in &mut self.chains {
             for (i, w) in chain.writers.iter_mut().enumerate() {
                 let Some(w) = w else { continue };
                 let started = Instant::now();
                 let result = w.flush();
-                let l = &chain.labels[i];
-                metrics.seconds.get_or_create(l).inc_by(started.elapsed().as_secs_f64());
+                let c = &chain.counters[i];
+                c.seconds.inc_by(started.elapsed().as_secs_f64());
                 if let Err((lost, e)) = result {
-                    metrics.errors.get_or_create(l).inc_by(lost as u64);
+                    c.errors.inc_by(lost as u64);
                     warn!(pipeline = %chain.pipeline.name, processor = i, lost, error = %e, "pipeline writer failed; its records of this batch are lost");
                 }
             }

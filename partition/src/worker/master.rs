@@ -154,7 +154,7 @@ impl Core {
             }));
             if !feed.runs.is_empty() {
                 let summary = &history.last().expect("pushed above").summary;
-                feed.runs.run(&Item { alert, summary, source: &source }, &self.deps.pipelines.metrics);
+                feed.runs.run(&Item { alert, summary, source: &source });
             }
             entries.push(ChangelogEntry::Change(Box::new(Change {
                 epoch: progress.epoch,
@@ -182,7 +182,7 @@ impl Core {
         let decoded = if feed.runs.is_empty() {
             decoded
         } else {
-            feed.runs.flush(&self.deps.pipelines.metrics);
+            feed.runs.flush();
             self.observe_phase("pipelines", decoded)
         };
 
