@@ -276,3 +276,17 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Angular separation in arcsec computed through unit vectors and atan2 — deliberately not the
+/// node's haversine — for independent cross-matches in tests.
+pub fn separation_arcsec(ra1: f64, dec1: f64, ra2: f64, dec2: f64) -> f64 {
+    let v = |ra: f64, dec: f64| {
+        let (ra, dec) = (ra.to_radians(), dec.to_radians());
+        [dec.cos() * ra.cos(), dec.cos() * ra.sin(), dec.sin()]
+    };
+    let (a, b) = (v(ra1, dec1), v(ra2, dec2));
+    let cross = [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]];
+    let sin = (cross[0] * cross[0] + cross[1] * cross[1] + cross[2] * cross[2]).sqrt();
+    let cos = a[0] * b[0] + a[1] * b[1] + a[2] * b[2];
+    sin.atan2(cos).to_degrees() * 3600.0
+}

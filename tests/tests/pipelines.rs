@@ -2,13 +2,16 @@
 //! filter for named targets, then a Kafka writer and a file writer — run over real ZTF alerts
 //! with `ssnamenr`, gives exactly the alerts an independent reading (fastavro, in
 //! `tests/py/alerts.py`) selects; the Avro records decode with the schema the node's registry
-//! API serves, keyed by alert id in the partition murmur2 gives; a bad definition is refused
-//! with its line; a deleted pipeline stops.
+//! API serves, keyed by alert id in the partition murmur2 gives; a second chain (the filter
+//! language, a sky region of cones) writes JSON records of exactly the alerts an independent
+//! cross-match puts inside; a bad definition is refused with its line; a deleted pipeline stops.
 
 use lightkeeper_api::partitioner::partition_for;
 use lightkeeper_api::pipeline::{PipelineInfo, RECORD_SCHEMA_ID};
 use lightkeeper_tests::kafka::{read_topic, TopicSet};
-use lightkeeper_tests::{avro_files, broker, eventually, lsst_schemas, python, shared_data, unique, NodeProcess};
+use lightkeeper_tests::{
+    avro_files, broker, eventually, lsst_schemas, python, separation_arcsec, shared_data, unique, NodeProcess,
+};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -84,6 +87,37 @@ async fn the_seed_chain_selects_exactly_the_named_bodies_alerts() {
     let classes: Vec<&str> = info.processors.iter().map(|p| p.class.as_str()).collect();
     assert_eq!(classes, ["solar_system", "kafka", "file"]);
 
+    // A second chain: the filter language and a sky region (cones around five real alert
+    // positions) to a topic as JSON.
+    let region_topic = unique("region");
+    let centres: Vec<(f64, f64)> = reference
+        .iter()
+        .step_by(25)
+        .map(|r| (r["ra"].as_f64().unwrap(), r["dec"].as_f64().unwrap() + 1.0 / 3600.0))
+        .collect();
+    let in_region: BTreeSet<String> = reference
+        .iter()
+        .filter(|r| {
+            let (ra, dec) = (r["ra"].as_f64().unwrap(), r["dec"].as_f64().unwrap());
+            centres.iter().any(|(cra, cdec)| separation_arcsec(ra, dec, *cra, *cdec) <= 2.0)
+        })
+        .map(|r| r["candid"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(in_region.len() >= centres.len());
+    let cones = centres
+        .iter()
+        .map(|(ra, dec)| format!("{{ ra: {ra}, dec: {dec}, radius_arcsec: 2.0 }}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let region = format!(
+        "processors:\n\
+         \x20 - class: filter\n    params: {{ where: \"n_detections >= 1 and survey = 'ztf'\" }}\n\
+         \x20 - class: sky_region\n    params: {{ cones: [{cones}] }}\n\
+         \x20 - class: kafka\n    params: {{ topic: {region_topic}, format: json }}\n"
+    );
+    let r = http.put(format!("{url}/v1/pipelines/region")).bearer_auth(TOKEN).body(region).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+
     for f in &files {
         let r = http.post(format!("{url}/v1/alerts")).body(std::fs::read(f).unwrap()).send().await.unwrap();
         assert_eq!(r.status(), 202);
@@ -142,6 +176,22 @@ async fn the_seed_chain_selects_exactly_the_named_bodies_alerts() {
         }
     }
     assert_eq!(from_files, wanted, "the files hold exactly the selected alerts");
+
+    // The region chain's JSON records: exactly the alerts within the cones.
+    let records = read_topic(&broker(), &region_topic, in_region.len(), WAIT);
+    let got: BTreeSet<String> = records
+        .iter()
+        .map(|rec| {
+            let v: Value = serde_json::from_slice(&rec.payload).unwrap();
+            let id = v["alert_id"].as_i64().unwrap().to_string();
+            assert_eq!(rec.key.as_deref(), Some(id.as_bytes()), "keyed by alert id");
+            assert_eq!(v["pipeline"], "region");
+            id
+        })
+        .collect();
+    assert_eq!(got, in_region, "the region topic holds exactly the alerts inside the cones");
+    let r = http.delete(format!("{url}/v1/pipelines/region")).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(r.status(), 204);
 
     // Deleted: it stops, and is gone.
     let r = http.delete(format!("{url}/v1/pipelines/giants")).bearer_auth(TOKEN).send().await.unwrap();

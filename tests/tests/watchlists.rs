@@ -2,29 +2,18 @@
 //! object positions (read independently, with fastavro) plus decoys gives exactly the matches
 //! an independent cross-match gives; a list put after the alerts (as a VOTable, run over the
 //! stored objects) gives the same annotations as one put before them (as CSV, run live); the
-//! `watchlist` filter field finds the matched objects; deleting the list removes the matches.
+//! `watchlist` filter field finds the matched objects; subscribers (to an object, to the filter)
+//! are pushed the re-annotation; deleting the list removes the matches.
 
+use lightkeeper_clients::api::ws::ServerMsg;
 use lightkeeper_clients::Client;
-use lightkeeper_tests::{avro_files, consumed, eventually, python, shared_data, NodeProcess};
+use lightkeeper_tests::{avro_files, consumed, eventually, python, separation_arcsec, shared_data, NodeProcess};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 const TOKEN: &str = "watch-admin";
 const WAIT: Duration = Duration::from_secs(60);
-
-/// Angular distance in arcsec through unit vectors (not the node's haversine).
-fn separation_arcsec(ra1: f64, dec1: f64, ra2: f64, dec2: f64) -> f64 {
-    let v = |ra: f64, dec: f64| {
-        let (ra, dec) = (ra.to_radians(), dec.to_radians());
-        [dec.cos() * ra.cos(), dec.cos() * ra.sin(), dec.sin()]
-    };
-    let (a, b) = (v(ra1, dec1), v(ra2, dec2));
-    let cross = [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]];
-    let sin = (cross[0] * cross[0] + cross[1] * cross[1] + cross[2] * cross[2]).sqrt();
-    let cos = a[0] * b[0] + a[1] * b[1] + a[2] * b[2];
-    sin.atan2(cos).to_degrees() * 3600.0
-}
 
 struct Started {
     node: NodeProcess,
@@ -190,7 +179,34 @@ async fn watch_lists_match_like_an_independent_cross_match_live_and_over_stored_
     ingest(&stored, &files).await;
     let before = annotations(&stored, &keys).await;
     assert!(before.values().all(|(m, _)| m.is_empty()));
+    // Subscribers are pushed the re-annotation like any change: one following a matched
+    // object, one following the filter `watchlist = 'mine'`.
+    let watched = matched.iter().next().unwrap().clone();
+    let mut object_sub = stored.client.subscribe("o", &[&watched], None).await.unwrap();
+    let mut filter_sub = stored.client.subscribe_filter("f", "watchlist = 'mine'", None, false).await.unwrap();
+    assert!(matches!(filter_sub.next(WAIT).await.unwrap(), Some(ServerMsg::Subscribed { .. })));
     put_list(&stored.url, &votable(&csv)).await;
+    let pushed = loop {
+        match object_sub.next(WAIT).await.unwrap() {
+            Some(ServerMsg::Update { key, version, object, .. }) => break (key, version, object),
+            Some(_) => continue,
+            None => panic!("no update pushed for {watched}"),
+        }
+    };
+    assert_eq!(pushed.0, watched);
+    assert_eq!(pushed.1, before[&watched].1 + 1);
+    assert!(pushed.2.watchlists.iter().any(|m| m.watchlist == "mine"), "{:?}", pushed.2.watchlists);
+    let mut entered = BTreeSet::new();
+    while entered.len() < matched.len() {
+        match filter_sub.next(WAIT).await.unwrap() {
+            Some(ServerMsg::Update { key, .. }) => {
+                entered.insert(key);
+            }
+            Some(_) => {}
+            None => break,
+        }
+    }
+    assert_eq!(entered, matched, "the filter subscription is pushed every re-annotated object");
     let after = eventually(WAIT, "the stored objects re-annotated", || async {
         let view = annotations(&stored, &keys).await;
         matched.iter().all(|k| !view[k].0.is_empty()).then_some(view)

@@ -153,12 +153,18 @@ impl Writer for KafkaWriter {
 
     fn flush(&mut self) -> Result<(), (usize, ProcessorError)> {
         let pending = std::mem::take(&mut self.pending);
+        let batches: Vec<(u32, Vec<Append<'_>>)> = pending
+            .iter()
+            .map(|(p, recs)| {
+                (*p, recs.iter().map(|(k, v)| Append { key: Some(k), payload: v, headers: &[] }).collect())
+            })
+            .collect();
+        // One wait for every output partition's acknowledgements.
+        let results = self.topic.append_each(&batches);
         let mut lost = 0;
         let mut first_error = None;
-        for (p, recs) in &pending {
-            let appends: Vec<Append<'_>> =
-                recs.iter().map(|(k, v)| Append { key: Some(k), payload: v, headers: &[] }).collect();
-            if let Err(e) = self.topic.append(*p, &appends) {
+        for ((_, recs), result) in batches.iter().zip(results) {
+            if let Err(e) = result {
                 lost += recs.len();
                 first_error.get_or_insert_with(|| ProcessorError(format!("appending to {}: {e}", self.topic.name())));
             }

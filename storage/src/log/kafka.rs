@@ -26,7 +26,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -311,6 +311,32 @@ impl Topic for KafkaTopic {
         result
     }
 
+    /// Sends every batch, then waits: one round of acknowledgements for all the partitions.
+    fn append_each(&self, batches: &[(u32, Vec<Append<'_>>)]) -> Vec<Result<Vec<u64>, LogError>> {
+        let producer = self.producer();
+        let sent: Vec<Result<Vec<DeliveryFuture>, LogError>> = batches
+            .iter()
+            .map(|(p, records)| {
+                if *p >= self.partitions {
+                    return Err(LogError::NoSuchPartition {
+                        topic: self.name.clone(),
+                        partition: *p,
+                        partitions: self.partitions,
+                    });
+                }
+                send_with(&producer, &self.name, *p, records)
+            })
+            .collect();
+        let results: Vec<Result<Vec<u64>, LogError>> =
+            sent.into_iter().map(|s| s.and_then(|pending| await_deliveries(&self.name, pending))).collect();
+        if results.iter().any(Result::is_err) {
+            if let Some(why) = self.replace_if_fatal(&producer) {
+                tracing::warn!(topic = %self.name, reason = %why, "the producer failed fatally and was replaced");
+            }
+        }
+        results
+    }
+
     fn reader(&self, partition: u32, from: u64) -> Result<Box<dyn TopicReader>, LogError> {
         if partition >= self.partitions {
             return Err(LogError::NoSuchPartition { topic: self.name.clone(), partition, partitions: self.partitions });
@@ -361,6 +387,17 @@ fn append_with(
     partition: u32,
     records: &[Append<'_>],
 ) -> Result<Vec<u64>, LogError> {
+    let pending = send_with(producer, topic, partition, records)?;
+    await_deliveries(topic, pending)
+}
+
+/// Hands `records` to the producer (in order, one partition) without waiting for the broker.
+fn send_with(
+    producer: &FutureProducer,
+    topic: &str,
+    partition: u32,
+    records: &[Append<'_>],
+) -> Result<Vec<DeliveryFuture>, LogError> {
     let mut pending = Vec::with_capacity(records.len());
     for r in records {
         let mut headers = OwnedHeaders::new();
@@ -386,6 +423,11 @@ fn append_with(
             }
         }
     }
+    Ok(pending)
+}
+
+/// Waits for the broker's acknowledgement of every sent record; their offsets, in order.
+fn await_deliveries(topic: &str, pending: Vec<DeliveryFuture>) -> Result<Vec<u64>, LogError> {
     let mut offsets = Vec::with_capacity(pending.len());
     for fut in pending {
         match block_on(fut) {

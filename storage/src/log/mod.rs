@@ -166,6 +166,12 @@ pub trait Topic: Send + Sync {
     /// Appends records to one partition and returns their offsets once they are durable
     /// (acks=all on Kafka; a synced write on the embedded log). Order is preserved.
     fn append(&self, partition: u32, records: &[Append<'_>]) -> Result<Vec<u64>, LogError>;
+    /// Appends to several partitions and returns each batch's result, in the order given. The
+    /// default appends one partition after another; an engine that can wait for all of them at
+    /// once (Kafka: send everything, then await the acks) overrides it.
+    fn append_each(&self, batches: &[(u32, Vec<Append<'_>>)]) -> Vec<Result<Vec<u64>, LogError>> {
+        batches.iter().map(|(p, records)| self.append(*p, records)).collect()
+    }
     /// Opens a reader of one partition starting at `from` (the next offset to read).
     fn reader(&self, partition: u32, from: u64) -> Result<Box<dyn TopicReader>, LogError>;
     /// The partition's end offset (next offset to be written) as the log reports it now. On
