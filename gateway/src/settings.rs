@@ -10,7 +10,7 @@ use lightkeeper_partition::pipeline::writers::TopicOpener;
 use lightkeeper_partition::pipeline::{Pipeline, Pipelines};
 use lightkeeper_partition::watchlist::{WatchEntry, WatchIndex};
 use lightkeeper_storage::log::{EmbeddedLog, KafkaConfig, KafkaTopic, LogError, Topic};
-use lightkeeper_storage::settings::{SettingKind, SettingsError, SettingsLog};
+use lightkeeper_storage::settings::{SettingKey, SettingKind, SettingsError, SettingsLog};
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
@@ -39,6 +39,18 @@ impl LiveSettings {
         let revision = self.log.catch_up()?;
         self.install(revision);
         Ok(())
+    }
+
+    /// Writes a setting (an empty `value` deletes it) and installs the result on this node, off
+    /// the async runtime; what `PUT` and `DELETE` of pipelines and watch lists share.
+    pub async fn store(self: &Arc<Self>, key: SettingKey, value: Vec<u8>) -> Result<(), StoreSettingError> {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let revision = me.log.put(&key, &value)?;
+            me.install(revision);
+            Ok(())
+        })
+        .await?
     }
 
     /// Compiles and installs the pipelines of `revision` if it is newer than what runs.
@@ -146,4 +158,13 @@ impl TopicOpener for EmbeddedOpener {
         open.insert(name.to_owned(), t.clone());
         Ok(t)
     }
+}
+
+/// Why [`LiveSettings::store`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreSettingError {
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    #[error("the settings task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
 }

@@ -104,13 +104,7 @@ pub async fn put(
             message: format!("a cluster runs at most {MAX_PIPELINES} pipelines; delete one first"),
         });
     }
-    tokio::task::spawn_blocking(move || {
-        let revision = settings.log.put(&key, text.as_bytes())?;
-        settings.install(revision);
-        Ok::<_, lightkeeper_storage::settings::SettingsError>(())
-    })
-    .await?
-    .map_err(unavailable)?;
+    settings.store(key, text.into_bytes()).await.map_err(unavailable)?;
     state
         .settings
         .pipelines
@@ -141,13 +135,6 @@ pub async fn delete(
     if state.settings.log.get(&key).is_none() {
         return Err(ApiError::not_found("pipeline_not_found", format!("no pipeline named {name:?}")));
     }
-    let settings = state.settings.clone();
-    tokio::task::spawn_blocking(move || {
-        let revision = settings.log.delete(&key)?;
-        settings.install(revision);
-        Ok::<_, lightkeeper_storage::settings::SettingsError>(())
-    })
-    .await?
-    .map_err(unavailable)?;
+    state.settings.store(key, Vec::new()).await.map_err(unavailable)?;
     Ok(StatusCode::NO_CONTENT)
 }

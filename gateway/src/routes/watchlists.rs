@@ -7,6 +7,7 @@
 
 use super::admin::authorize;
 use crate::error::ApiError;
+use crate::settings::StoreSettingError;
 use crate::state::AppState;
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, State};
@@ -230,14 +231,8 @@ pub async fn put(
             message: format!("a cluster keeps at most {MAX_WATCHLISTS} watch lists; delete one first"),
         });
     }
-    tokio::task::spawn_blocking(move || {
-        let revision = settings.log.put(&key, &bytes)?;
-        settings.install(revision);
-        Ok::<_, SettingsError>(())
-    })
-    .await?
-    .map_err(|e| match e {
-        SettingsError::TooLarge { .. } => bad(e.to_string()),
+    settings.store(key, bytes).await.map_err(|e| match e {
+        StoreSettingError::Settings(SettingsError::TooLarge { .. }) => bad(e.to_string()),
         e => ApiError::Unavailable(format!("the settings topic: {e}")),
     })?;
     Ok(Json(Watchlist { name, entries }))
@@ -266,14 +261,11 @@ pub async fn delete(
     if state.settings.log.get(&key).is_none() {
         return Err(ApiError::not_found("watchlist_not_found", format!("no watch list named {name:?}")));
     }
-    let settings = state.settings.clone();
-    tokio::task::spawn_blocking(move || {
-        let revision = settings.log.delete(&key)?;
-        settings.install(revision);
-        Ok::<_, SettingsError>(())
-    })
-    .await?
-    .map_err(|e| ApiError::Unavailable(format!("the settings topic: {e}")))?;
+    state
+        .settings
+        .store(key, Vec::new())
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("the settings topic: {e}")))?;
     Ok(StatusCode::NO_CONTENT)
 }
 
