@@ -1,4 +1,5 @@
-//! Small helpers to read fields out of a decoded Avro `Value` by name.
+//! Small helpers to read fields out of a decoded Avro `Value` by name (the generic decoder's side
+//! of [`Node`](super::node::Node), and stamps).
 //!
 //! Decoding goes through the writer schema into a generic `Value` (never a fixed reader schema:
 //! the ZTF `schemavsn` does not determine the layout, see the data notes), so field access is by
@@ -63,31 +64,6 @@ pub fn str_of(v: &Value) -> Option<&str> {
 pub fn bool_of(v: &Value) -> Option<bool> {
     match plain(v) {
         Value::Boolean(b) => Some(*b),
-        _ => None,
-    }
-}
-
-/// Finite float field.
-pub fn f64_field(rec: &Value, names: &[&str]) -> Option<f64> {
-    field(rec, names).and_then(f64_of)
-}
-
-pub fn i64_field(rec: &Value, names: &[&str]) -> Option<i64> {
-    field(rec, names).and_then(i64_of)
-}
-
-pub fn str_field<'a>(rec: &'a Value, names: &[&str]) -> Option<&'a str> {
-    field(rec, names).and_then(str_of)
-}
-
-pub fn bool_field(rec: &Value, names: &[&str]) -> Option<bool> {
-    field(rec, names).and_then(bool_of)
-}
-
-/// Array field items; `None` when the field is missing or null (distinct from an empty array).
-pub fn array_field<'a>(rec: &'a Value, names: &[&str]) -> Option<&'a [Value]> {
-    match field(rec, names)? {
-        Value::Array(items) => Some(items.as_slice()),
         _ => None,
     }
 }

@@ -9,25 +9,66 @@
 //! object, keyed `lsst:ss-<ssObjectId>`; a source with neither (synthetic packets) is keyed by
 //! its own diaSourceId, which is the id Rubin gives a new diaObject anyway.
 
-use super::avro_value::*;
+use super::node::Node;
+use super::projection::layout;
 use super::DecodeError;
 use crate::model::*;
 use crate::object::Attributes;
-use apache_avro::types::Value;
 
-const MJD: &[&str] = &["midpointMjdTai", "midPointTai"];
-const BAND: &[&str] = &["band", "filterName"];
-const FLUX: &[&str] = &["psfFlux", "psFlux"];
-const FLUX_ERR: &[&str] = &["psfFluxErr", "psFluxErr"];
-const DEC: &[&str] = &["dec", "decl"];
+layout! {
+    /// The alert record.
+    pub(crate) mod alert {
+        ALERT_ID: ["alertId", "diaSourceId"],
+        DIA_SOURCE: ["diaSource"] => source,
+        PRV_DIA_SOURCES: ["prvDiaSources"] => source,
+        PRV_DIA_FORCED_SOURCES: ["prvDiaForcedSources"] => source,
+        PRV_DIA_NONDETECTION_LIMITS: ["prvDiaNondetectionLimits"] => source,
+        DIA_OBJECT: ["diaObject"] => source,
+        SS_SOURCE: ["ssSource"] => source,
+        SS_OBJECT: ["ssObject"] => source,
+        ORBIT: ["mpc_orbits", "MPCORB"] => orbit,
+    }
+}
 
-pub fn decode_record(rec: &Value, schema_version: String) -> Result<Alert, DecodeError> {
-    let source = field(rec, &["diaSource"]).ok_or_else(|| DecodeError::missing("diaSource"))?;
-    let source_id = i64_field(source, &["diaSourceId"]).ok_or_else(|| DecodeError::missing("diaSource.diaSourceId"))?;
-    let alert_id = i64_field(rec, &["alertId", "diaSourceId"]).unwrap_or(source_id);
+layout! {
+    /// diaSource, diaForcedSource, nondetection limits, diaObject, ssSource and ssObject: one
+    /// layout for all, so a light point reads the same slots wherever it comes from.
+    pub(crate) mod source {
+        DIA_SOURCE_ID: ["diaSourceId"],
+        DIA_FORCED_SOURCE_ID: ["diaForcedSourceId"],
+        DIA_OBJECT_ID: ["diaObjectId"],
+        SS_OBJECT_ID: ["ssObjectId"],
+        MJD: ["midpointMjdTai", "midPointTai"],
+        BAND: ["band", "filterName"],
+        FLUX: ["psfFlux", "psFlux"],
+        FLUX_ERR: ["psfFluxErr", "psFluxErr"],
+        RA: ["ra"],
+        DEC: ["dec", "decl"],
+        IS_NEGATIVE: ["isNegative"],
+        RELIABILITY: ["reliability"],
+        SNR: ["snr"],
+        EXTENDEDNESS: ["extendedness"],
+        DIA_NOISE: ["diaNoise"],
+    }
+}
+
+layout! {
+    /// The solar-system orbit record (`MPCORB`, `mpc_orbits`).
+    pub(crate) mod orbit {
+        DESIGNATION: ["designation", "mpcDesignation", "fullDesignation", "packed_primary_provisional_designation"],
+    }
+}
+
+use source as s;
+
+/// Maps an alert record (laid out as [`alert`]) to the common model.
+pub fn decode_record<'a>(rec: impl Node<'a>, schema_version: String) -> Result<Alert, DecodeError> {
+    let source = rec.field(alert::DIA_SOURCE).ok_or_else(|| DecodeError::missing("diaSource"))?;
+    let source_id = source.i64(s::DIA_SOURCE_ID).ok_or_else(|| DecodeError::missing("diaSource.diaSourceId"))?;
+    let alert_id = rec.i64(alert::ALERT_ID).unwrap_or(source_id);
     let nonzero = |v: i64| (v != 0).then_some(v);
-    let dia_object = i64_field(source, &["diaObjectId"]).and_then(nonzero);
-    let ss_object = i64_field(source, &["ssObjectId"]).and_then(nonzero);
+    let dia_object = source.i64(s::DIA_OBJECT_ID).and_then(nonzero);
+    let ss_object = source.i64(s::SS_OBJECT_ID).and_then(nonzero);
     let object_id = match (dia_object, ss_object) {
         (Some(id), _) => id.to_string(),
         (None, Some(ss)) => format!("ss-{ss}"),
@@ -39,19 +80,19 @@ pub fn decode_record(rec: &Value, schema_version: String) -> Result<Alert, Decod
         .ok_or_else(|| DecodeError::invalid("diaSource has no valid time or band"))?;
     let mjd = primary.mjd;
     points.push(primary);
-    for item in array_field(rec, &["prvDiaSources"]).unwrap_or_default() {
+    for item in rec.array(alert::PRV_DIA_SOURCES).into_iter().flatten() {
         points.extend(source_point(item, PointKind::Detection, alert_id));
     }
-    for item in array_field(rec, &["prvDiaForcedSources"]).unwrap_or_default() {
+    for item in rec.array(alert::PRV_DIA_FORCED_SOURCES).into_iter().flatten() {
         points.extend(source_point(item, PointKind::Forced, alert_id));
     }
-    for item in array_field(rec, &["prvDiaNondetectionLimits"]).unwrap_or_default() {
+    for item in rec.array(alert::PRV_DIA_NONDETECTION_LIMITS).into_iter().flatten() {
         points.extend(nondetection(item, alert_id));
     }
 
-    let dia_obj = field(rec, &["diaObject"]);
-    let ra = dia_obj.and_then(|o| f64_field(o, &["ra"])).or_else(|| f64_field(source, &["ra"]));
-    let dec = dia_obj.and_then(|o| f64_field(o, DEC)).or_else(|| f64_field(source, DEC));
+    let dia_obj = rec.field(alert::DIA_OBJECT);
+    let ra = dia_obj.and_then(|o| o.f64(s::RA)).or_else(|| source.f64(s::RA));
+    let dec = dia_obj.and_then(|o| o.f64(s::DEC)).or_else(|| source.f64(s::DEC));
 
     Ok(Alert {
         survey: Survey::Lsst,
@@ -66,25 +107,25 @@ pub fn decode_record(rec: &Value, schema_version: String) -> Result<Alert, Decod
         solar_system: solar_system(rec, ss_object),
         points,
         attributes: Attributes {
-            reliability: f64_field(source, &["reliability"]),
-            snr: f64_field(source, &["snr"]),
-            psf_flux: f64_field(source, FLUX),
-            extendedness: f64_field(source, &["extendedness"]),
+            reliability: source.f64(s::RELIABILITY),
+            snr: source.f64(s::SNR),
+            psf_flux: source.f64(s::FLUX),
+            extendedness: source.f64(s::EXTENDEDNESS),
             ..Attributes::default()
         },
     })
 }
 
 /// A diaSource (detection) or diaForcedSource (forced photometry).
-fn source_point(rec: &Value, kind: PointKind, alert_id: i64) -> Option<LightPoint> {
-    let mjd = f64_field(rec, MJD)?;
-    let band = Band::parse(str_field(rec, BAND)?)?;
-    let flux = f64_field(rec, FLUX);
-    let flux_err = f64_field(rec, FLUX_ERR);
+fn source_point<'a>(rec: impl Node<'a>, kind: PointKind, alert_id: i64) -> Option<LightPoint> {
+    let mjd = rec.f64(s::MJD)?;
+    let band = Band::parse(rec.str(s::BAND)?)?;
+    let flux = rec.f64(s::FLUX);
+    let flux_err = rec.f64(s::FLUX_ERR);
     let mag = flux.and_then(njy_to_mag);
-    let id_field: &[&str] = match kind {
-        PointKind::Forced => &["diaForcedSourceId"],
-        _ => &["diaSourceId"],
+    let id_field = match kind {
+        PointKind::Forced => s::DIA_FORCED_SOURCE_ID,
+        _ => s::DIA_SOURCE_ID,
     };
     Some(LightPoint {
         mjd,
@@ -96,18 +137,18 @@ fn source_point(rec: &Value, kind: PointKind, alert_id: i64) -> Option<LightPoin
         mag,
         mag_err: mag.and(flux_err).zip(flux).map(|(e, f)| MAG_ERR_FACTOR * e / f.abs()),
         limiting_mag: None,
-        source_id: i64_field(rec, id_field),
-        is_negative: bool_field(rec, &["isNegative"]).or(flux.map(|f| f < 0.0)),
-        reliability: f64_field(rec, &["reliability"]),
+        source_id: rec.i64(id_field),
+        is_negative: rec.bool(s::IS_NEGATIVE).or(flux.map(|f| f < 0.0)),
+        reliability: rec.f64(s::RELIABILITY),
         alert_id,
     })
 }
 
 /// v3–v7 `prvDiaNondetectionLimits`: `diaNoise` is the 1σ flux noise in nJy; the limit is 5σ.
-fn nondetection(rec: &Value, alert_id: i64) -> Option<LightPoint> {
-    let mjd = f64_field(rec, MJD)?;
-    let band = Band::parse(str_field(rec, BAND)?)?;
-    let noise = f64_field(rec, &["diaNoise"]);
+fn nondetection<'a>(rec: impl Node<'a>, alert_id: i64) -> Option<LightPoint> {
+    let mjd = rec.f64(s::MJD)?;
+    let band = Band::parse(rec.str(s::BAND)?)?;
+    let noise = rec.f64(s::DIA_NOISE);
     Some(LightPoint {
         mjd,
         time_scale: TimeScale::Tai,
@@ -126,20 +167,11 @@ fn nondetection(rec: &Value, alert_id: i64) -> Option<LightPoint> {
 }
 
 /// v3–v7 carry `ssObject`; v8/v9 `ssSource` + `MPCORB`; v10+ `ssSource` + `mpc_orbits`.
-fn solar_system(rec: &Value, ss_object: Option<i64>) -> Option<SolarSystemMatch> {
-    let orbit = field(rec, &["mpc_orbits", "MPCORB"]);
-    let designation = orbit
-        .and_then(|o| {
-            str_field(
-                o,
-                &["designation", "mpcDesignation", "fullDesignation", "packed_primary_provisional_designation"],
-            )
-        })
-        .map(str::to_owned);
-    let ss_source = field(rec, &["ssSource"]);
+fn solar_system<'a>(rec: impl Node<'a>, ss_object: Option<i64>) -> Option<SolarSystemMatch> {
+    let designation = rec.field(alert::ORBIT).and_then(|o| o.str(orbit::DESIGNATION)).map(str::to_owned);
     let ss_id = ss_object
-        .or_else(|| ss_source.and_then(|s| i64_field(s, &["ssObjectId"])).filter(|v| *v != 0))
-        .or_else(|| field(rec, &["ssObject"]).and_then(|s| i64_field(s, &["ssObjectId"])).filter(|v| *v != 0));
+        .or_else(|| rec.field(alert::SS_SOURCE).and_then(|x| x.i64(s::SS_OBJECT_ID)).filter(|v| *v != 0))
+        .or_else(|| rec.field(alert::SS_OBJECT).and_then(|x| x.i64(s::SS_OBJECT_ID)).filter(|v| *v != 0));
     let name = designation.or_else(|| ss_id.map(|id| id.to_string()))?;
     Some(SolarSystemMatch { name, distance_arcsec: None, mag: None })
 }

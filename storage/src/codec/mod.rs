@@ -11,13 +11,16 @@
 
 mod avro_value;
 pub mod lsst;
+mod node;
+pub mod projection;
 pub mod stamps;
 pub mod ztf;
 
 use crate::model::Alert;
-use crate::registry::{RegistryError, SchemaRegistry};
+use crate::registry::{RegisteredSchema, RegistryError, SchemaRegistry};
 use apache_avro::Schema;
 use parking_lot::Mutex;
+use projection::{Layout, Plan};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -81,28 +84,145 @@ impl DecodeError {
 
 const CONTAINER_MAGIC: &[u8; 4] = b"Obj\x01";
 
-/// Decodes packets. Holds the registry and a cache of parsed container writer schemas (ZTF packets
-/// embed a ~20 kB schema in every message; parsing it once per distinct schema, not per packet,
-/// is most of the decode cost).
+/// Decodes packets. Holds the registry and caches of writer schemas, parsed and compiled: ZTF
+/// packets embed a ~20 kB schema in every message, and parsing it once per distinct schema, not
+/// per packet, was most of the decode cost before the compiled decoder; compiling a plan is
+/// likewise done once per container schema or registry id.
 pub struct Decoder {
     registry: Arc<dyn SchemaRegistry>,
-    container_schemas: Mutex<HashMap<Vec<u8>, Arc<Schema>>>,
+    /// Container schemas by [`fingerprint`] of their JSON (then compared whole).
+    container_schemas: Mutex<HashMap<u64, Vec<Arc<ContainerSchema>>>>,
+    /// Plans for registry ids, with the registered schema they were compiled from (a registry
+    /// that hands out a new schema for an id gets a new plan).
+    wire_schemas: Mutex<HashMap<u32, WirePlan>>,
 }
 
-/// Bound on the container-schema cache; distinct schemas in the wild number in the tens.
+/// A registered schema and its plan.
+type WirePlan = (Arc<RegisteredSchema>, Arc<Compiled>);
+
+/// Bound on each schema cache; distinct schemas in the wild number in the tens.
 const MAX_CACHED_SCHEMAS: usize = 256;
+
+/// A writer schema compiled for its survey's layout: the survey and plan, or why there is none.
+struct Compiled {
+    plan: Result<(Survey, Plan), CompileError>,
+}
+
+/// A container's writer schema, parsed (for the generic decoder and stamps) and compiled.
+struct ContainerSchema {
+    json: Vec<u8>,
+    schema: Schema,
+    compiled: Compiled,
+}
+
+/// Which mapper a writer schema's name selects.
+#[derive(Debug, Clone)]
+enum Survey {
+    Ztf,
+    /// `7.1` for `lsst.v7_1.alert`.
+    Lsst(String),
+}
+
+/// Why a writer schema has no plan; kept in the cache so a flood of such packets costs nothing.
+#[derive(Debug, Clone)]
+enum CompileError {
+    Unsupported(String),
+    Invalid(String),
+}
+
+impl From<&CompileError> for DecodeError {
+    fn from(e: &CompileError) -> DecodeError {
+        match e {
+            CompileError::Unsupported(name) => DecodeError::UnsupportedSchema(name.clone()),
+            CompileError::Invalid(why) => DecodeError::InvalidSchema(why.clone()),
+        }
+    }
+}
+
+impl Survey {
+    /// The survey a writer schema's full name selects.
+    fn of(schema: &Schema) -> Result<Survey, CompileError> {
+        let name = match schema {
+            Schema::Record(r) => r.name.fullname(None),
+            _ => return Err(CompileError::Unsupported("<not a record>".into())),
+        };
+        if name == "ztf.alert" {
+            return Ok(Survey::Ztf);
+        }
+        lsst_version(&name).map(Survey::Lsst).ok_or(CompileError::Unsupported(name))
+    }
+
+    fn layout(&self) -> &'static Layout {
+        match self {
+            Survey::Ztf => &ztf::alert::LAYOUT,
+            Survey::Lsst(_) => &lsst::alert::LAYOUT,
+        }
+    }
+
+    fn map<'a>(&self, rec: impl node::Node<'a>) -> Result<Alert, DecodeError> {
+        match self {
+            Survey::Ztf => ztf::decode_record(rec),
+            Survey::Lsst(version) => lsst::decode_record(rec, version.clone()),
+        }
+    }
+}
+
+impl Compiled {
+    fn new(schema: &Schema, named: &[Schema]) -> Compiled {
+        let plan = Survey::of(schema).and_then(|survey| {
+            let plan = Plan::compile(schema, named, survey.layout()).map_err(CompileError::Invalid)?;
+            Ok((survey, plan))
+        });
+        Compiled { plan }
+    }
+
+    fn decode(&self, body: &[u8]) -> Result<Alert, DecodeError> {
+        let (survey, plan) = self.plan.as_ref().map_err(DecodeError::from)?;
+        let value = plan.decode_all(body)?;
+        survey.map(&value)
+    }
+}
+
+/// Inserts into a bounded cache, emptying it when full (schemas in the wild number in the tens;
+/// a stream that cycles through hundreds only costs re-parsing).
+fn cache_insert<K: std::hash::Hash + Eq, V>(cache: &mut HashMap<K, V>, key: K, value: V) {
+    if cache.len() >= MAX_CACHED_SCHEMAS {
+        cache.clear();
+    }
+    cache.insert(key, value);
+}
 
 impl Decoder {
     pub fn new(registry: Arc<dyn SchemaRegistry>) -> Decoder {
-        Decoder { registry, container_schemas: Mutex::new(HashMap::new()) }
+        Decoder { registry, container_schemas: Mutex::new(HashMap::new()), wire_schemas: Mutex::new(HashMap::new()) }
     }
 
     pub fn registry(&self) -> &Arc<dyn SchemaRegistry> {
         &self.registry
     }
 
-    /// Decodes one packet into the common model.
+    /// Decodes one packet into the common model, with the plan compiled from its writer schema
+    /// ([`projection`]).
     pub fn decode(&self, bytes: &[u8]) -> Result<Alert, DecodeError> {
+        check_framing(bytes)?;
+        if bytes.starts_with(CONTAINER_MAGIC) {
+            let container = container::parse(bytes).map_err(DecodeError::Corrupt)?;
+            let schema = self.container_schema(container.schema_json)?;
+            if container.count != 1 {
+                return Err(DecodeError::RecordCount(container.count));
+            }
+            schema.compiled.decode(container.block)
+        } else {
+            let registered = self.registered(bytes)?;
+            let compiled = self.wire_schema(registered);
+            compiled.decode(&bytes[5..])
+        }
+    }
+
+    /// Decodes one packet through apache-avro's generic `Value` tree and the same survey
+    /// mappers: the decoder [`decode`](Self::decode) replaced, kept as the reference it is
+    /// tested (`storage/tests/decode_equivalence.rs`) and benchmarked (`bench decode`) against.
+    pub fn decode_generic(&self, bytes: &[u8]) -> Result<Alert, DecodeError> {
         self.decode_with(bytes, dispatch)
     }
 
@@ -119,17 +239,35 @@ impl Decoder {
         bytes: &[u8],
         f: impl FnOnce(&Schema, &apache_avro::types::Value) -> Result<T, DecodeError>,
     ) -> Result<T, DecodeError> {
-        if bytes.is_empty() {
-            return Err(DecodeError::Empty);
-        }
+        check_framing(bytes)?;
         if bytes.starts_with(CONTAINER_MAGIC) {
             self.decode_container(bytes, f)
-        } else if bytes[0] == 0 && bytes.len() > 5 {
-            self.decode_wire(bytes, f)
         } else {
-            let head: Vec<String> = bytes.iter().take(5).map(|b| format!("{b:02x}")).collect();
-            Err(DecodeError::UnknownFraming(head.join(" ")))
+            self.decode_wire(bytes, f)
         }
+    }
+
+    /// The registered schema a Confluent-framed packet names.
+    fn registered(&self, bytes: &[u8]) -> Result<Arc<RegisteredSchema>, DecodeError> {
+        let id = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]);
+        self.registry.get(id).map_err(|e| match e {
+            RegistryError::NotFound(id) => DecodeError::UnknownSchemaId(id),
+            // The registry answered, with a schema that cannot be used: retrying gives the same.
+            e @ RegistryError::Invalid { .. } => DecodeError::InvalidSchema(e.to_string()),
+            other => DecodeError::Registry(other.to_string()),
+        })
+    }
+
+    /// The plan for a registered schema, compiled at its first use.
+    fn wire_schema(&self, registered: Arc<RegisteredSchema>) -> Arc<Compiled> {
+        if let Some((known, compiled)) = self.wire_schemas.lock().get(&registered.id) {
+            if Arc::ptr_eq(known, &registered) {
+                return compiled.clone();
+            }
+        }
+        let compiled = Arc::new(Compiled::new(&registered.schema, &registered.named));
+        cache_insert(&mut self.wire_schemas.lock(), registered.id, (registered, compiled.clone()));
+        compiled
     }
 
     fn decode_wire<T>(
@@ -137,13 +275,7 @@ impl Decoder {
         bytes: &[u8],
         f: impl FnOnce(&Schema, &apache_avro::types::Value) -> Result<T, DecodeError>,
     ) -> Result<T, DecodeError> {
-        let id = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]);
-        let schema = self.registry.get(id).map_err(|e| match e {
-            RegistryError::NotFound(id) => DecodeError::UnknownSchemaId(id),
-            // The registry answered, with a schema that cannot be used: retrying gives the same.
-            e @ RegistryError::Invalid { .. } => DecodeError::InvalidSchema(e.to_string()),
-            other => DecodeError::Registry(other.to_string()),
-        })?;
+        let schema = self.registered(bytes)?;
         let mut body = &bytes[5..];
         // References resolve against the named types given here: the sibling schemas, or — for a
         // self-contained schema (a registered one) that uses a type it defines more than once —
@@ -164,45 +296,71 @@ impl Decoder {
         f: impl FnOnce(&Schema, &apache_avro::types::Value) -> Result<T, DecodeError>,
     ) -> Result<T, DecodeError> {
         let container = container::parse(bytes).map_err(DecodeError::Corrupt)?;
-        let schema = self.container_schema(container.schema_json)?;
+        let parsed = self.container_schema(container.schema_json)?;
         if container.count != 1 {
             return Err(DecodeError::RecordCount(container.count));
         }
         let mut body = container.block;
-        let value =
-            apache_avro::from_avro_datum(&schema, &mut body, None).map_err(|e| DecodeError::Corrupt(e.to_string()))?;
-        f(&schema, &value)
+        let value = apache_avro::from_avro_datum(&parsed.schema, &mut body, None)
+            .map_err(|e| DecodeError::Corrupt(e.to_string()))?;
+        f(&parsed.schema, &value)
     }
 
-    fn container_schema(&self, json: &[u8]) -> Result<Arc<Schema>, DecodeError> {
-        if let Some(s) = self.container_schemas.lock().get(json) {
-            return Ok(s.clone());
+    /// A container's writer schema, parsed and compiled at its first use.
+    fn container_schema(&self, json: &[u8]) -> Result<Arc<ContainerSchema>, DecodeError> {
+        let print = fingerprint(json);
+        if let Some(known) = self.container_schemas.lock().get(&print) {
+            if let Some(s) = known.iter().find(|s| s.json == json) {
+                return Ok(s.clone());
+            }
         }
         let text = std::str::from_utf8(json).map_err(|e| DecodeError::Corrupt(format!("schema is not utf-8: {e}")))?;
-        let schema =
-            Arc::new(Schema::parse_str(text).map_err(|e| DecodeError::Corrupt(format!("writer schema: {e}")))?);
+        let schema = Schema::parse_str(text).map_err(|e| DecodeError::Corrupt(format!("writer schema: {e}")))?;
+        let compiled = Compiled::new(&schema, &[]);
+        let parsed = Arc::new(ContainerSchema { json: json.to_vec(), schema, compiled });
         let mut cache = self.container_schemas.lock();
-        if cache.len() >= MAX_CACHED_SCHEMAS {
-            cache.clear();
+        match cache.get_mut(&print) {
+            Some(known) => known.push(parsed.clone()),
+            None => cache_insert(&mut cache, print, vec![parsed.clone()]),
         }
-        cache.insert(json.to_vec(), schema.clone());
-        Ok(schema)
+        Ok(parsed)
     }
 }
 
-/// Chooses the survey from the writer schema's full name.
+/// A cheap key for a container's ~20 kB schema JSON: its length and 64 words sampled across
+/// it. Hashing every byte of it cost as much as decoding the alert; a lookup compares the whole
+/// JSON anyway, so a collision costs a comparison, never a wrong schema.
+fn fingerprint(json: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    json.len().hash(&mut h);
+    if json.len() <= 512 {
+        json.hash(&mut h);
+    } else {
+        let step = (json.len() - 8) / 63;
+        for i in 0..64 {
+            let at = (i * step).min(json.len() - 8);
+            h.write(&json[at..at + 8]);
+        }
+    }
+    h.finish()
+}
+
+/// Refuses what is neither an Avro container nor Confluent-framed before anything is parsed.
+fn check_framing(bytes: &[u8]) -> Result<(), DecodeError> {
+    if bytes.is_empty() {
+        return Err(DecodeError::Empty);
+    }
+    if bytes.starts_with(CONTAINER_MAGIC) || (bytes[0] == 0 && bytes.len() > 5) {
+        return Ok(());
+    }
+    let head: Vec<String> = bytes.iter().take(5).map(|b| format!("{b:02x}")).collect();
+    Err(DecodeError::UnknownFraming(head.join(" ")))
+}
+
+/// Chooses the survey from the writer schema's full name (the generic decoder's path).
 fn dispatch(schema: &Schema, value: &apache_avro::types::Value) -> Result<Alert, DecodeError> {
-    let name = match schema {
-        Schema::Record(r) => r.name.fullname(None),
-        _ => return Err(DecodeError::UnsupportedSchema("<not a record>".into())),
-    };
-    if name == "ztf.alert" {
-        return ztf::decode_record(value);
-    }
-    if let Some(version) = lsst_version(&name) {
-        return lsst::decode_record(value, version);
-    }
-    Err(DecodeError::UnsupportedSchema(name))
+    Survey::of(schema).map_err(|e| DecodeError::from(&e))?.map(value)
 }
 
 /// `lsst.v7_1.alert` → `7.1`.
