@@ -43,6 +43,14 @@ use tokio_util::sync::CancellationToken;
 pub const CLOSE_SLOW_CONSUMER: u16 = 4008;
 const CLOSE_GOING_AWAY: u16 = 1001;
 const MAX_MESSAGE_BYTES: usize = 64 << 10;
+/// Initial capacity of a connection's read buffer. tungstenite's default (128 KiB, allocated up
+/// front) was most of an idle subscriber's memory — ~139 KiB each, 7,400 per GiB; client
+/// messages are small, and the buffer grows for a large one (up to [`MAX_MESSAGE_BYTES`]).
+const READ_BUFFER_BYTES: usize = 4 << 10;
+/// Bytes of queued frames written with one syscall. A fan-out sends each connection one frame
+/// per change, so a larger buffer saves nothing there, and the buffer keeps its capacity for the
+/// connection's life.
+const WRITE_BUFFER_BYTES: usize = 4 << 10;
 /// Most queued messages written with one flush.
 const WRITE_BATCH: usize = 64;
 
@@ -58,7 +66,10 @@ const WRITE_BATCH: usize = 64;
 pub async fn upgrade(State(state): State<AppState>, headers: HeaderMap, ws: WebSocketUpgrade) -> Response {
     // A relay's connection from another node: serve what is hosted here, never relay again.
     let forwarded = headers.contains_key(crate::routing::FORWARDED);
-    ws.max_message_size(MAX_MESSAGE_BYTES).on_upgrade(move |socket| session(socket, state, forwarded))
+    ws.max_message_size(MAX_MESSAGE_BYTES)
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(WRITE_BUFFER_BYTES)
+        .on_upgrade(move |socket| session(socket, state, forwarded))
 }
 
 /// The connection's bounded outbound queue, plus the "too slow" signal.

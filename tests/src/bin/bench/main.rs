@@ -6,10 +6,16 @@
 //! - `bench ingest` ([`ingest`]): alerts/s of a node materializing a topic end to end, against
 //!   a bare rdkafka consumer reading the same topic; with `--filters N`, also with N live filter
 //!   subscriptions against none.
+//! - `bench decode` ([`decode`]): µs per alert of the decoder compiled from the writer schema,
+//!   against apache-avro's generic `Value` tree with the same mappers (no broker).
 //! - `bench query` ([`query`]): open-loop latency of light-curve reads, against `/healthz`
 //!   under the same load.
 //! - `bench find` ([`find`]): open-loop latency of cone searches (2″, 1′, 1°) and `where`
 //!   queries over a million objects, against the same cones answered by a full scan.
+//! - `bench push` ([`push`]): produced → WebSocket update and produced → readable over REST,
+//!   p50/p99, against a bare consumer's produced → consumed in the same run.
+//! - `bench subscribers` ([`subscribers`]): resident memory per live WebSocket subscriber and
+//!   the rate a node fans updates out to them (tens of thousands of connections).
 //! - `bench restore` ([`restore`]): records/s of a fresh node restoring from the changelog,
 //!   against bare rdkafka consumers reading that changelog.
 //! - `bench handover` ([`handover`]): the gap in successful reads a client sees during a drained
@@ -26,6 +32,7 @@
 //! [`stats`] (percentiles).
 
 mod common;
+mod decode;
 mod failover;
 mod find;
 mod handover;
@@ -33,9 +40,11 @@ mod ingest;
 mod membership;
 mod mirror;
 mod pace;
+mod push;
 mod query;
 mod restore;
 mod stats;
+mod subscribers;
 
 use clap::{Parser, Subcommand};
 
@@ -95,6 +104,35 @@ enum Cmd {
         #[arg(long, default_value_t = 4)]
         partitions: u32,
     },
+    Decode {
+        #[arg(long, default_value_t = 20)]
+        rounds: usize,
+        /// Time one decoder only (for a profiler); prints nothing.
+        #[arg(long, value_enum, default_value_t = decode::Only::Both)]
+        only: decode::Only,
+    },
+    Push {
+        #[arg(long, default_value_t = 1000)]
+        rate: u64,
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        #[arg(long, default_value_t = 100)]
+        objects: usize,
+        #[arg(long, default_value_t = 4)]
+        partitions: u32,
+        /// Poll REST for every n-th alert.
+        #[arg(long, default_value_t = 20)]
+        rest_every: usize,
+        /// The node's kafka.fetch_wait_max_ms (its default if not given).
+        #[arg(long)]
+        fetch_wait_ms: Option<u64>,
+    },
+    Subscribers {
+        #[arg(long, default_value_t = 50_000)]
+        subscribers: usize,
+        #[arg(long, default_value_t = 100)]
+        objects: usize,
+    },
     Query {
         #[arg(long, default_value_t = 1000)]
         points: usize,
@@ -126,6 +164,11 @@ fn main() -> anyhow::Result<()> {
         Cmd::Ingest { alerts, alerts_per_object, partitions, filters, filter_set, repeat, pipeline } => {
             rt.block_on(ingest::run(alerts, alerts_per_object, partitions, filters, filter_set, repeat, pipeline))
         }
+        Cmd::Decode { rounds, only } => decode::run(rounds, only),
+        Cmd::Push { rate, seconds, objects, partitions, rest_every, fetch_wait_ms } => {
+            rt.block_on(push::run(push::Params { rate, seconds, objects, partitions, rest_every, fetch_wait_ms }))
+        }
+        Cmd::Subscribers { subscribers, objects } => rt.block_on(subscribers::run(subscribers, objects)),
         Cmd::Query { points, rate, seconds } => rt.block_on(query::run(points, rate, seconds)),
         Cmd::Find { objects, rate, seconds, scan_rate, scan_requests, partitions } => {
             rt.block_on(find::run(find::Params { objects, rate, seconds, scan_rate, scan_requests, partitions }))
