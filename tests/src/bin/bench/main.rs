@@ -9,7 +9,7 @@
 //! - `bench decode` ([`decode`]): µs per alert of the decoder compiled from the writer schema,
 //!   against apache-avro's generic `Value` tree with the same mappers (no broker).
 //! - `bench query` ([`query`]): open-loop latency of light-curve reads, against `/healthz`
-//!   under the same load.
+//!   under the same load, from a load generator in its own process (`bench load`).
 //! - `bench find` ([`find`]): open-loop latency of cone searches (2″, 1′, 1°) and `where`
 //!   queries over a million objects, against the same cones answered by a full scan.
 //! - `bench push` ([`push`]): produced → WebSocket update and produced → readable over REST,
@@ -133,6 +133,17 @@ enum Cmd {
         #[arg(long, default_value_t = 100)]
         objects: usize,
     },
+    // One open-loop load run (`bench query` starts it as its load generator).
+    Load {
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        rate: u64,
+        #[arg(long)]
+        seconds: u64,
+        #[arg(long)]
+        accept_encoding: Option<String>,
+    },
     Query {
         #[arg(long, default_value_t = 1000)]
         points: usize,
@@ -169,6 +180,9 @@ fn main() -> anyhow::Result<()> {
             rt.block_on(push::run(push::Params { rate, seconds, objects, partitions, rest_every, fetch_wait_ms }))
         }
         Cmd::Subscribers { subscribers, objects } => rt.block_on(subscribers::run(subscribers, objects)),
+        Cmd::Load { url, rate, seconds, accept_encoding } => {
+            rt.block_on(query::load_command(&url, rate, seconds, accept_encoding))
+        }
         Cmd::Query { points, rate, seconds } => rt.block_on(query::run(points, rate, seconds)),
         Cmd::Find { objects, rate, seconds, scan_rate, scan_requests, partitions } => {
             rt.block_on(find::run(find::Params { objects, rate, seconds, scan_rate, scan_requests, partitions }))
