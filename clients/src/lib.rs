@@ -245,7 +245,8 @@ impl Client {
 
     async fn open(&self, op: &ClientOp) -> Result<Subscription, ClientError> {
         let ws_url = format!("{}/v1/ws", self.base.replacen("http", "ws", 1));
-        let (mut ws, _) = tokio_tungstenite::connect_async(ws_url).await?;
+        // No Nagle: subscribe ops are small frames that should leave at once.
+        let (mut ws, _) = tokio_tungstenite::connect_async_with_config(ws_url, None, true).await?;
         ws.send(Message::Text(op.to_text().into())).await?;
         Ok(Subscription { ws })
     }

@@ -173,7 +173,7 @@ pub(super) async fn connect(base: &str) -> Result<Upstream, String> {
     let url = format!("{}/v1/ws", base.replacen("http", "ws", 1));
     let mut req = url.as_str().into_client_request().map_err(|e| format!("{url}: {e}"))?;
     req.headers_mut().insert(FORWARDED, HeaderValue::from_static("relay"));
-    match tokio::time::timeout(CONNECT_TIMEOUT, tokio_tungstenite::connect_async(req)).await {
+    match tokio::time::timeout(CONNECT_TIMEOUT, tokio_tungstenite::connect_async_with_config(req, None, true)).await {
         Ok(Ok((ws, _))) => Ok(ws),
         Ok(Err(e)) => Err(format!("connecting to {url}: {e}")),
         Err(_) => Err(format!("connecting to {url}: timed out")),
