@@ -102,6 +102,8 @@ type WirePlan = (Arc<RegisteredSchema>, Arc<Compiled>);
 
 /// Bound on each schema cache; distinct schemas in the wild number in the tens.
 const MAX_CACHED_SCHEMAS: usize = 256;
+/// Container schemas kept under one fingerprint.
+const MAX_SAME_FINGERPRINT: usize = 4;
 
 /// A writer schema compiled for its survey's layout: the survey and plan, or why there is none.
 struct Compiled {
@@ -320,7 +322,11 @@ impl Decoder {
         let parsed = Arc::new(ContainerSchema { json: json.to_vec(), schema, compiled });
         let mut cache = self.container_schemas.lock();
         match cache.get_mut(&print) {
-            Some(known) => known.push(parsed.clone()),
+            // Schemas that differ only between the sampled words share a fingerprint; a few
+            // are kept side by side, and more replace them (packets made to collide must not
+            // grow the cache or make lookups linear).
+            Some(known) if known.len() < MAX_SAME_FINGERPRINT => known.push(parsed.clone()),
+            Some(known) => *known = vec![parsed.clone()],
             None => cache_insert(&mut cache, print, vec![parsed.clone()]),
         }
         Ok(parsed)
