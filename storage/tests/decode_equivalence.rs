@@ -3,21 +3,10 @@
 //! and it refuses every truncation of a packet with an error, never a panic. (Lengths that claim
 //! more than the packet holds are unit-tested in `codec/projection.rs`.)
 
-use lightkeeper_storage::codec::{DecodeError, Decoder};
-use lightkeeper_storage::registry::EmbeddedRegistry;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+mod common;
 
-fn shared() -> PathBuf {
-    std::env::var_os("LIGHTKEEPER_SHARED_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"))
-}
-
-fn decoder() -> Decoder {
-    let reg = EmbeddedRegistry::from_dir(&shared().join("lsst/schema")).expect("schemas load");
-    Decoder::new(Arc::new(reg))
-}
+use common::{decoder, shared};
+use lightkeeper_storage::codec::DecodeError;
 
 /// Every `.avro` packet of the data set, with its path.
 fn packets() -> Vec<(String, Vec<u8>)> {

@@ -1,23 +1,13 @@
 //! Every real packet in `shared/data` decodes, and decoded values match the data MANIFEST and
 //! the packets' documented quirks.
 
-use lightkeeper_storage::codec::{DecodeError, Decoder};
+mod common;
+
+use common::{decoder, shared};
+use lightkeeper_storage::codec::DecodeError;
 use lightkeeper_storage::model::{Band, PointKind, Survey, TimeScale};
 use lightkeeper_storage::registry::{EmbeddedRegistry, SchemaRegistry};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-
-fn shared() -> PathBuf {
-    std::env::var_os("LIGHTKEEPER_SHARED_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"))
-}
-
-fn decoder() -> Decoder {
-    let reg = EmbeddedRegistry::from_dir(&shared().join("lsst/schema")).expect("schemas load");
-    Decoder::new(Arc::new(reg))
-}
 
 fn manifest() -> Vec<Value> {
     std::fs::read_to_string(shared().join("MANIFEST.jsonl"))

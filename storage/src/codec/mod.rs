@@ -380,33 +380,12 @@ fn lsst_version(fullname: &str) -> Option<String> {
 /// to take the writer schema bytes as a cache key and hand the single data block to the datum
 /// decoder. Only the `null` codec occurs in alert streams; others are refused with a reason.
 mod container {
+    use super::projection::{read_bytes, read_long};
+
     pub struct Container<'a> {
         pub schema_json: &'a [u8],
         pub count: usize,
         pub block: &'a [u8],
-    }
-
-    fn read_long(buf: &mut &[u8]) -> Result<i64, String> {
-        let mut value: u64 = 0;
-        for shift in (0..64).step_by(7) {
-            let (&b, rest) = buf.split_first().ok_or("truncated varint")?;
-            *buf = rest;
-            value |= u64::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                return Ok((value >> 1) as i64 ^ -((value & 1) as i64));
-            }
-        }
-        Err("varint longer than 10 bytes".into())
-    }
-
-    fn read_bytes<'a>(buf: &mut &'a [u8]) -> Result<&'a [u8], String> {
-        let len = usize::try_from(read_long(buf)?).map_err(|_| "negative length")?;
-        if buf.len() < len {
-            return Err(format!("length {len} runs past the end"));
-        }
-        let (head, rest) = buf.split_at(len);
-        *buf = rest;
-        Ok(head)
     }
 
     pub fn parse(bytes: &[u8]) -> Result<Container<'_>, String> {

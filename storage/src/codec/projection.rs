@@ -245,7 +245,8 @@ impl Compiler<'_> {
     }
 }
 
-fn read_long(buf: &mut &[u8]) -> Result<i64, String> {
+/// An Avro `long` (zig-zag varint). Shared with the container framing in `mod.rs`.
+pub(super) fn read_long(buf: &mut &[u8]) -> Result<i64, String> {
     let mut value: u64 = 0;
     for shift in (0..64).step_by(7) {
         let (&b, rest) = buf.split_first().ok_or("truncated varint")?;
@@ -272,7 +273,8 @@ fn take<'a>(buf: &mut &'a [u8], len: usize) -> Result<&'a [u8], String> {
     Ok(head)
 }
 
-fn read_bytes<'a>(buf: &mut &'a [u8]) -> Result<&'a [u8], String> {
+/// Avro `bytes`: a length, then that many bytes, borrowed.
+pub(super) fn read_bytes<'a>(buf: &mut &'a [u8]) -> Result<&'a [u8], String> {
     let len = read_long(buf)?;
     let len = usize::try_from(len).map_err(|_| format!("negative length {len}"))?;
     take(buf, len)

@@ -123,7 +123,7 @@ pub async fn run(p: Params) -> anyhow::Result<()> {
     // Alert of object `j` at `version`: the object's `version`-th alert.
     let alert_of = {
         let (index_of, objects) = (index_of.clone(), p.objects);
-        move |key: &str, version: u64| index_of.get(key).map(|j| j + (version as usize - 1) * objects)
+        move |key: &str, version: u64| Some(index_of.get(key)? + (version.checked_sub(1)? as usize) * objects)
     };
     let stop = Arc::new(AtomicBool::new(false));
 
