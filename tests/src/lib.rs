@@ -5,6 +5,7 @@
 //! broker metadata request — never a sleep.
 
 pub mod cluster;
+pub mod hostile;
 pub mod kafka;
 pub mod load;
 pub mod reference;

@@ -175,3 +175,70 @@ async fn a_node_with_no_schema_settings_decodes_every_published_rubin_version() 
         eventually(WAIT, "the object", || async { client.object(key).await.ok() }).await.unwrap();
     }
 }
+
+/// The node's peak resident memory (`VmHWM`), in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("VmHWM in /proc/<pid>/status");
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Bounded bad input (issue 14, part 4): packets whose Avro lengths claim hundreds of megabytes
+/// or more — a string, a bytes field, an array's item count, a container block's size, in ZTF
+/// containers and Rubin wire-format messages built from real packets (`hostile.rs`) — are each
+/// refused with a 400 naming the claim, and 256 of them at once raise the node's peak memory by
+/// less than 64 MiB (a sixth of the smallest claim) over 256 honest packets at once: nothing is
+/// allocated for what a packet only claims.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn packets_claiming_huge_lengths_are_refused_without_allocating_them() {
+    use lightkeeper_tests::hostile::{packet, Claim};
+    let tmp = tempfile::tempdir().unwrap();
+    let node = NodeProcess::start(&tmp.path().join("node"), &[], &[]).unwrap();
+    node.wait_ready(WAIT).await.unwrap();
+    let client = Client::new(&node.url).unwrap();
+    let real = shared_data().join("lsst/alerts/pittgoogle-client_wire/lsst.v7_1.avro");
+    client.ingest(std::fs::read(&real).unwrap()).await.unwrap();
+    let pid = node.child.id();
+    let at_once = |packets: Vec<Vec<u8>>| {
+        let client = client.clone();
+        async move {
+            let answers = futures::future::join_all((0..256).map(|i| {
+                let client = client.clone();
+                let p = packets[i % packets.len()].clone();
+                async move { client.ingest(p).await }
+            }))
+            .await;
+            for r in answers {
+                assert_eq!(api_error(r.unwrap_err()), (400, "undecodable_alert".into()));
+            }
+        }
+    };
+    // The baseline: the same packets claiming what they hold (refused too: they are cut short),
+    // 256 at once — the peak that many requests in flight cost anyway (buffers, threads).
+    at_once(Claim::ALL.iter().map(|c| packet(*c, 64)).collect()).await;
+    let before = peak_rss_kib(pid);
+
+    let mut packets = Vec::new();
+    for claim in Claim::ALL {
+        for claimed in [400_000_000i64, 1 << 40, i64::MAX / 2] {
+            let p = packet(claim, claimed);
+            match client.ingest(p.clone()).await.unwrap_err() {
+                ClientError::Api { status, code, message } => {
+                    assert_eq!((status, code.as_str()), (400, "undecodable_alert"), "{claim:?}: {message}");
+                    assert!(message.contains(&claimed.to_string()), "{claim:?}: the error names the claim: {message}");
+                }
+                other => panic!("{claim:?}: expected an API error, got {other}"),
+            }
+            packets.push(p);
+        }
+    }
+    let sizes: Vec<usize> = packets.iter().map(Vec::len).collect();
+    eprintln!("hostile packet sizes (bytes): {sizes:?}");
+
+    at_once(packets).await;
+    let after = peak_rss_kib(pid);
+    eprintln!("peak RSS after 256 honest short packets at once {before} KiB, after 12 + 256 hostile ones {after} KiB");
+    assert!(after.saturating_sub(before) < 64 * 1024, "peak RSS grew from {before} to {after} KiB");
+    // And the node still takes a good packet.
+    client.ingest(std::fs::read(&real).unwrap()).await.unwrap();
+}

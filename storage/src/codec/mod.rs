@@ -194,8 +194,16 @@ fn cache_insert<K: std::hash::Hash + Eq, V>(cache: &mut HashMap<K, V>, key: K, v
     cache.insert(key, value);
 }
 
+/// The most apache-avro may allocate for one string, bytes or array of the generic decoder
+/// (stamps, `decode_generic`). Those paths only see packets the compiled decoder accepted, whose
+/// every length fits in the packet; this is the second line, well below apache-avro's default
+/// of 512 MiB and above any real packet (ZTF's are ~60 kB, Kafka's messages at most a few MB).
+pub const MAX_GENERIC_ALLOCATION: usize = 64 << 20;
+
 impl Decoder {
     pub fn new(registry: Arc<dyn SchemaRegistry>) -> Decoder {
+        // Process-wide, and set by the first call only; every decoder wants the same limit.
+        apache_avro::util::max_allocation_bytes(MAX_GENERIC_ALLOCATION);
         Decoder { registry, container_schemas: Mutex::new(HashMap::new()), wire_schemas: Mutex::new(HashMap::new()) }
     }
 
@@ -393,15 +401,15 @@ mod container {
         let mut schema = None;
         let mut codec: &[u8] = b"null";
         loop {
-            let mut n = read_long(&mut buf)?;
+            let n = read_long(&mut buf)?;
             if n == 0 {
                 break;
             }
             if n < 0 {
-                n = -n;
                 read_long(&mut buf)?; // block size in bytes, unused
             }
-            for _ in 0..n {
+            // Each entry takes at least two bytes, so a huge count ends at the buffer's end.
+            for _ in 0..n.unsigned_abs() {
                 let k = read_bytes(&mut buf)?;
                 let v = read_bytes(&mut buf)?;
                 match k {
