@@ -56,7 +56,9 @@ fn choose(state: &AppState, partition: u32, opts: ReadOptions, attempt: usize) -
     let local = state.replicas.get(partition);
     if let Some(r) = &local {
         let s = &r.status;
-        if s.is_serving_master() {
+        // A master answers as master only while it holds its read lease: one just resumed
+        // from a pause may have been replaced meanwhile (`PartitionStatus::answers_as_master`).
+        if s.answers_as_master() {
             return Target::Local { role: Role::Master, lag: 0 };
         }
         if let Some(max) = opts.max_lag {
@@ -84,7 +86,9 @@ fn choose(state: &AppState, partition: u32, opts: ReadOptions, attempt: usize) -
         return Target::Wait(format!("partition {partition} has no master yet"));
     }
     if master == state.node_id {
-        return Target::Wait(format!("partition {partition} is handing over from this node"));
+        return Target::Wait(format!(
+            "partition {partition} is handing over from this node, or its master here is confirming its epoch"
+        ));
     }
     match state.peer_url(&master) {
         Some(url) => Target::Remote { url },

@@ -36,6 +36,8 @@ pub struct PartitionMetrics {
     /// `store` (RocksDB batch).
     pub phase_seconds: Family<Labels, Histogram>,
     pub worker_errors: Family<Labels, Counter>,
+    /// Replica threads that panicked and were restarted from their stored progress.
+    pub worker_panics: Family<Labels, Counter>,
 }
 
 impl PartitionMetrics {
@@ -58,6 +60,7 @@ impl PartitionMetrics {
             batch_seconds: Histogram::new(exponential_buckets(0.000_1, 2.0, 16)),
             phase_seconds: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.000_1, 2.0, 16))),
             worker_errors: Family::default(),
+            worker_panics: Family::default(),
         };
         registry.register("lightkeeper_alerts_applied", "Alerts merged into object state", m.alerts_applied.clone());
         registry.register(
@@ -128,6 +131,11 @@ impl PartitionMetrics {
             m.phase_seconds.clone(),
         );
         registry.register("lightkeeper_worker_errors", "Batches that failed and were retried", m.worker_errors.clone());
+        registry.register(
+            "lightkeeper_worker_panics",
+            "Partition replica threads that panicked and were restarted (with back-off) from their stored progress",
+            m.worker_panics.clone(),
+        );
         m
     }
 }

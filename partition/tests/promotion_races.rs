@@ -13,7 +13,7 @@ use lightkeeper_partition::merge::{merge, new_state};
 use lightkeeper_partition::metrics::PartitionMetrics;
 use lightkeeper_partition::worker::{
     self, Command, CommandError, Drained, Promoted, PromotionError, ReplicaHandle, Role, StartRole, WorkerDeps,
-    WorkerError,
+    WorkerError, READ_LEASE,
 };
 use lightkeeper_storage::changelog::ChangelogEntry;
 use lightkeeper_storage::codec::Decoder;
@@ -24,7 +24,7 @@ use lightkeeper_storage::state::{RocksStore, StateStore, StoreOptions};
 use prometheus_client::registry::Registry;
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -77,6 +77,8 @@ fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
 struct Gated {
     inner: Arc<dyn Topic>,
     trap: Mutex<Option<(Sender<()>, Receiver<()>)>>,
+    /// The next append panics (a bug in the replica thread, as far as it can tell).
+    panic_next: AtomicBool,
 }
 
 /// A held append: `entered` fires when the replica reaches it; send on `release` to let it pass.
@@ -108,6 +110,9 @@ impl Topic for Gated {
         self.inner.partitions()
     }
     fn append(&self, partition: u32, records: &[Append<'_>]) -> Result<Vec<u64>, LogError> {
+        if self.panic_next.swap(false, Ordering::AcqRel) {
+            panic!("injected: the changelog append panicked");
+        }
         let trap = self.trap.lock().unwrap().take();
         if let Some((entered, release)) = trap {
             let _ = entered.send(());
@@ -151,7 +156,12 @@ impl Cluster {
     fn start(&self, name: &str, first_master: bool, replicas: &[&str]) -> Node {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(RocksStore::open(dir.path(), &StoreOptions::default()).unwrap());
-        let changelog = Arc::new(Gated { inner: self.changelog.clone(), trap: Mutex::new(None) });
+        let changelog = Arc::new(Gated {
+            inner: self.changelog.clone(),
+            trap: Mutex::new(None),
+            panic_next: AtomicBool::new(false),
+        });
+        let metrics = PartitionMetrics::register(&mut Registry::default());
         let deps = WorkerDeps {
             node_id: name.to_owned(),
             input: self.input.clone(),
@@ -160,7 +170,7 @@ impl Cluster {
             store: store.clone(),
             decoder: self.decoder.clone(),
             hub: Arc::new(Hub::new(64)),
-            metrics: PartitionMetrics::register(&mut Registry::default()),
+            metrics: metrics.clone(),
             batch_size: 8,
             pipelines: Arc::new(lightkeeper_partition::pipeline::Pipelines::none()),
         };
@@ -171,7 +181,7 @@ impl Cluster {
         };
         let cancel = CancellationToken::new();
         let (handle, thread) = worker::spawn(deps, PARTITION, start, cancel.clone()).unwrap();
-        Node { name: name.to_owned(), store, changelog, handle, thread: Some(thread), cancel, _dir: dir }
+        Node { name: name.to_owned(), store, changelog, handle, thread: Some(thread), cancel, metrics, _dir: dir }
     }
 
     fn feed(&self, packets: &[Vec<u8>]) {
@@ -235,6 +245,7 @@ struct Node {
     handle: ReplicaHandle,
     thread: Option<JoinHandle<()>>,
     cancel: CancellationToken,
+    metrics: PartitionMetrics,
     _dir: TempDir,
 }
 
@@ -494,4 +505,68 @@ fn of_two_racing_promotions_exactly_one_takes_the_epoch() {
     let (_dir, cold, fenced) = cluster.cold_restore();
     assert_eq!(fenced, 1, "the losing marker is the one record the fence refuses");
     assert_store_holds("cold replay", &cold, &reference);
+}
+
+/// A replica thread that panics (here: inside its changelog append, mid-batch) is restarted
+/// from its stored progress, counted, and loses nothing: it comes back as master (the log still
+/// names it), in a new epoch, and materializes the whole input like the reference merge.
+#[test]
+fn a_panicking_replica_is_restarted_counted_and_loses_nothing() {
+    let cluster = Cluster::new();
+    let packets = packets();
+    let [first, second, third] = thirds(&packets);
+    let nodes = bring_up(&cluster, &["a", "b"], first);
+    let (a, b) = (&nodes[0], &nodes[1]);
+    a.changelog.panic_next.store(true, Ordering::Release);
+    cluster.feed(second);
+    wait_until("a's replica to panic and be counted", || {
+        a.metrics.worker_panics.get_or_create(&lightkeeper_partition::metrics::partition_label(PARTITION)).get() == 1
+    });
+    a.wait_serving_master(2);
+    cluster.feed(third);
+    wait_until("a to consume the whole input", || a.input_next() == cluster.input_end());
+    a.wait_caught_up(&cluster);
+    b.wait_caught_up(&cluster);
+    let reference = cluster.reference();
+    a.assert_holds(&reference);
+    b.assert_holds(&reference);
+    assert!(a.handle.status.answers_as_master(), "the restarted master holds its read lease");
+}
+
+/// A master promoted by failover holds its input for the read lease (the old master may be
+/// paused, not dead, and may still answer reads as master until its lease runs out), while one
+/// promoted by a handover, whose old master drained and gave its lease up, holds one at once.
+#[test]
+fn a_failover_waits_out_the_read_lease_before_taking_input() {
+    let cluster = Cluster::new();
+    let packets = packets();
+    let [first, second, third] = thirds(&packets);
+    let nodes = bring_up(&cluster, &["a", "b"], first);
+    let (a, b) = (&nodes[0], &nodes[1]);
+    assert!(a.handle.status.answers_as_master());
+    assert!(!b.handle.status.answers_as_master(), "a standby never answers as master");
+
+    cluster.feed(second);
+    let asked = Instant::now();
+    answer("b", b.send_promote(None)).expect("b's promotion");
+    wait_until("b to take input", || b.input_next() == cluster.input_end());
+    let took = asked.elapsed();
+    assert!(took >= READ_LEASE, "b took input {took:?} after a failover promotion, inside the lease of {READ_LEASE:?}");
+    // a finds b's marker and steps down, giving its lease up.
+    a.wait_standby();
+    assert!(!a.handle.status.answers_as_master());
+    assert!(a.handle.status.lease_left().is_zero());
+    a.wait_caught_up(&cluster);
+
+    // Handover back (drain, then promote through the drained end): a holds its lease at once.
+    let drained = b.drain().expect("b drains");
+    assert!(!b.handle.status.answers_as_master(), "a drained master gives its lease up");
+    cluster.feed(third);
+    answer("a", a.send_promote(Some(drained.changelog_next))).expect("a's promotion");
+    assert!(!a.handle.status.lease_left().is_zero(), "a handover's new master holds its lease at once");
+    wait_until("a to take input", || a.input_next() == cluster.input_end());
+    b.wait_caught_up(&cluster);
+    let reference = cluster.reference();
+    a.assert_holds(&reference);
+    b.assert_holds(&reference);
 }

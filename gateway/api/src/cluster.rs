@@ -63,6 +63,12 @@ pub struct PartitionView {
     pub changelog_end: u64,
     /// Changelog records not yet applied here: the staleness a `max_lag` read is checked against.
     pub changelog_lag: u64,
+    /// Milliseconds left of this master's read lease, renewed each time it confirms from the
+    /// changelog that no newer epoch has started. A master answers reads as master only while
+    /// this is above 0 (a master just resumed from a pause forwards them until it has checked);
+    /// 0 in every other role.
+    #[serde(default)]
+    pub lease_ms: u64,
 }
 
 impl PartitionView {
@@ -81,6 +87,7 @@ impl PartitionView {
             applied_changelog_offset: 0,
             changelog_end: 0,
             changelog_lag: 0,
+            lease_ms: 0,
         }
     }
 

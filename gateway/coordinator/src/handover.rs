@@ -329,6 +329,7 @@ mod protocol_tests {
                 role,
                 ready: true,
                 changelog_lag: lag,
+                lease_ms: 0,
                 ..PartitionView::not_hosted(0, vec![])
             }],
             watched_objects: 0,

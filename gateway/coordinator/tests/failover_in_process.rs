@@ -86,6 +86,7 @@ fn view(node: &str, replicas: &[Replica]) -> ClusterView {
                 role,
                 ready: true,
                 changelog_lag: lag,
+                lease_ms: 0,
                 master: master.into(),
                 epoch,
                 ..PartitionView::not_hosted(p, vec![])

@@ -78,7 +78,7 @@ where
     Ok((ok, missing))
 }
 
-/// The partitions this node's own replicas may answer now (the serving master, or a ready
+/// The partitions this node's own replicas may answer now (the master holding its read lease, or a ready
 /// standby within `max_lag`), and the others. The local ones are answered together in one
 /// blocking task: a cone takes about a millisecond, and handing each partition to a thread of
 /// its own cost more than the query (thread wake-ups dominate its tail on a small machine).
@@ -86,7 +86,7 @@ fn split_local(state: &AppState, opts: ReadOptions) -> (Vec<u32>, Vec<u32>) {
     (0..state.partition_count).partition(|&p| {
         state.replicas.get(p).is_some_and(|r| {
             let s = &r.status;
-            s.is_serving_master()
+            s.answers_as_master()
                 || opts.max_lag.is_some_and(|max| s.ready.load(std::sync::atomic::Ordering::Acquire) && s.lag() <= max)
         })
     })

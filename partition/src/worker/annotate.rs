@@ -8,14 +8,13 @@
 //! subscribers — through the same append-then-store order as a batch of alerts, [`CHUNK`]
 //! objects per step, so input waits at most one chunk between steps of a long pass.
 
-use super::deposed::Deposed;
+use super::deposed::{Appended, Deposed};
 use super::master::Feed;
 use super::run::Core;
 use super::WorkerError;
 use crate::metrics::partition_label;
 use crate::watchlist::WatchIndex;
 use lightkeeper_storage::changelog::{Change, ChangelogEntry};
-use lightkeeper_storage::log::Append;
 use lightkeeper_storage::object::WatchMatch;
 use lightkeeper_storage::state::{HistoryEntry, StateBatch};
 use std::sync::Arc;
@@ -67,34 +66,17 @@ impl Core {
         let mut deposed = None;
         let mut appended = Vec::new();
         if !entries.is_empty() {
-            let payloads: Vec<Vec<u8>> = entries.iter().map(ChangelogEntry::encode).collect();
-            let keys: Vec<_> = entries.iter().map(ChangelogEntry::key).collect();
-            let appends: Vec<Append<'_>> =
-                keys.iter().zip(&payloads).map(|(k, p)| Append { key: Some(k), payload: p, headers: &[] }).collect();
-            let offsets = self.deps.changelog.append(self.partition, &appends)?;
-            let Some(&end) = offsets.last() else {
-                return Err(WorkerError::NoOffsets {
-                    topic: self.deps.changelog.name().to_owned(),
-                    records: appends.len(),
-                });
-            };
             // The same rule as a batch of alerts (`master.rs`, step 4).
-            let contiguous = offsets.iter().enumerate().all(|(i, o)| *o == progress.changelog_next + i as u64);
-            if !contiguous {
-                let scan = self.scan_foreign(progress.changelog_next, &offsets)?;
-                if let Some(newer) = scan.newer {
-                    if newer.offset < end {
-                        return Ok(Some(Deposed(format!(
-                            "{newer}, before this re-annotation's records; they are not applied"
-                        ))));
-                    }
-                    deposed = Some(Deposed(newer.to_string()));
+            match self.append_own(&entries, progress.changelog_next)? {
+                Appended::Fenced(why) => return Ok(Some(why)),
+                Appended::Ours { offsets, deposed: d } => {
+                    deposed = d;
+                    progress.changelog_next = offsets.last().map_or(progress.changelog_next, |o| o + 1);
+                    let label = partition_label(self.partition);
+                    self.deps.metrics.changelog_records.get_or_create(&label).inc_by(offsets.len() as u64);
+                    appended = offsets;
                 }
             }
-            progress.changelog_next = end + 1;
-            let label = partition_label(self.partition);
-            self.deps.metrics.changelog_records.get_or_create(&label).inc_by(offsets.len() as u64);
-            appended = offsets;
         }
         let changed = objects.len();
         if changed > 0 {

@@ -1,24 +1,29 @@
-//! How a master finds out that a newer epoch has started without it.
+//! How a master finds out that a newer epoch has started without it, and how it keeps its
+//! read lease while none has.
 //!
-//! Safety does not depend on this — the epoch fence every reader applies does — it only makes
-//! a deposed master yield promptly and rejoin as a standby instead of writing records that every
-//! replica ignores. Two triggers: the offsets of a changelog append do not follow the previous
-//! ones (the master step), or, when idle, the changelog end has moved past its own last record.
-//! Either way the master reads the foreign records: a newer epoch's marker deposes it; records
-//! of older epochs (another zombie) are fenced everywhere and ignored, so a legitimate master
-//! is never deposed by them.
+//! The fence every reader applies keeps a deposed master's late writes out of every replica;
+//! what this module adds is that a deposed master yields promptly (rejoining as a standby
+//! instead of writing records every replica ignores) and that a master never answers a read as
+//! master unless it has recently confirmed that it still is one (the read lease,
+//! `status.rs`). Both come from the same two observations: the offsets of the master's own
+//! changelog append follow its previous ones ([`Core::append_own`]), or the changelog end is
+//! still its own ([`Core::confirm_epoch`], when no append has renewed the lease for
+//! [`RENEW_EVERY`]). Anything else means foreign records, which the master reads: a newer
+//! epoch's marker deposes it; records of older epochs (another zombie) are fenced everywhere
+//! and ignored, so a legitimate master is never deposed by them.
 
-use super::master::Feed;
 use super::run::Core;
+use super::status::READ_LEASE;
 use super::WorkerError;
 use lightkeeper_storage::changelog::ChangelogEntry;
-use lightkeeper_storage::log::{read_to_end, LogError};
+use lightkeeper_storage::log::{read_to_end, Append, LogError};
 use std::fmt;
 use std::time::{Duration, Instant};
 use tracing::warn;
 
-/// An idle master checks this often that nobody else has written to its changelog partition.
-const IDLE_END_CHECK: Duration = Duration::from_millis(250);
+/// A master whose lease was last renewed this long ago confirms its epoch from the changelog
+/// end (one end-offset request): at most every 100 ms when idle, never while appends renew it.
+const RENEW_EVERY: Duration = Duration::from_millis(100);
 
 /// Why a master must step down (for the log and the metric).
 #[derive(Debug)]
@@ -46,27 +51,75 @@ pub(super) struct ForeignScan {
     pub(super) end: u64,
 }
 
+/// What a master's append of its own records found.
+pub(super) enum Appended {
+    /// The records are in the log before any newer epoch's marker: admitted by every replica.
+    /// `deposed` when a newer epoch started right after them.
+    Ours { offsets: Vec<u64>, deposed: Option<Deposed> },
+    /// A newer epoch's marker precedes some of them: they are fenced on every replica and must
+    /// not be applied here either.
+    Fenced(Deposed),
+}
+
 impl Core {
-    /// An idle master's check that nobody else has written to its changelog partition.
-    pub(super) fn check_changelog_end(&mut self, feed: &mut Feed) -> Result<Option<Deposed>, WorkerError> {
-        if feed.last_end_check.elapsed() < IDLE_END_CHECK {
+    /// Confirms, when the lease is due for renewal, that nobody else has written to this
+    /// master's changelog partition, and renews the lease from the instant the check began.
+    pub(super) fn confirm_epoch(&mut self) -> Result<Option<Deposed>, WorkerError> {
+        if self.status.lease_left() + RENEW_EVERY > READ_LEASE {
             return Ok(None);
         }
-        feed.last_end_check = Instant::now();
+        let began = Instant::now();
         let end = self.deps.changelog.end_offset(self.partition)?;
-        if end <= self.progress.changelog_next {
-            return Ok(None);
-        }
-        let scan = self.scan_foreign(self.progress.changelog_next, &[])?;
-        match scan.newer {
-            Some(newer) => Ok(Some(Deposed(newer.to_string()))),
+        if end > self.progress.changelog_next {
+            let scan = self.scan_foreign(self.progress.changelog_next, &[])?;
+            if let Some(newer) = scan.newer {
+                return Ok(Some(Deposed(newer.to_string())));
+            }
             // Only older-epoch records (a deposed master's late writes): fenced everywhere, so
             // passing over them is the same as applying them.
-            None => {
-                self.progress.changelog_next = scan.end;
-                Ok(None)
+            self.progress.changelog_next = scan.end;
+        }
+        self.status.renew_lease(began);
+        Ok(None)
+    }
+
+    /// Appends this master's records (`entries`, all of its epoch) after `from`, the end of its
+    /// previous ones, and judges the offsets the log gave them: they must follow `from` exactly,
+    /// or someone else wrote in between (step 4 of a master batch). Renews the lease when no
+    /// newer epoch precedes them.
+    pub(super) fn append_own(&mut self, entries: &[ChangelogEntry], from: u64) -> Result<Appended, WorkerError> {
+        let payloads: Vec<Vec<u8>> = entries.iter().map(ChangelogEntry::encode).collect();
+        let keys: Vec<_> = entries.iter().map(ChangelogEntry::key).collect();
+        let appends: Vec<Append<'_>> =
+            keys.iter().zip(&payloads).map(|(k, p)| Append { key: Some(k), payload: p, headers: &[] }).collect();
+        let began = Instant::now();
+        let offsets = self.deps.changelog.append(self.partition, &appends)?;
+        let Some(&last) = offsets.last() else {
+            return Err(WorkerError::NoOffsets {
+                topic: self.deps.changelog.name().to_owned(),
+                records: appends.len(),
+            });
+        };
+        // Older-epoch records in between are fenced everywhere and change nothing; a newer
+        // epoch's marker deposes us — and if it precedes any of our records, they are fenced on
+        // every replica too.
+        let mut deposed = None;
+        let contiguous = offsets.iter().enumerate().all(|(i, o)| *o == from + i as u64);
+        if !contiguous {
+            let scan = self.scan_foreign(from, &offsets)?;
+            if let Some(newer) = scan.newer {
+                if newer.offset < last {
+                    return Ok(Appended::Fenced(Deposed(format!(
+                        "{newer}, before this batch's records; the batch is not applied"
+                    ))));
+                }
+                deposed = Some(Deposed(newer.to_string()));
             }
         }
+        if deposed.is_none() {
+            self.status.renew_lease(began);
+        }
+        Ok(Appended::Ours { offsets, deposed })
     }
 
     /// Reads the changelog from `from` to its end, ignoring this master's own records (`own`,

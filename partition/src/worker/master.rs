@@ -6,7 +6,7 @@
 //! state it produced; so a crash at any point redoes the batch from the state it started from,
 //! and the idempotent merge makes the redo a no-op where it overlaps.
 
-use super::deposed::Deposed;
+use super::deposed::{Appended, Deposed};
 use super::run::{Core, POLL_TIMEOUT};
 use super::WorkerError;
 use crate::merge::{merge, new_state};
@@ -14,7 +14,7 @@ use crate::metrics::partition_label;
 use crate::pipeline::{Item, Runs};
 use crate::stats::{self, Tally};
 use lightkeeper_storage::changelog::{Change, ChangelogEntry, StatsRecord};
-use lightkeeper_storage::log::{Append, LogRecord, TopicReader};
+use lightkeeper_storage::log::{LogRecord, TopicReader};
 use lightkeeper_storage::object::{AlertSource, ObjectState};
 use lightkeeper_storage::partitioner::partition_for;
 use lightkeeper_storage::state::{HistoryEntry, StateBatch};
@@ -24,13 +24,16 @@ use std::sync::Arc;
 use std::time::Instant;
 use tracing::debug;
 
-/// What a master owns: its input reader, its pipeline chains (with their open outputs) and
-/// the time of its last idle changelog check.
+/// What a master owns: its input reader, its pipeline chains (with their open outputs) and,
+/// after a failover, the instant before which it takes no input.
 pub(super) struct Feed {
     /// `None` until the first batch and after a failed one: opened at the stored `input_next`.
     input: Option<Box<dyn TopicReader>>,
     runs: Runs,
-    pub(super) last_end_check: Instant,
+    /// A master promoted by failover changes nothing until the old master's read lease has
+    /// surely run out ([`READ_LEASE`](super::status::READ_LEASE) after our marker was acknowledged), so the
+    /// old master, if it is only paused, never answers a read that misses a newer change.
+    hold_until: Option<Instant>,
     /// The watch-list digest this master's stored objects are annotated under (`None` at
     /// first: a new master checks them all), and where a re-annotation pass has got to.
     pub(super) watch_applied: Option<u64>,
@@ -39,13 +42,12 @@ pub(super) struct Feed {
 
 impl Feed {
     pub(super) fn new() -> Feed {
-        Feed {
-            input: None,
-            runs: Runs::default(),
-            last_end_check: Instant::now(),
-            watch_applied: None,
-            watch_cursor: None,
-        }
+        Feed { input: None, runs: Runs::default(), hold_until: None, watch_applied: None, watch_cursor: None }
+    }
+
+    /// A feed that takes no input before `until`.
+    pub(super) fn held_until(until: Instant) -> Feed {
+        Feed { hold_until: Some(until), ..Feed::new() }
     }
 
     pub(super) fn take_reader(&mut self) -> Option<Box<dyn TopicReader>> {
@@ -61,6 +63,18 @@ impl Core {
     /// One master batch, steps 1–6 of the module doc. Returns why this master must step down,
     /// if it found a newer epoch in the changelog.
     pub(super) fn master_step(&mut self, feed: &mut Feed) -> Result<Option<Deposed>, WorkerError> {
+        // The lease first: a master that cannot confirm its epoch does not go on.
+        if let Some(deposed) = self.confirm_epoch()? {
+            return Ok(Some(deposed));
+        }
+        if let Some(until) = feed.hold_until {
+            let left = until.saturating_duration_since(Instant::now());
+            if !left.is_zero() {
+                std::thread::sleep(left.min(POLL_TIMEOUT));
+                return Ok(None);
+            }
+            feed.hold_until = None;
+        }
         let snapshot = self.deps.pipelines.snapshot();
         // Watch lists changed (or this master is new): bring the stored objects' matches up to
         // date, a chunk per step, before taking more input.
@@ -79,7 +93,7 @@ impl Core {
         }
         self.observe_phase("poll", poll_started);
         let Some(last_record) = polled.records.last() else {
-            return self.check_changelog_end(feed);
+            return Ok(None);
         };
         let last_offset = last_record.offset;
         let started = Instant::now();
@@ -191,36 +205,15 @@ impl Core {
         let mut deposed: Option<Deposed> = None;
         let mut appended: Vec<u64> = Vec::new();
         if !entries.is_empty() {
-            let payloads: Vec<Vec<u8>> = entries.iter().map(ChangelogEntry::encode).collect();
-            let keys: Vec<_> = entries.iter().map(ChangelogEntry::key).collect();
-            let appends: Vec<Append<'_>> =
-                keys.iter().zip(&payloads).map(|(k, p)| Append { key: Some(k), payload: p, headers: &[] }).collect();
-            let offsets = self.deps.changelog.append(self.partition, &appends)?;
-            // Our records must follow our previous ones exactly; anything in between was written
-            // by someone else. Older-epoch records are fenced everywhere and change nothing; a
-            // newer epoch's marker deposes us — and if it precedes any of our records, this batch
-            // is fenced on every replica too and must not be applied here.
-            let Some(&last) = offsets.last() else {
-                return Err(WorkerError::NoOffsets {
-                    topic: self.deps.changelog.name().to_owned(),
-                    records: appends.len(),
-                });
-            };
-            let contiguous = offsets.iter().enumerate().all(|(i, o)| *o == changelog_next + i as u64);
-            if !contiguous {
-                let scan = self.scan_foreign(changelog_next, &offsets)?;
-                if let Some(newer) = scan.newer {
-                    if newer.offset < last {
-                        return Ok(Some(Deposed(format!(
-                            "{newer}, before this batch's records; the batch is not applied"
-                        ))));
-                    }
-                    deposed = Some(Deposed(newer.to_string()));
+            match self.append_own(&entries, changelog_next)? {
+                Appended::Fenced(why) => return Ok(Some(why)),
+                Appended::Ours { offsets, deposed: d } => {
+                    deposed = d;
+                    changelog_next = offsets.last().map_or(changelog_next, |o| o + 1);
+                    self.deps.metrics.changelog_records.get_or_create(&label).inc_by(offsets.len() as u64);
+                    appended = offsets;
                 }
             }
-            changelog_next = last + 1;
-            self.deps.metrics.changelog_records.get_or_create(&label).inc_by(offsets.len() as u64);
-            appended = offsets;
         }
 
         let logged = self.observe_phase("changelog", decoded);

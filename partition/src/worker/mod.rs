@@ -33,22 +33,28 @@
 //! **Drain** ([`Command::Drain`]): a master finishes its in-flight batch (commands are handled
 //! between batches), becomes a standby and reports its last acknowledged changelog offset.
 //! **Step-down**: a master that finds records it did not write in the changelog (the append gap
-//! of step 4, or, when idle, a changelog end beyond its own) becomes a standby; the fence makes
-//! its late writes inert on every replica, and as a standby it applies the log like any other.
+//! of step 4, or, when no append has renewed its read lease for 100 ms, a changelog end beyond
+//! its own) becomes a standby; the fence makes its late writes inert on every replica, and as a
+//! standby it applies the log like any other.
+//! **Read lease** (`status.rs`): the same two checks renew it; reads are answered as master only
+//! while it lasts, and a master promoted by failover takes no input until the old one's has run
+//! out.
+//! **Panics**: the thread runs the replica under a supervisor ([`spawn`]) that restarts it from
+//! its stored progress after a back-off and counts it, as if the node had restarted.
 //!
 //! Layout — one concept per file, so each rule above has one place:
 //!
 //! | file | what |
 //! |---|---|
-//! | `mod.rs` | the public face: [`spawn`], [`ReplicaHandle`], [`Command`], [`StartRole`], errors |
-//! | `status.rs` | [`Role`] and [`PartitionStatus`], what the rest of the node sees |
+//! | `mod.rs` | the public face: [`spawn`] (and the supervisor that restarts a panicked replica), [`ReplicaHandle`], [`Command`], [`StartRole`], errors |
+//! | `status.rs` | [`Role`] and [`PartitionStatus`], what the rest of the node sees, and the read lease |
 //! | `run.rs` | the thread's loop and its [`Mode`](run::Mode): the state each role owns |
 //! | `standby.rs` | restore and the changelog tail |
 //! | `master.rs` | the master batch, steps 1–6 |
 //! | `annotate.rs` | re-annotating stored objects when the watch lists change |
 //! | `dead_letter.rs` | step 2's dead-letter appends |
 //! | `promote.rs` | promotion, drain and step-down: the moves between roles |
-//! | `deposed.rs` | how a master finds out that a newer epoch has started |
+//! | `deposed.rs` | how a master finds out that a newer epoch has started, and renews its lease |
 //! | `closer.rs` | the thread that closes retired readers off the critical path |
 
 mod annotate;
@@ -64,7 +70,7 @@ mod status;
 /// The answers to [`Command::Promote`] and [`Command::Drain`] are part of the wire contract:
 /// the gateway returns them and other nodes read them back.
 pub use lightkeeper_api::admin::{Drained, Promoted};
-pub use status::{PartitionStatus, Role};
+pub use status::{PartitionStatus, Role, READ_LEASE};
 
 use crate::apply::BadRecord;
 use crate::hub::Hub;
@@ -72,10 +78,15 @@ use crate::metrics::PartitionMetrics;
 use lightkeeper_storage::codec::{DecodeError, Decoder};
 use lightkeeper_storage::log::{LogError, Topic};
 use lightkeeper_storage::state::{StateStore, StoreError};
-use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::panic::AssertUnwindSafe;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
+use tracing::error;
 
 /// Why a step, the restore or a promotion failed. A failed step is redone from the stored
 /// progress after a back-off; nothing acknowledged depends on it.
@@ -212,6 +223,64 @@ pub fn spawn(
     let handle = ReplicaHandle { status: status.clone(), commands: tx };
     let thread = std::thread::Builder::new()
         .name(format!("partition-{partition}"))
-        .spawn(move || run::Worker::new(deps, partition, status, cancel, rx).run(start))?;
+        .spawn(move || supervise(deps, partition, start, status, cancel, rx))?;
     Ok((handle, thread))
+}
+
+/// First wait before a panicked replica is started again; doubled after each panic up to
+/// [`MAX_PANIC_BACKOFF`], and back to this once a replica has run for [`PANIC_FORGIVEN_AFTER`].
+const FIRST_PANIC_BACKOFF: Duration = Duration::from_millis(200);
+const MAX_PANIC_BACKOFF: Duration = Duration::from_secs(30);
+const PANIC_FORGIVEN_AFTER: Duration = Duration::from_secs(60);
+
+/// Runs the replica, and runs it again whenever it panics: a panic is a bug, but one partition's
+/// bug must not silently leave it unserved while the node looks alive. The new run starts as a
+/// restarted node does — restored from the stored progress, in the role the changelog gives it —
+/// after a back-off, so a panic that repeats at once costs a retry every 30 s at most. Each panic
+/// is logged with its message and counted (`lightkeeper_worker_panics_total`).
+fn supervise(
+    deps: WorkerDeps,
+    partition: u32,
+    start: StartRole,
+    status: Arc<PartitionStatus>,
+    cancel: CancellationToken,
+    commands: Receiver<Command>,
+) {
+    let commands = Rc::new(commands);
+    let mut backoff = FIRST_PANIC_BACKOFF;
+    loop {
+        let worker = run::Worker::new(deps.clone(), partition, status.clone(), cancel.clone(), commands.clone());
+        let started = Instant::now();
+        let start = start.clone();
+        let Err(panic) = std::panic::catch_unwind(AssertUnwindSafe(move || worker.run(start))) else {
+            return;
+        };
+        // Nothing of the failed run may be taken for current: not its role, not its readiness.
+        status.ready.store(false, Ordering::Release);
+        status.drop_lease();
+        status.set_role(Role::Restoring);
+        deps.metrics.worker_panics.get_or_create(&crate::metrics::partition_label(partition)).inc();
+        if started.elapsed() > PANIC_FORGIVEN_AFTER {
+            backoff = FIRST_PANIC_BACKOFF;
+        }
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".into());
+        error!(
+            partition,
+            panic = %message,
+            restart_in_ms = backoff.as_millis() as u64,
+            "partition replica panicked; restarting it from its stored progress"
+        );
+        let until = Instant::now() + backoff;
+        while Instant::now() < until {
+            if cancel.is_cancelled() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        backoff = (backoff * 2).min(MAX_PANIC_BACKOFF);
+    }
 }

@@ -12,6 +12,7 @@ use super::closer::Closer;
 use super::master::Feed;
 use super::run::{Core, Mode, Worker};
 use super::standby::{self, catch_up_to_end, Tail};
+use super::status::READ_LEASE;
 use super::{CommandError, Drained, Promoted, PromotionError, WorkerError};
 use lightkeeper_storage::changelog::ChangelogEntry;
 use lightkeeper_storage::log::Append;
@@ -45,8 +46,13 @@ impl Worker {
             Mode::Restoring => return Err(PromotionError::Restoring(core.partition).into()),
         };
         let mut promoted = elect(core, tail, &self.closer, through)?;
-        // 6. Take input from the recorded offset.
-        self.enter(Mode::Master(Feed::new()));
+        // 6. Take input from the recorded offset — after a failover, only once the old
+        // master's read lease has run out (`status.rs`): it may be paused, not dead.
+        let feed = match through {
+            None => Feed::held_until(Instant::now() + READ_LEASE),
+            Some(_) => Feed::new(),
+        };
+        self.enter(Mode::Master(feed));
         let core = &self.core;
         core.publish_progress();
         core.deps.metrics.promotions.get_or_create(&core.label()).inc();
@@ -146,6 +152,9 @@ fn elect(
     if core.progress.epoch != epoch || core.progress.master != core.deps.node_id {
         return Err(PromotionError::EpochTaken { epoch, winner: core.progress.master.clone() }.into());
     }
+    // No newer marker can precede ours, and ours was written after `t1`: the read lease runs
+    // from there.
+    core.status.renew_lease(t1);
     let t3 = Instant::now();
     Ok(Promoted {
         partition: core.partition,

@@ -18,6 +18,7 @@ use super::standby::{self, Tail};
 use super::{Command, CommandError, PartitionStatus, Role, StartRole, WorkerDeps, WorkerError};
 use crate::metrics::{partition_label, phase_label};
 use lightkeeper_storage::state::PartitionProgress;
+use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
@@ -107,7 +108,8 @@ pub(super) struct Worker {
     pub(super) core: Core,
     pub(super) mode: Mode,
     pub(super) closer: Closer,
-    commands: Receiver<Command>,
+    /// Shared with the supervisor, which hands it to the next run after a panic.
+    commands: Rc<Receiver<Command>>,
 }
 
 impl Worker {
@@ -116,7 +118,7 @@ impl Worker {
         partition: u32,
         status: Arc<PartitionStatus>,
         cancel: CancellationToken,
-        commands: Receiver<Command>,
+        commands: Rc<Receiver<Command>>,
     ) -> Worker {
         Worker {
             core: Core { deps, partition, status, cancel, progress: PartitionProgress::default() },
@@ -192,6 +194,9 @@ impl Worker {
         let role = mode.role();
         let old = std::mem::replace(&mut self.mode, mode);
         self.close(old);
+        if role != Role::Master {
+            self.core.status.drop_lease();
+        }
         self.core.status.set_role(role);
         self.core.deps.metrics.role_master.get_or_create(&self.core.label()).set(i64::from(role == Role::Master));
     }

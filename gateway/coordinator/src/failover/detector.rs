@@ -188,6 +188,7 @@ mod tests {
                 role,
                 ready,
                 changelog_lag: lag,
+                lease_ms: 0,
                 epoch: 1,
                 master: "a".into(),
                 ..PartitionView::not_hosted(p, vec![])
