@@ -14,6 +14,7 @@ pub mod lsst;
 mod node;
 pub mod projection;
 pub mod stamps;
+pub mod untrusted;
 pub mod ztf;
 
 use crate::model::Alert;
@@ -325,7 +326,7 @@ impl Decoder {
             }
         }
         let text = std::str::from_utf8(json).map_err(|e| DecodeError::Corrupt(format!("schema is not utf-8: {e}")))?;
-        let schema = Schema::parse_str(text).map_err(|e| DecodeError::Corrupt(format!("writer schema: {e}")))?;
+        let schema = untrusted::parse_str(text).map_err(|e| DecodeError::Corrupt(format!("writer schema: {e}")))?;
         let compiled = Compiled::new(&schema, &[]);
         let parsed = Arc::new(ContainerSchema { json: json.to_vec(), schema, compiled });
         let mut cache = self.container_schemas.lock();

@@ -7,12 +7,18 @@
 //!
 //! All calls block: they are made from partition-worker threads or `spawn_blocking`.
 
+// The engines (feature `engines`): the trait and its helpers are all that is left without them.
+#[cfg(feature = "engines")]
 mod embedded;
+#[cfg(feature = "engines")]
 mod kafka;
 
+#[cfg(feature = "engines")]
 pub use embedded::{EmbeddedLog, EmbeddedTopic};
+#[cfg(feature = "engines")]
 pub use kafka::{is_secret_property, KafkaConfig, KafkaTopic};
 
+#[cfg(feature = "engines")]
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use std::time::Duration;
 
@@ -42,6 +48,7 @@ pub enum LogError {
     /// retrying (a broker down, a leader moving) can be told from a fatal one
     /// ([`LogError::is_retriable`]); `context` says which call on which topic. The source is also
     /// in the message, because logs print only the top-level message.
+    #[cfg(feature = "engines")]
     #[error("kafka: {context}: {source}")]
     Kafka {
         context: String,
@@ -61,6 +68,7 @@ pub enum LogError {
     #[error("kafka: topic {0} does not exist")]
     UnknownTopic(String),
     /// The embedded log's RocksDB failed; `context` says which call.
+    #[cfg(feature = "engines")]
     #[error("embedded log: {context}: {source}")]
     Embedded {
         context: String,
@@ -82,11 +90,13 @@ pub enum LogError {
 
 impl LogError {
     /// An embedded-log (RocksDB) failure, with what was being done when it happened.
+    #[cfg(feature = "engines")]
     pub fn embedded(context: impl Into<String>, source: rocksdb::Error) -> LogError {
         LogError::Embedded { context: context.into(), source }
     }
 
     /// A Kafka failure, with what was being done when it happened.
+    #[cfg(feature = "engines")]
     pub fn kafka(context: impl Into<String>, source: KafkaError) -> LogError {
         LogError::Kafka { context: context.into(), source }
     }
@@ -97,11 +107,13 @@ impl LogError {
     /// partition).
     pub fn is_retriable(&self) -> bool {
         match self {
+            #[cfg(feature = "engines")]
             LogError::Kafka { source, .. } => kafka_is_retriable(source),
             // The next append goes through a fresh producer.
             LogError::Timeout(_) | LogError::ProducerReplaced { .. } => true,
+            #[cfg(feature = "engines")]
+            LogError::Embedded { .. } => false,
             LogError::UnknownTopic(_)
-            | LogError::Embedded { .. }
             | LogError::Corrupt(_)
             | LogError::NoSuchPartition { .. }
             | LogError::Handler { .. } => false,
@@ -109,6 +121,7 @@ impl LogError {
     }
 }
 
+#[cfg(feature = "engines")]
 fn kafka_is_retriable(e: &KafkaError) -> bool {
     match e {
         // librdkafka classifies these itself.
@@ -121,6 +134,7 @@ fn kafka_is_retriable(e: &KafkaError) -> bool {
 }
 
 /// Kafka's retriable protocol errors and librdkafka's transient local ones.
+#[cfg(feature = "engines")]
 fn code_is_retriable(code: RDKafkaErrorCode) -> bool {
     use RDKafkaErrorCode as C;
     matches!(
@@ -244,7 +258,7 @@ pub fn read_to_end(
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "engines"))]
 mod tests {
     use super::*;
     use std::error::Error;

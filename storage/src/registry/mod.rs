@@ -21,6 +21,7 @@ pub use confluent::{ConfluentRegistry, RegistryAuth};
 pub use embedded::EmbeddedRegistry;
 pub use log::{LogRegistry, Registered, Registration};
 
+use crate::codec::untrusted;
 use apache_avro::Schema;
 use std::sync::Arc;
 
@@ -115,13 +116,13 @@ pub fn parse_schema(text: &str) -> Result<RegisteredSchema, RegistryError> {
 
 /// Parses a top-level schema together with the named schemas it refers to.
 pub(crate) fn parse_with_named(id: u32, top: &str, named: &[String]) -> Result<RegisteredSchema, RegistryError> {
-    let invalid = |e: apache_avro::Error| RegistryError::Invalid { id, reason: e.to_string() };
+    let invalid = |reason: String| RegistryError::Invalid { id, reason };
     let (schema, named) = if named.is_empty() {
-        (Schema::parse_str(top).map_err(invalid)?, Vec::new())
+        (untrusted::parse_str(top).map_err(invalid)?, Vec::new())
     } else {
         let mut all: Vec<&str> = named.iter().map(String::as_str).collect();
         all.push(top);
-        let mut parsed = Schema::parse_list(&all).map_err(invalid)?;
+        let mut parsed = untrusted::parse_list(&all).map_err(invalid)?;
         let schema = parsed.pop().expect("parse_list returns one schema per input");
         (schema, parsed)
     };
@@ -173,7 +174,7 @@ fn self_contained(top: &Schema, named: &[Schema]) -> Result<String, String> {
     }
     let mut json = serde_json::to_value(top).map_err(|e| e.to_string())?;
     walk(&mut json, &defs, &mut std::collections::HashSet::new());
-    let alone = Schema::parse_str(&json.to_string()).map_err(|e| format!("inlining its named types: {e}"))?;
+    let alone = untrusted::parse_str(&json.to_string()).map_err(|e| format!("inlining its named types: {e}"))?;
     Ok(alone.canonical_form())
 }
 

@@ -5,9 +5,12 @@
 //! them from worker threads or `spawn_blocking`.
 
 pub mod index;
+#[cfg(feature = "engines")]
 mod rocks;
+pub mod values;
 
 pub use index::SkyCone;
+#[cfg(feature = "engines")]
 pub use rocks::{RocksStore, StoreOptions, MINUTE_STATS_KEPT_MS};
 
 use crate::model::LightPoint;
@@ -58,6 +61,7 @@ pub struct ConeCandidate {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    #[cfg(feature = "engines")]
     #[error("rocksdb: {0}")]
     Rocks(#[from] rocksdb::Error),
     #[error("stored value for {what} does not decode: {reason}")]

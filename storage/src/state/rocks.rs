@@ -1,7 +1,7 @@
 //! RocksDB engine of the state store.
 //!
 //! Column families (key encoding format 1 — never changed in place; a new layout gets a new
-//! format byte and a migration):
+//! format byte and a migration; the value formats are in [`super::values`]):
 //! - `objects`:  object key → `1` + postcard(ObjectState)
 //! - `history`:  object key `\0` version:u64be → `1` + postcard(HistoryEntry), the last
 //!   [`HISTORY_PER_OBJECT`] versions per object
@@ -25,20 +25,16 @@
 //! unbounded RocksDB memory in Kafka Streams deployments is per-store caches and memtables).
 
 use super::index::{self, IndexKeys};
+use super::values::{decode, decode_progress, encode, encode_progress};
 use super::{ConeCandidate, HistoryEntry, PartitionProgress, SkyCone, StateBatch, StateStore, StoreError};
 use crate::object::{ObjectState, ObjectSummary};
 use crate::stats::{StatsBucket, StatsStep};
 use rocksdb::{BlockBasedOptions, Cache, ColumnFamilyDescriptor, Options, WriteBatch, WriteBufferManager, DB};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 use std::collections::HashMap;
 use std::ops::Range;
 use std::path::Path;
 use tracing::warn;
 
-const FORMAT: u8 = 1;
-/// Progress values: format 2 added `PartitionProgress::master`.
-const PROGRESS_FORMAT: u8 = 2;
 /// Version of the store's layout: the key layout above, and (from 3) the object and summary
 /// value layouts too — format 3 added `watchlists` to both. A store of an older format is
 /// deleted and rebuilt from the changelog, which reads every older record format.
@@ -86,43 +82,6 @@ enum Opened {
     Current(RocksStore),
     /// The store's key format, older than [`KEY_FORMAT`].
     Older(RocksStore, u8),
-}
-
-fn encode<T: Serialize>(v: &T) -> Vec<u8> {
-    let mut out = vec![FORMAT];
-    out.extend(postcard::to_stdvec(v).expect("plain data serializes"));
-    out
-}
-
-fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, StoreError> {
-    let corrupt = |reason: String| StoreError::Corrupt { what: what.to_owned(), reason };
-    match bytes.split_first() {
-        Some((&FORMAT, rest)) => postcard::from_bytes(rest).map_err(|e| corrupt(e.to_string())),
-        other => Err(corrupt(format!("unknown format byte {:?}", other.map(|(b, _)| *b)))),
-    }
-}
-
-fn decode_progress(bytes: &[u8]) -> Result<PartitionProgress, StoreError> {
-    #[derive(serde::Deserialize)]
-    struct V1 {
-        epoch: u64,
-        input_next: u64,
-        changelog_next: u64,
-    }
-    let corrupt = |reason: String| StoreError::Corrupt { what: "partition progress".into(), reason };
-    match bytes.split_first() {
-        Some((&PROGRESS_FORMAT, rest)) => postcard::from_bytes(rest).map_err(|e| corrupt(e.to_string())),
-        Some((&1, rest)) => {
-            let v1: V1 = postcard::from_bytes(rest).map_err(|e| corrupt(e.to_string()))?;
-            Ok(PartitionProgress {
-                epoch: v1.epoch,
-                input_next: v1.input_next,
-                changelog_next: v1.changelog_next,
-                master: String::new(),
-            })
-        }
-        other => Err(corrupt(format!("unknown format byte {:?}", other.map(|(b, _)| *b)))),
-    }
 }
 
 fn stats_key(partition: u32, step: StatsStep, start_ms: i64) -> Vec<u8> {
@@ -310,9 +269,7 @@ impl StateStore for RocksStore {
                 }
             }
         }
-        let mut progress = vec![PROGRESS_FORMAT];
-        progress.extend(postcard::to_stdvec(&batch.progress).expect("plain data serializes"));
-        wb.put_cf(self.cf(CF_PROGRESS), batch.partition.to_be_bytes(), progress);
+        wb.put_cf(self.cf(CF_PROGRESS), batch.partition.to_be_bytes(), encode_progress(&batch.progress));
         let mut wo = rocksdb::WriteOptions::default();
         wo.set_sync(self.sync);
         wo.disable_wal(!self.sync);
