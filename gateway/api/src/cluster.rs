@@ -183,6 +183,8 @@ pub struct PartitionInfo {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ClusterState {
     pub nodes: BTreeMap<String, NodeInfo>,
+    /// Keyed by partition number (a JSON object's keys are strings: `"0"`, `"1"`, …).
+    #[schema(value_type = BTreeMap<String, PartitionInfo>)]
     pub partitions: BTreeMap<u32, PartitionInfo>,
 }
 

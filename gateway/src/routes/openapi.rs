@@ -53,6 +53,14 @@ impl Modify for BearerAuth {
 /// The document: the public routes' operations, plus [`LAYER_ERRORS`] on every operation.
 pub fn spec() -> OpenApi {
     let (_router, mut api) = super::public_routes().split_for_parts();
+    // A wildcard segment is `{*name}` to axum and `{name}` to OpenAPI (which has no wildcards:
+    // the parameter's description says it may hold slashes).
+    let wildcards: Vec<String> = api.paths.paths.keys().filter(|p| p.contains("{*")).cloned().collect();
+    for path in wildcards {
+        if let Some(item) = api.paths.paths.remove(&path) {
+            api.paths.paths.insert(path.replace("{*", "{"), item);
+        }
+    }
     for item in api.paths.paths.values_mut() {
         let operations = [
             &mut item.get,

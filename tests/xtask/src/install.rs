@@ -5,11 +5,13 @@ use crate::commands::*;
 use crate::{step, Result};
 use std::process::{Command, Stdio};
 
-/// The independent Kafka client and Avro decoder the end-to-end tests drive, and what the
-/// Python client (`clients/python`) and its pytest suite need.
+/// The independent Kafka client and Avro decoder the end-to-end tests drive, what the Python
+/// client (`clients/python`) and its pytest suite need, and schemathesis (API fuzzing against
+/// `/openapi.json`, `tests/tests/openapi_conformance.rs`).
 pub(crate) const PYTHON_PACKAGES: &[&str] =
-    &["confluent-kafka", "fastavro", "astropy", "httpx", "websockets>=12", "pytest", "pandas"];
-pub(crate) const PYTHON_IMPORTS: &str = "import confluent_kafka, fastavro, astropy, httpx, websockets, pytest, pandas";
+    &["confluent-kafka", "fastavro", "astropy", "httpx", "websockets>=12", "pytest", "pandas", "schemathesis>=4,<5"];
+pub(crate) const PYTHON_IMPORTS: &str =
+    "import confluent_kafka, fastavro, astropy, httpx, websockets, pytest, pandas, schemathesis";
 
 pub(crate) fn python_has_modules() -> bool {
     succeeds(Command::new("python3").args(["-c", PYTHON_IMPORTS]))
