@@ -26,9 +26,12 @@ pub const SERVED_BY: &str = "x-lightkeeper-served-by";
 pub const ROLE: &str = "x-lightkeeper-role";
 pub const LAG: &str = "x-lightkeeper-lag";
 pub const PARTITION: &str = "x-lightkeeper-partition";
+/// Present on an answer from a master that has lost its read lease because it cannot reach its
+/// logs (a broker outage): the answer may miss changes made elsewhere; the value says why.
+pub const STALE: &str = "x-lightkeeper-stale";
 
 /// Headers passed back unchanged from a forwarded answer.
-const PASSED_BACK: [&str; 7] = ["content-type", "etag", "cache-control", SERVED_BY, ROLE, LAG, PARTITION];
+const PASSED_BACK: [&str; 8] = ["content-type", "etag", "cache-control", SERVED_BY, ROLE, LAG, PARTITION, STALE];
 
 /// How a read may be served.
 #[derive(Debug, Clone, Copy, Default)]
@@ -44,6 +47,8 @@ enum Target {
     Local {
         role: Role,
         lag: u64,
+        /// Why the answer may be stale (a master that cannot reach its logs).
+        stale: Option<String>,
     },
     Remote {
         url: String,
@@ -59,11 +64,19 @@ fn choose(state: &AppState, partition: u32, opts: ReadOptions, attempt: usize) -
         // A master answers as master only while it holds its read lease: one just resumed
         // from a pause may have been replaced meanwhile (`PartitionStatus::answers_as_master`).
         if s.answers_as_master() {
-            return Target::Local { role: Role::Master, lag: 0 };
+            return Target::Local { role: Role::Master, lag: 0, stale: None };
+        }
+        // Its logs are down (a broker outage): nobody can be promoted through them, so this
+        // master's state is as new as any — but say so, since only this node may be cut off.
+        if s.answers_stale_as_master() {
+            let why = s.log_trouble().map_or_else(String::new, |(for_how_long, why)| {
+                format!("the master cannot reach its logs (for {} s): {why}", for_how_long.as_secs())
+            });
+            return Target::Local { role: Role::Master, lag: 0, stale: Some(why) };
         }
         if let Some(max) = opts.max_lag {
             if s.ready.load(Ordering::Acquire) && s.lag() <= max {
-                return Target::Local { role: s.role(), lag: s.lag() };
+                return Target::Local { role: s.role(), lag: s.lag(), stale: None };
             }
         }
     }
@@ -127,12 +140,17 @@ where
 {
     let partition = partition_for(key.as_bytes(), state.partition_count);
     match serve(state, partition, path_and_query, opts, serve_local).await? {
-        Answer::Local { mut value, role, lag } => {
+        Answer::Local { mut value, role, lag, stale } => {
             let h = value.headers_mut();
             set(h, SERVED_BY, &state.node_id);
             set(h, ROLE, role.as_str());
             set(h, LAG, &lag.to_string());
             set(h, PARTITION, &partition.to_string());
+            if let Some(why) = stale {
+                // Header values are visible ASCII: anything else in an error message goes.
+                let why: String = why.chars().map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' }).collect();
+                set(h, STALE, &why);
+            }
             Ok(value)
         }
         Answer::Forwarded(resp) => Ok(resp),
@@ -175,7 +193,7 @@ where
 
 /// Who answered: this node's replica (with its role and lag), or another node.
 enum Answer<T> {
-    Local { value: T, role: Role, lag: u64 },
+    Local { value: T, role: Role, lag: u64, stale: Option<String> },
     Forwarded(Response),
 }
 
@@ -200,9 +218,9 @@ where
     let mut timed_out: Option<String> = None;
     loop {
         let why = match choose(state, partition, opts, attempt) {
-            Target::Local { role, lag } => {
+            Target::Local { role, lag, stale } => {
                 let serve = serve_local.take().expect("a local answer is returned, so this runs once");
-                return Ok(Answer::Local { value: serve().await?, role, lag });
+                return Ok(Answer::Local { value: serve().await?, role, lag, stale });
             }
             Target::Remote { url } => {
                 let patient = timed_out.as_deref() == Some(url.as_str());

@@ -133,7 +133,7 @@ async fn readyz_turns_ready_once_the_replicas_restore() {
         assert!(Instant::now() < deadline, "not ready within 30 s");
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
-    assert_eq!(ready, Ready { status: "ready".into(), replicas: 4 });
+    assert_eq!(ready, Ready { status: "ready".into(), replicas: 4, degraded: Vec::new() });
     n.stop().await;
 }
 

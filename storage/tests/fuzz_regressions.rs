@@ -29,9 +29,11 @@ fn inputs(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
 fn packets_that_crashed_a_decoder_are_refused() {
     let decoder = common::decoder();
     for (path, bytes) in inputs("decode_packets") {
+        // The bounded decoder, and the stamps path (which checks with it before apache-avro's
+        // generic decoder, whose array reservations are unbounded: `oom-generic-array-count`).
         let compiled = decoder.decode(&bytes);
-        let generic = decoder.decode_generic(&bytes);
-        assert!(compiled.is_err() && generic.is_err(), "{}: {compiled:?} / {generic:?}", path.display());
+        assert!(compiled.is_err(), "{}: {compiled:?}", path.display());
+        assert!(decoder.stamps(&bytes).is_err(), "{}", path.display());
     }
 }
 

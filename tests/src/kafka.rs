@@ -123,6 +123,55 @@ pub fn nisshi_binary() -> std::path::PathBuf {
     p
 }
 
+/// A plaintext nisshi broker of a test's own (memory engine), for a test that pauses it (an
+/// outage) without disturbing the shared one; killed on drop.
+pub struct OwnBroker {
+    pub bootstrap: String,
+    child: std::process::Child,
+}
+
+impl OwnBroker {
+    /// Starts it and waits until a client gets metadata from it.
+    pub fn start(log: &std::path::Path) -> OwnBroker {
+        let port = crate::cluster::free_port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = std::process::Command::new(nisshi_binary())
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--storage-engine", "memory://own/"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(log).expect("broker log"))
+            .spawn()
+            .expect("starting nisshi");
+        let broker = OwnBroker { bootstrap: format!("127.0.0.1:{port}"), child };
+        let c: BaseConsumer =
+            ClientConfig::new().set("bootstrap.servers", &broker.bootstrap).set("group.id", "probe").create().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while c.fetch_metadata(None, Duration::from_secs(2)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the broker did not answer: {}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        broker
+    }
+
+    /// Sends `sig` (`libc::SIGSTOP`: the broker hangs, connections stay open; `libc::SIGCONT`).
+    pub fn signal(&self, sig: libc::c_int) {
+        // SAFETY: kill(2) with the pid of a child this struct owns and has not reaped.
+        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
+        assert_eq!(rc, 0, "kill({sig}) failed: {}", std::io::Error::last_os_error());
+    }
+}
+
+impl Drop for OwnBroker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A nisshi broker of a test's own whose listener only speaks TLS (memory engine), killed on
 /// drop.
 pub struct TlsBroker {

@@ -17,4 +17,9 @@ pub struct Ready {
     pub status: String,
     /// Replicas this node hosts.
     pub replicas: usize,
+    /// What is wrong but does not stop the node serving: replicas whose logs cannot be reached
+    /// (a broker outage; their masters answer reads marked `x-lightkeeper-stale`, and take
+    /// input again by themselves when the broker returns). Empty when all is well.
+    #[serde(default)]
+    pub degraded: Vec<String>,
 }

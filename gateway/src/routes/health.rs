@@ -24,7 +24,7 @@ pub async fn healthz() -> Json<Health> {
 /// keeps serving.
 #[utoipa::path(get, path = "/readyz", tag = "health",
     responses(
-        (status = 200, description = "ready: every replica this node started with serves in its role", body = Ready),
+        (status = 200, description = "ready: every replica this node started with serves in its role (`degraded` lists what is wrong without stopping it, such as logs that cannot be reached)", body = Ready),
         (status = 503, description = "`unavailable`: replicas still restoring, no placement yet, or the node is drained or decommissioned", body = ErrorResponse)
     ))]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Ready>, ApiError> {
@@ -49,7 +49,22 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Ready>, ApiErr
         )));
     }
     match state.replicas.ready() {
-        Ok(replicas) => Ok(Json(Ready { status: "ready".into(), replicas })),
+        Ok(replicas) => {
+            let degraded = state
+                .replicas
+                .snapshot()
+                .iter()
+                .filter_map(|(p, r)| {
+                    let (for_how_long, why) = r.status.log_trouble()?;
+                    Some(format!(
+                        "partition {p} ({}): its logs cannot be reached (for {} s): {why}",
+                        r.status.role(),
+                        for_how_long.as_secs()
+                    ))
+                })
+                .collect();
+            Ok(Json(Ready { status: "ready".into(), replicas, degraded }))
+        }
         Err(waiting) if waiting.is_empty() => {
             Err(ApiError::Unavailable("waiting for the coordinator's partition placement".into()))
         }

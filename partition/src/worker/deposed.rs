@@ -24,6 +24,9 @@ use tracing::warn;
 /// A master whose lease was last renewed this long ago confirms its epoch from the changelog
 /// end (one end-offset request): at most every 100 ms when idle, never while appends renew it.
 const RENEW_EVERY: Duration = Duration::from_millis(100);
+/// Longest a lease check waits for the changelog's end: a hung broker is reported (and reads
+/// served marked stale, `status.rs`) after this, not after the client's whole timeout.
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Why a master must step down (for the log and the metric).
 #[derive(Debug)]
@@ -69,7 +72,7 @@ impl Core {
             return Ok(None);
         }
         let began = Instant::now();
-        let end = self.deps.changelog.end_offset(self.partition)?;
+        let end = self.deps.changelog.end_offset_within(self.partition, CONFIRM_TIMEOUT)?;
         if end > self.progress.changelog_next {
             let scan = self.scan_foreign(self.progress.changelog_next, &[])?;
             if let Some(newer) = scan.newer {

@@ -165,7 +165,10 @@ impl Worker {
         while !self.core.cancel.is_cancelled() {
             self.handle_commands();
             match self.step() {
-                Ok(()) => backoff = FIRST_BACKOFF,
+                Ok(()) => {
+                    backoff = FIRST_BACKOFF;
+                    self.core.status.clear_log_trouble();
+                }
                 Err(e) => self.back_off("step failed; it will be redone from the stored offsets", &e, &mut backoff),
             }
         }
@@ -218,6 +221,9 @@ impl Worker {
     /// `backoff` (doubled for next time, up to [`MAX_BACKOFF`]).
     fn back_off(&mut self, what: &str, e: &WorkerError, backoff: &mut Duration) {
         error!(partition = self.core.partition, role = ?self.mode.role(), error = %e, "{what}");
+        if matches!(e, WorkerError::Log(_)) {
+            self.core.status.set_log_trouble(e.to_string());
+        }
         self.core.deps.metrics.worker_errors.get_or_create(&self.core.label()).inc();
         self.reset();
         self.core.sleep(*backoff);

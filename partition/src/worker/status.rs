@@ -60,6 +60,10 @@ pub struct PartitionStatus {
     master: RwLock<String>,
     /// When the master's read lease runs out, in nanoseconds after [`clock_origin`]; 0: none.
     lease_until: AtomicU64,
+    /// Set when the replica's last step failed on its logs (a broker outage, a hung broker):
+    /// since when, and why. Cleared by the next step that succeeds.
+    log_unreachable: AtomicBool,
+    log_trouble: parking_lot::Mutex<Option<(Instant, String)>>,
     /// (`changelog_next`, `epoch`) read together: where a filter subscription that starts now
     /// begins (see `crate::feed`). Set after each applied batch, before its feed is published.
     feed_position: parking_lot::Mutex<(u64, u64)>,
@@ -79,6 +83,8 @@ impl PartitionStatus {
             input_end: AtomicU64::new(0),
             master: RwLock::new(String::new()),
             lease_until: AtomicU64::new(0),
+            log_unreachable: AtomicBool::new(false),
+            log_trouble: parking_lot::Mutex::new(None),
             feed_position: parking_lot::Mutex::new((0, 0)),
         }
     }
@@ -130,6 +136,35 @@ impl PartitionStatus {
     /// holding its read lease (see the module doc).
     pub fn answers_as_master(&self) -> bool {
         self.is_serving_master() && !self.lease_left().is_zero()
+    }
+
+    /// True when this replica is the master, has lost its lease because its logs cannot be
+    /// reached (a broker outage), and so may answer reads — marked stale: no newer master can
+    /// have been promoted through a log nobody reaches, but one that only this node cannot
+    /// reach could have been.
+    pub fn answers_stale_as_master(&self) -> bool {
+        self.is_serving_master() && self.log_unreachable.load(Ordering::Acquire)
+    }
+
+    /// Why and for how long the replica's logs have been unreachable, if they are.
+    pub fn log_trouble(&self) -> Option<(Duration, String)> {
+        if !self.log_unreachable.load(Ordering::Acquire) {
+            return None;
+        }
+        self.log_trouble.lock().as_ref().map(|(since, why)| (since.elapsed(), why.clone()))
+    }
+
+    pub(super) fn set_log_trouble(&self, why: String) {
+        let mut t = self.log_trouble.lock();
+        let since = t.as_ref().map_or_else(Instant::now, |(since, _)| *since);
+        *t = Some((since, why));
+        self.log_unreachable.store(true, Ordering::Release);
+    }
+
+    pub(super) fn clear_log_trouble(&self) {
+        if self.log_unreachable.swap(false, Ordering::AcqRel) {
+            *self.log_trouble.lock() = None;
+        }
     }
 
     /// What is left of the read lease (zero when none is held).

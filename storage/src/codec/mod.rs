@@ -233,6 +233,11 @@ impl Decoder {
     /// Decodes one packet through apache-avro's generic `Value` tree and the same survey
     /// mappers: the decoder [`decode`](Self::decode) replaced, kept as the reference it is
     /// tested (`storage/tests/decode_equivalence.rs`) and benchmarked (`bench decode`) against.
+    ///
+    /// Not for untrusted bytes: apache-avro reserves an array's claimed item count before
+    /// reading it (its allocation limit covers strings and bytes only), so a few hundred bytes
+    /// can ask for gigabytes. [`stamps`](Self::stamps) checks a packet with the bounded decoder
+    /// first; the fuzz target does the same.
     pub fn decode_generic(&self, bytes: &[u8]) -> Result<Alert, DecodeError> {
         self.decode_with(bytes, dispatch)
     }
@@ -241,6 +246,10 @@ impl Decoder {
     /// routes: the alert says whose stamps they are, so a caller can check that the packet it
     /// read is the one it asked for.
     pub fn stamps(&self, bytes: &[u8]) -> Result<(Alert, stamps::Stamps), DecodeError> {
+        // The bounded decoder first (see `decode_generic`): a packet it accepts claims no
+        // length or count beyond its own size, so the generic decode below stays within a
+        // small multiple of it.
+        self.decode(bytes)?;
         self.decode_with(bytes, |schema, value| Ok((dispatch(schema, value)?, stamps::extract(value)?)))
     }
 

@@ -370,11 +370,15 @@ impl Topic for KafkaTopic {
     }
 
     fn end_offset(&self, partition: u32) -> Result<u64, LogError> {
+        self.end_offset_within(partition, self.config.timeout())
+    }
+
+    fn end_offset_within(&self, partition: u32, timeout: Duration) -> Result<u64, LogError> {
         use rdkafka::producer::Producer;
         let (_, high) = self
             .producer()
             .client()
-            .fetch_watermarks(&self.name, partition as i32, self.config.timeout())
+            .fetch_watermarks(&self.name, partition as i32, timeout)
             .map_err(|e| LogError::kafka(format!("watermarks of {}/{partition}", self.name), e))?;
         Ok(high.max(0) as u64)
     }

@@ -192,6 +192,13 @@ pub trait Topic: Send + Sync {
     /// Kafka this is a ListOffsets request: use it for monitoring and liveness checks only —
     /// correctness decisions read to the end with a reader (partition EOF), see [`read_to_end`].
     fn end_offset(&self, partition: u32) -> Result<u64, LogError>;
+
+    /// [`Topic::end_offset`] waiting at most `timeout` for the log to answer (a master's lease
+    /// check must fail fast when the broker hangs, not after the client's whole timeout).
+    fn end_offset_within(&self, partition: u32, timeout: Duration) -> Result<u64, LogError> {
+        let _ = timeout;
+        self.end_offset(partition)
+    }
     /// Applies retention: deletes records appended before `cutoff_ms` (ms since the epoch) and
     /// returns how many. Kafka brokers apply the topic's `retention.ms` themselves, so the
     /// default does nothing; the embedded log deletes here.
