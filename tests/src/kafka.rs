@@ -123,28 +123,48 @@ pub fn nisshi_binary() -> std::path::PathBuf {
     p
 }
 
-/// A plaintext nisshi broker of a test's own (memory engine), for a test that pauses it (an
-/// outage) without disturbing the shared one; killed on drop.
+/// A nisshi broker of a test's own (memory engine), killed on drop: plaintext
+/// ([`OwnBroker::start`], for a test that pauses it — an outage — without disturbing the shared
+/// one) or speaking only TLS ([`OwnBroker::start_tls`]).
 pub struct OwnBroker {
     pub bootstrap: String,
     child: std::process::Child,
 }
 
 impl OwnBroker {
-    /// Starts it and waits until a client gets metadata from it.
+    /// A plaintext broker, once a client gets metadata from it.
     pub fn start(log: &std::path::Path) -> OwnBroker {
+        OwnBroker::spawn(log, "memory://own/", &[], |bootstrap| {
+            let mut c = ClientConfig::new();
+            c.set("bootstrap.servers", bootstrap);
+            c
+        })
+    }
+
+    /// A broker whose listener speaks only TLS with `ca`'s server certificate, once a client
+    /// trusting the CA gets metadata from it.
+    pub fn start_tls(ca: &crate::tls::TestCa, log: &std::path::Path) -> OwnBroker {
+        let tls = [std::ffi::OsStr::new("--cert"), ca.cert_pem.as_os_str(), "--key".as_ref(), ca.key_pem.as_os_str()];
+        OwnBroker::spawn(log, "memory://tls/", &tls, |bootstrap| tls_config(bootstrap, ca))
+    }
+
+    fn spawn(
+        log: &std::path::Path,
+        engine: &str,
+        extra: &[&std::ffi::OsStr],
+        client: impl Fn(&str) -> ClientConfig,
+    ) -> OwnBroker {
         let port = crate::cluster::free_port();
         let url = format!("tcp://127.0.0.1:{port}");
         let child = std::process::Command::new(nisshi_binary())
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
-            .args(["--storage-engine", "memory://own/"])
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url, "--storage-engine", engine])
+            .args(extra)
             .stdout(std::process::Stdio::null())
             .stderr(std::fs::File::create(log).expect("broker log"))
             .spawn()
             .expect("starting nisshi");
         let broker = OwnBroker { bootstrap: format!("127.0.0.1:{port}"), child };
-        let c: BaseConsumer =
-            ClientConfig::new().set("bootstrap.servers", &broker.bootstrap).set("group.id", "probe").create().unwrap();
+        let c: BaseConsumer = client(&broker.bootstrap).set("group.id", "probe").create().expect("client");
         let deadline = Instant::now() + Duration::from_secs(30);
         while c.fetch_metadata(None, Duration::from_secs(2)).is_err() {
             assert!(
@@ -157,6 +177,11 @@ impl OwnBroker {
         broker
     }
 
+    /// A client configuration for a TLS broker: SSL, trusting the test CA.
+    pub fn client_config(&self, ca: &crate::tls::TestCa) -> ClientConfig {
+        tls_config(&self.bootstrap, ca)
+    }
+
     /// Sends `sig` (`libc::SIGSTOP`: the broker hangs, connections stay open; `libc::SIGCONT`).
     pub fn signal(&self, sig: libc::c_int) {
         // SAFETY: kill(2) with the pid of a child this struct owns and has not reaped.
@@ -165,61 +190,15 @@ impl OwnBroker {
     }
 }
 
+fn tls_config(bootstrap: &str, ca: &crate::tls::TestCa) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap)
+        .set("security.protocol", "SSL")
+        .set("ssl.ca.location", ca.ca_pem.display().to_string());
+    c
+}
+
 impl Drop for OwnBroker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A nisshi broker of a test's own whose listener only speaks TLS (memory engine), killed on
-/// drop.
-pub struct TlsBroker {
-    pub bootstrap: String,
-    child: std::process::Child,
-}
-
-impl TlsBroker {
-    /// Starts it with `ca`'s server certificate and waits until a client trusting the CA gets
-    /// metadata from it.
-    pub fn start(ca: &crate::tls::TestCa, log: &std::path::Path) -> TlsBroker {
-        let port = crate::cluster::free_port();
-        let url = format!("tcp://127.0.0.1:{port}");
-        let child = std::process::Command::new(nisshi_binary())
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
-            .args(["--storage-engine", "memory://tls/", "--cert"])
-            .arg(&ca.cert_pem)
-            .arg("--key")
-            .arg(&ca.key_pem)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(log).expect("broker log"))
-            .spawn()
-            .expect("starting nisshi");
-        let broker = TlsBroker { bootstrap: format!("127.0.0.1:{port}"), child };
-        let c: BaseConsumer = broker.client_config(ca).set("group.id", "probe").create().expect("client");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while c.fetch_metadata(None, Duration::from_secs(2)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "the TLS broker did not answer: {}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        broker
-    }
-
-    /// A client configuration for it: SSL, trusting the test CA.
-    pub fn client_config(&self, ca: &crate::tls::TestCa) -> ClientConfig {
-        let mut c = ClientConfig::new();
-        c.set("bootstrap.servers", &self.bootstrap)
-            .set("security.protocol", "SSL")
-            .set("ssl.ca.location", ca.ca_pem.display().to_string());
-        c
-    }
-}
-
-impl Drop for TlsBroker {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

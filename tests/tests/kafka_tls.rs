@@ -9,7 +9,7 @@
 
 use lightkeeper_storage::codec::Decoder;
 use lightkeeper_storage::registry::EmbeddedRegistry;
-use lightkeeper_tests::kafka::{read_topic, TlsBroker, TopicSet};
+use lightkeeper_tests::kafka::{read_topic, OwnBroker, TopicSet};
 use lightkeeper_tests::tls::TestCa;
 use lightkeeper_tests::{avro_files, broker, eventually, shared_data, unique, NodeProcess};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
@@ -17,7 +17,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-fn node_config(tls: &TlsBroker, ca: &TestCa, topics: &TopicSet, with_ca: bool) -> String {
+fn node_config(tls: &OwnBroker, ca: &TestCa, topics: &TopicSet, with_ca: bool) -> String {
     let properties = if with_ca {
         format!(r#"{{ "security.protocol" = "SSL", "ssl.ca.location" = "{}" }}"#, ca.ca_pem.display())
     } else {
@@ -47,7 +47,7 @@ schemas = "{schemas}"
 async fn nodes_and_the_mirror_use_kafka_over_tls() {
     let work = tempfile::tempdir().unwrap();
     let ca = TestCa::new(&work.path().join("tls"));
-    let tls = TlsBroker::start(&ca, &work.path().join("broker.log"));
+    let tls = OwnBroker::start_tls(&ca, &work.path().join("broker.log"));
     let topics = TopicSet::unique("tls");
 
     // Without the CA, a node cannot start on the TLS-only broker, and says so.

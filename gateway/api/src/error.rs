@@ -26,3 +26,10 @@ impl ErrorResponse {
         ErrorResponse { error: ErrorBody { code: code.into(), message: message.into() } }
     }
 }
+
+/// The message of a caught panic (`std::panic::catch_unwind`, tower's panic layer), for the log
+/// line and the error that replace it: a panic payload is a `&str` or a `String`, or, rarely,
+/// anything else (then `None`).
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> Option<&str> {
+    payload.downcast_ref::<&str>().copied().or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+}

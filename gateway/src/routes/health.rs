@@ -6,7 +6,6 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
-use lightkeeper_api::cluster::Role;
 pub use lightkeeper_api::cluster::{ClusterView, PartitionView};
 use lightkeeper_api::error::ErrorResponse;
 use lightkeeper_api::health::{Health, Ready};
@@ -115,7 +114,8 @@ pub async fn cluster(State(state): State<AppState>) -> Json<ClusterView> {
                 applied_changelog_offset: applied,
                 changelog_end: s.changelog_end.load(Ordering::Relaxed).max(applied),
                 changelog_lag: s.lag(),
-                lease_ms: if s.role() == Role::Master { s.lease_left().as_millis() as u64 } else { 0 },
+                // Every role but master has dropped its lease: 0 there.
+                lease_ms: s.lease_left().as_millis() as u64,
             }
         })
         .collect();

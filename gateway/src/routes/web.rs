@@ -145,11 +145,7 @@ pub async fn conditional(req: Request, next: Next) -> Response {
 pub fn catch_panics(panics: Counter) -> CatchPanicLayer<impl Fn(Box<dyn std::any::Any + Send>) -> Response + Clone> {
     CatchPanicLayer::custom(move |payload: Box<dyn std::any::Any + Send>| {
         panics.inc();
-        let what = payload
-            .downcast_ref::<String>()
-            .map(String::as_str)
-            .or_else(|| payload.downcast_ref::<&str>().copied())
-            .unwrap_or("(no message)");
+        let what = lightkeeper_api::error::panic_message(payload.as_ref()).unwrap_or("(no message)");
         tracing::error!(panic = what, "a request handler panicked");
         ApiError::internal("the request's handler failed unexpectedly").into_response()
     })

@@ -12,7 +12,6 @@ use super::deposed::{Appended, Deposed};
 use super::master::Feed;
 use super::run::Core;
 use super::WorkerError;
-use crate::metrics::partition_label;
 use crate::watchlist::WatchIndex;
 use lightkeeper_storage::changelog::{Change, ChangelogEntry};
 use lightkeeper_storage::object::WatchMatch;
@@ -69,11 +68,9 @@ impl Core {
             // The same rule as a batch of alerts (`master.rs`, step 4).
             match self.append_own(&entries, progress.changelog_next)? {
                 Appended::Fenced(why) => return Ok(Some(why)),
-                Appended::Ours { offsets, deposed: d } => {
+                Appended::Ours { offsets, next, deposed: d } => {
                     deposed = d;
-                    progress.changelog_next = offsets.last().map_or(progress.changelog_next, |o| o + 1);
-                    let label = partition_label(self.partition);
-                    self.deps.metrics.changelog_records.get_or_create(&label).inc_by(offsets.len() as u64);
+                    progress.changelog_next = next;
                     appended = offsets;
                 }
             }

@@ -57,8 +57,9 @@ pub(super) struct ForeignScan {
 /// What a master's append of its own records found.
 pub(super) enum Appended {
     /// The records are in the log before any newer epoch's marker: admitted by every replica.
-    /// `deposed` when a newer epoch started right after them.
-    Ours { offsets: Vec<u64>, deposed: Option<Deposed> },
+    /// `next`: the changelog offset after them; `deposed` when a newer epoch started right
+    /// after them.
+    Ours { offsets: Vec<u64>, next: u64, deposed: Option<Deposed> },
     /// A newer epoch's marker precedes some of them: they are fenced on every replica and must
     /// not be applied here either.
     Fenced(Deposed),
@@ -89,7 +90,7 @@ impl Core {
     /// Appends this master's records (`entries`, all of its epoch) after `from`, the end of its
     /// previous ones, and judges the offsets the log gave them: they must follow `from` exactly,
     /// or someone else wrote in between (step 4 of a master batch). Renews the lease when no
-    /// newer epoch precedes them.
+    /// newer epoch precedes them, and counts the records.
     pub(super) fn append_own(&mut self, entries: &[ChangelogEntry], from: u64) -> Result<Appended, WorkerError> {
         let payloads: Vec<Vec<u8>> = entries.iter().map(ChangelogEntry::encode).collect();
         let keys: Vec<_> = entries.iter().map(ChangelogEntry::key).collect();
@@ -122,7 +123,8 @@ impl Core {
         if deposed.is_none() {
             self.status.renew_lease(began);
         }
-        Ok(Appended::Ours { offsets, deposed })
+        self.deps.metrics.changelog_records.get_or_create(&self.label()).inc_by(offsets.len() as u64);
+        Ok(Appended::Ours { offsets, next: last + 1, deposed })
     }
 
     /// Reads the changelog from `from` to its end, ignoring this master's own records (`own`,

@@ -207,10 +207,9 @@ impl Core {
         if !entries.is_empty() {
             match self.append_own(&entries, changelog_next)? {
                 Appended::Fenced(why) => return Ok(Some(why)),
-                Appended::Ours { offsets, deposed: d } => {
+                Appended::Ours { offsets, next, deposed: d } => {
                     deposed = d;
-                    changelog_next = offsets.last().map_or(changelog_next, |o| o + 1);
-                    self.deps.metrics.changelog_records.get_or_create(&label).inc_by(offsets.len() as u64);
+                    changelog_next = next;
                     appended = offsets;
                 }
             }

@@ -263,11 +263,7 @@ fn supervise(
         if started.elapsed() > PANIC_FORGIVEN_AFTER {
             backoff = FIRST_PANIC_BACKOFF;
         }
-        let message = panic
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_owned())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "a panic without a message".into());
+        let message = lightkeeper_api::error::panic_message(panic.as_ref()).unwrap_or("a panic without a message");
         error!(
             partition,
             panic = %message,

@@ -61,7 +61,8 @@ pub struct PartitionStatus {
     /// When the master's read lease runs out, in nanoseconds after [`clock_origin`]; 0: none.
     lease_until: AtomicU64,
     /// Set when the replica's last step failed on its logs (a broker outage, a hung broker):
-    /// since when, and why. Cleared by the next step that succeeds.
+    /// since when, and why. Cleared by the next step that succeeds. The flag repeats
+    /// `log_trouble.is_some()` so that every read can test it without the lock.
     log_unreachable: AtomicBool,
     log_trouble: parking_lot::Mutex<Option<(Instant, String)>>,
     /// (`changelog_next`, `epoch`) read together: where a filter subscription that starts now

@@ -13,11 +13,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 /// Why apache-avro could not parse a schema, its error or its panic.
 fn refused(what: Box<dyn std::any::Any + Send>) -> String {
-    let message = what
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| what.downcast_ref::<String>().cloned())
-        .unwrap_or_default();
+    let message = lightkeeper_api::error::panic_message(what.as_ref()).unwrap_or_default();
     format!("the schema is not valid Avro (the parser failed: {message})")
 }
 
