@@ -17,15 +17,31 @@ const WS_OPEN = 1;
 /**
  * An error answered by the API (`{"error":{"code","message"}}`) or met on the way to it: `code` is
  * the API's snake_case code (or `network_error`, `http_<status>`, `bad_response`), `status` the
- * HTTP status (0 when no response arrived).
+ * HTTP status (0 when no response arrived). Access errors are `unauthorized` (401: no token, or a
+ * wrong one), `forbidden` (403: the token lacks the scope) and, over the rate limit, 429 with
+ * `retryAfter`: the seconds of the answer's `Retry-After` header (`undefined` without one). REST
+ * reads are not retried on 401, 403 or 429; wait `retryAfter` seconds before asking again.
  */
 export class LightkeeperError extends Error {
-  constructor(code, message, status) {
+  constructor(code, message, status, retryAfter) {
     super(message);
     this.name = 'LightkeeperError';
     this.code = code;
     this.status = status;
+    if (retryAfter !== undefined) this.retryAfter = retryAfter;
   }
+}
+
+/**
+ * The seconds of a `Retry-After` header, or `undefined` when there is none or it is not a number
+ * of seconds (the API sends seconds).
+ * @param {string|null|undefined} value
+ * @returns {number|undefined}
+ */
+function retryAfterSeconds(value) {
+  if (value == null || value.trim() === '') return undefined;
+  const seconds = Number(value);
+  return Number.isFinite(seconds) && seconds >= 0 ? seconds : undefined;
 }
 
 /**
@@ -60,6 +76,7 @@ export class LightkeeperError extends Error {
  */
 export class LightkeeperClient {
   #bases;
+  #token;
   #node = 0;
   #WebSocket;
   #fetch;
@@ -78,13 +95,18 @@ export class LightkeeperClient {
   /**
    * @param {string|string[]} [baseUrl] where the gateway is, e.g. `http://localhost:8080`, or every
    *   node of a cluster (any node answers any request); the page's origin by default
-   * @param {{WebSocketImpl?: typeof WebSocket, fetchImpl?: typeof fetch, random?: () => number}} [options]
-   *   stand-ins for the WebSocket constructor, fetch and the jitter source (tests inject fakes)
+   * @param {{token?: string, WebSocketImpl?: typeof WebSocket, fetchImpl?: typeof fetch, random?: () => number}} [options]
+   *   `token`: an access token, for nodes that require one — sent with every REST request as
+   *   `Authorization: Bearer <token>`, and as the `access_token` query parameter of the WebSocket
+   *   URL (browsers cannot set headers on a WebSocket); none by default (anonymous reads).
+   *   The others are stand-ins for the WebSocket constructor, fetch and the jitter source (tests
+   *   inject fakes).
    */
   constructor(baseUrl = globalThis.location?.origin, options = {}) {
     const bases = [].concat(baseUrl ?? []).filter(Boolean).map((u) => String(u).replace(/\/+$/, ''));
     if (bases.length === 0) throw new TypeError('LightkeeperClient needs a base URL when not in a browser page');
     this.#bases = bases;
+    this.#token = options.token || undefined;
     this.#WebSocket = options.WebSocketImpl ?? globalThis.WebSocket;
     this.#fetch = options.fetchImpl ?? ((...args) => globalThis.fetch(...args));
     this.#random = options.random ?? Math.random;
@@ -180,7 +202,8 @@ export class LightkeeperClient {
 
   /**
    * The address of one stamp, for an `<img src>` (`format: 'png'`, the default) or a download
-   * (`'fits'`), on the node currently used.
+   * (`'fits'`), on the node currently used. It carries no token: where reads need one, fetch it
+   * with the `Authorization` header instead.
    * @param {string} key
    * @param {string} alertId
    * @param {'science'|'template'|'difference'} kind
@@ -193,7 +216,8 @@ export class LightkeeperClient {
   }
 
   /**
-   * The address of an alert's original packet (Avro container or Confluent wire format).
+   * The address of an alert's original packet (Avro container or Confluent wire format); like
+   * {@link LightkeeperClient#cutoutUrl}, without the token.
    * @param {string} key
    * @param {string} alertId
    * @returns {string}
@@ -305,7 +329,7 @@ export class LightkeeperClient {
     for (let tried = 1; ; tried++) {
       const base = this.#base;
       try {
-        res = await this.#fetch(base + path, { headers: { accept: 'application/json' } });
+        res = await this.#fetch(base + path, { headers: this.#headers() });
         // 503: this node is draining, restoring or cannot reach the master; another may serve.
         if (res.status !== 503 || tried >= this.#bases.length) break;
       } catch (e) {
@@ -320,17 +344,27 @@ export class LightkeeperClient {
     try { body = text ? JSON.parse(text) : null; } catch { /* reported below */ }
     if (!res.ok) {
       const err = body?.error;
-      throw new LightkeeperError(err?.code ?? `http_${res.status}`, err?.message ?? (text || res.statusText), res.status);
+      const retryAfter = res.status === 429 ? retryAfterSeconds(res.headers?.get?.('retry-after')) : undefined;
+      throw new LightkeeperError(err?.code ?? `http_${res.status}`, err?.message ?? (text || res.statusText), res.status, retryAfter);
     }
     if (body === null) throw new LightkeeperError('bad_response', `expected JSON from ${path}`, res.status);
     return body;
+  }
+
+  /** The headers of every REST request: JSON, and the token when there is one. */
+  #headers() {
+    const headers = { accept: 'application/json' };
+    if (this.#token) headers.authorization = `Bearer ${this.#token}`;
+    return headers;
   }
 
   #connect() {
     this.#timer = null;
     let ws;
     try {
-      ws = new this.#WebSocket(`${this.#base.replace(/^http/, 'ws')}/v1/ws`);
+      // The token goes in the query: a browser's WebSocket cannot send an Authorization header.
+      const query = this.#token ? `?access_token=${encodeURIComponent(this.#token)}` : '';
+      ws = new this.#WebSocket(`${this.#base.replace(/^http/, 'ws')}/v1/ws${query}`);
     } catch {
       this.#scheduleReconnect();
       return;

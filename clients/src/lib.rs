@@ -44,12 +44,32 @@ pub enum ClientError {
 pub struct Client {
     base: String,
     http: reqwest::Client,
+    /// `Bearer <token>`, sent with every request and WebSocket handshake.
+    authorization: Option<reqwest::header::HeaderValue>,
 }
 
 impl Client {
+    /// A client without a token (anonymous: what the node's `access` configuration allows).
     pub fn new(base_url: &str) -> Result<Client, ClientError> {
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
-        Ok(Client { base: base_url.trim_end_matches('/').to_owned(), http })
+        Client::with_token(base_url, None)
+    }
+
+    /// A client that sends `token` as `Authorization: Bearer` on every call (API.md, "Access").
+    pub fn with_token(base_url: &str, token: Option<&str>) -> Result<Client, ClientError> {
+        let authorization = token
+            .map(|t| {
+                let mut v = reqwest::header::HeaderValue::from_str(&format!("Bearer {t}"))
+                    .map_err(|_| ClientError::Invalid("the token is not valid in an HTTP header".into()))?;
+                v.set_sensitive(true);
+                Ok::<_, ClientError>(v)
+            })
+            .transpose()?;
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(v) = &authorization {
+            headers.insert(reqwest::header::AUTHORIZATION, v.clone());
+        }
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).default_headers(headers).build()?;
+        Ok(Client { base: base_url.trim_end_matches('/').to_owned(), http, authorization })
     }
 
     async fn check(resp: reqwest::Response) -> Result<reqwest::Response, ClientError> {
@@ -246,7 +266,14 @@ impl Client {
     async fn open(&self, op: &ClientOp) -> Result<Subscription, ClientError> {
         let ws_url = format!("{}/v1/ws", self.base.replacen("http", "ws", 1));
         // No Nagle: subscribe ops are small frames that should leave at once.
-        let (mut ws, _) = tokio_tungstenite::connect_async_with_config(ws_url, None, true).await?;
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut req = ws_url.into_client_request()?;
+        if let Some(v) = &self.authorization {
+            let v = tokio_tungstenite::tungstenite::http::HeaderValue::from_bytes(v.as_bytes())
+                .map_err(|e| ClientError::Invalid(e.to_string()))?;
+            req.headers_mut().insert("authorization", v);
+        }
+        let (mut ws, _) = tokio_tungstenite::connect_async_with_config(req, None, true).await?;
         ws.send(Message::Text(op.to_text().into())).await?;
         Ok(Subscription { ws })
     }

@@ -30,6 +30,10 @@ pub struct Config {
     pub limits: Limits,
     pub storage: Storage,
     pub http: Http,
+    /// Who may call what: tokens and their scopes, anonymous reads, rate limits (`crate::access`).
+    pub access: Access,
+    /// TLS for this node's HTTP and WebSocket listener, and the CA its calls to other nodes trust.
+    pub tls: Tls,
     /// Other nodes and who hosts which partition; absent = a single node mastering everything.
     pub cluster: Cluster,
     /// Input records per worker batch.
@@ -129,6 +133,76 @@ pub struct Http {
     pub cors_allow_origins: Vec<String>,
 }
 
+/// Access control (API.md, "Access"); enforced by `crate::access`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Access {
+    /// Whether REST reads and WebSocket subscriptions need no token. Default: true (the
+    /// embedded default serves anyone who can reach it; ingest and admin calls always need a
+    /// token with their scope).
+    pub anonymous_reads: bool,
+    /// Whether `POST /v1/alerts` needs no token. Default: true, for the embedded default on
+    /// loopback; turn it off (and give producers `ingest` tokens) on any node others can reach —
+    /// the node warns at start when it listens beyond loopback with this on.
+    pub anonymous_ingest: bool,
+    /// The tokens this node accepts, each stored as its SHA-256 (`lightkeeper token` makes one).
+    pub tokens: Vec<TokenConfig>,
+    /// Requests per second a token may make (sustained; `burst` at once); 0 = unlimited.
+    pub per_token_per_sec: u32,
+    /// Requests per second one client address may make without a token (anonymous reads, and
+    /// failed token checks: this is what slows down token guessing); 0 = unlimited.
+    pub per_address_per_sec: u32,
+    /// Requests a client may make at once above its sustained rate (both limits).
+    pub burst: u32,
+}
+
+impl Default for Access {
+    fn default() -> Self {
+        Access {
+            anonymous_reads: true,
+            anonymous_ingest: true,
+            tokens: Vec::new(),
+            per_token_per_sec: 0,
+            per_address_per_sec: 0,
+            burst: 100,
+        }
+    }
+}
+
+/// One accepted token.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Who holds it: named in logs and in 403 answers (never the token itself).
+    pub name: String,
+    /// Lower-case hex SHA-256 of the token (`lightkeeper token --name NAME --scopes read`
+    /// prints a new token and this line). The token itself is never stored.
+    pub sha256: String,
+    /// What it may do: `read`, `ingest`, `admin`.
+    pub scopes: Vec<crate::access::Scope>,
+}
+
+/// TLS (rustls). With `cert_file` and `key_file` the node serves HTTPS and WSS only, and its
+/// `cluster.peers` URLs should be `https://`; `ca_file` is what it trusts when calling them.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Tls {
+    /// PEM certificate chain this node presents.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of `cert_file` (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: Option<PathBuf>,
+    /// PEM CA certificates trusted for calls to other nodes (in addition to none: peers'
+    /// certificates must chain to one of these when it is set).
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Tls {
+    /// Whether the node serves TLS.
+    pub fn serves(&self) -> bool {
+        self.cert_file.is_some()
+    }
+}
+
 impl Default for Http {
     fn default() -> Self {
         Http { compression: true, cors_allow_origins: Vec::new() }
@@ -147,6 +221,8 @@ impl Default for Config {
             limits: Limits::default(),
             storage: Storage::default(),
             http: Http::default(),
+            access: Access::default(),
+            tls: Tls::default(),
             cluster: Cluster::default(),
             batch_size: 512,
         }
@@ -228,9 +304,9 @@ impl From<Box<figment::Error>> for ConfigError {
 }
 
 /// `LIGHTKEEPER_*` variables that are not configuration keys, so a node started with them in its
-/// environment does not refuse them as unknown fields: the log filter, the CLI's node URL, the
+/// environment does not refuse them as unknown fields: the log filter, the CLI's node URL and token, the
 /// dashboard's development directory, and what the test suites read (the binary, the data).
-const NOT_CONFIG: &[&str] = &["LOG", "URL", "DASHBOARD_DIR", "BIN", "DATA", "SHARED_DATA"];
+const NOT_CONFIG: &[&str] = &["LOG", "URL", "TOKEN", "DASHBOARD_DIR", "BIN", "DATA", "SHARED_DATA"];
 
 impl Config {
     /// Loads defaults ← file ← environment ← overrides, then validates.
@@ -298,6 +374,7 @@ impl Config {
                 );
             }
         }
+        self.validate_access()?;
         if let Some(k) = &self.kafka {
             if k.bootstrap.trim().is_empty() {
                 return invalid("kafka.bootstrap", "must name at least one host:port");
@@ -327,6 +404,50 @@ impl Config {
             return invalid("storage.memory_budget_mib", "must be at least 16");
         }
         self.validate_cluster()
+    }
+
+    fn validate_access(&self) -> Result<(), ConfigError> {
+        let invalid = |field, reason: String| Err(ConfigError::Invalid { field, reason });
+        let mut names = std::collections::HashSet::new();
+        let mut hashes = std::collections::HashSet::new();
+        for t in &self.access.tokens {
+            if t.name.is_empty() || !t.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c)) {
+                return invalid(
+                    "access.tokens.name",
+                    format!("{:?}: must be letters, digits, '-', '_', '.' or '@'", t.name),
+                );
+            }
+            if !names.insert(&t.name) {
+                return invalid("access.tokens.name", format!("{:?} is named twice", t.name));
+            }
+            if t.sha256.len() != 64 || !t.sha256.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)) {
+                return invalid(
+                    "access.tokens.sha256",
+                    format!("token {:?}: must be 64 lower-case hex digits (the token's SHA-256, as `lightkeeper token` prints it)", t.name),
+                );
+            }
+            if !hashes.insert(&t.sha256) {
+                return invalid(
+                    "access.tokens.sha256",
+                    format!("token {:?}: the same token is configured twice", t.name),
+                );
+            }
+            if t.scopes.is_empty() {
+                return invalid(
+                    "access.tokens.scopes",
+                    format!("token {:?}: needs at least one of read, ingest, admin", t.name),
+                );
+            }
+        }
+        if self.access.burst == 0 {
+            return invalid("access.burst", "must be at least 1".into());
+        }
+        match (&self.tls.cert_file, &self.tls.key_file) {
+            (Some(_), None) => return invalid("tls.key_file", "is required with tls.cert_file".into()),
+            (None, Some(_)) => return invalid("tls.cert_file", "is required with tls.key_file".into()),
+            _ => {}
+        }
+        Ok(())
     }
 
     fn validate_cluster(&self) -> Result<(), ConfigError> {

@@ -29,8 +29,16 @@ pub enum ApiError {
     /// A forwarded read reached a node that is not (or no longer) the partition's master.
     #[error("partition {partition} is not served by master on this node (master: {master:?}); retry through any node")]
     NotMaster { partition: u32, master: String },
+    /// No credential where one is needed, or one this node does not know (`crate::access`).
     #[error("{0}")]
     Unauthorized(String),
+    /// A known credential without the scope the route needs, or a WebSocket from a foreign origin.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The caller is over its rate (`access.per_token_per_sec`, `access.per_address_per_sec`);
+    /// answered with `Retry-After`.
+    #[error("{message}; retry in {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64, message: String },
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
     /// The request was understood but what it names cannot be processed (an image that does
@@ -63,6 +71,8 @@ impl ApiError {
             ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Unavailable(_) | ApiError::NotMaster { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -78,6 +88,8 @@ impl ApiError {
             | ApiError::Conflict { code, .. } => code,
             ApiError::NotMaster { .. } => "not_master",
             ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::RateLimited { .. } => "rate_limited",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::Timeout(_) => "timeout",
             ApiError::Unavailable(_) => "unavailable",
@@ -93,7 +105,26 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status(), Json(ErrorResponse { error: self.body() })).into_response()
+        let mut resp = (self.status(), Json(ErrorResponse { error: self.body() })).into_response();
+        self.add_headers(&mut resp);
+        resp
+    }
+}
+
+impl ApiError {
+    /// The headers that go with this error's status (`Retry-After` for 429, `WWW-Authenticate`
+    /// for 401), for every body format that carries it.
+    pub fn add_headers(&self, resp: &mut Response) {
+        match self {
+            ApiError::RateLimited { retry_after_secs, .. } => {
+                resp.headers_mut().insert(axum::http::header::RETRY_AFTER, (*retry_after_secs).into());
+            }
+            ApiError::Unauthorized(_) => {
+                resp.headers_mut()
+                    .insert(axum::http::header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer"));
+            }
+            _ => {}
+        }
     }
 }
 

@@ -9,6 +9,8 @@
 //! - [`node`]: builds a node from a config (registry, logs, state, workers) and runs it.
 //! - [`routes`]: the axum router — objects, light curves, ingest, health, metrics, OpenAPI,
 //!   WebSocket subscriptions, the dashboard.
+//! - [`access`]: who may call what — tokens with scopes, anonymous reads, rate limits,
+//!   WebSocket origins — one middleware in front of every route.
 //! - [`error`]: the API error type and its single mapping to HTTP status and JSON body.
 //! - [`replicas`]: the replicas this node hosts; [`hosting`]: following the coordinator's
 //!   placement (start standbys, stop and delete replicas placed elsewhere).
@@ -25,6 +27,7 @@
 //! - [`cli`]: the `decode`, `ingest`, `demo` and read commands.
 //! - [`mirror`]: `lightkeeper mirror`, the local re-keyed copy of a survey's upstream stream.
 
+pub mod access;
 pub mod cache;
 pub mod cli;
 pub mod config;

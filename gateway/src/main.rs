@@ -18,6 +18,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Args {
     #[command(subcommand)]
     command: Command,
+    /// Access token for the node (`Authorization: Bearer`), for the commands that call one.
+    #[arg(long, global = true, env = "LIGHTKEEPER_TOKEN", hide_env_values = true)]
+    token: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -56,6 +59,16 @@ enum Command {
         /// Pause between alerts, in milliseconds.
         #[arg(long, default_value_t = 1500)]
         interval_ms: u64,
+    },
+    /// Make a new access token: prints it once, and the `[[access.tokens]]` entry (its hash) to
+    /// add to the nodes' configuration.
+    Token {
+        /// Who will hold it (shown in logs and 403 answers).
+        #[arg(long)]
+        name: String,
+        /// Comma-separated scopes: read, ingest, admin.
+        #[arg(long, value_delimiter = ',', default_value = "read")]
+        scopes: Vec<String>,
     },
     /// Send alert files (or directories of them) to a node or a Kafka topic.
     Ingest {
@@ -193,7 +206,7 @@ fn main() -> ExitCode {
             .enable_all()
             .build()
             .map_err(Into::into)
-            .and_then(|rt| rt.block_on(run(other))),
+            .and_then(|rt| rt.block_on(run(other, args.token))),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -205,7 +218,8 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(command: Command) -> anyhow::Result<bool> {
+async fn run(command: Command, token: Option<String>) -> anyhow::Result<bool> {
+    let token = token.as_deref();
     match command {
         Command::Serve { config, listen, data_dir, node_id, kafka, schemas } => {
             let overrides = Overrides {
@@ -235,8 +249,10 @@ async fn run(command: Command) -> anyhow::Result<bool> {
             cli::demo(listen, data_dir, alerts, Duration::from_millis(interval_ms)).await?;
             Ok(true)
         }
-        Command::Ingest { files, url, kafka, topic, schemas } => cli::ingest(&files, url, kafka, topic, schemas).await,
-        Command::Get { key, url } => cli::read::get(&url, &key).await,
+        Command::Ingest { files, url, kafka, topic, schemas } => {
+            cli::ingest(&files, url, kafka, topic, schemas, token).await
+        }
+        Command::Get { key, url } => cli::read::get(&url, token, &key).await,
         Command::Lightcurve { key, url, format, band, kind, times } => {
             let mut q: Vec<(&str, &str)> = vec![("format", &format)];
             q.extend(band.iter().map(|b| ("band", b.as_str())));
@@ -245,20 +261,20 @@ async fn run(command: Command) -> anyhow::Result<bool> {
                 q.push(("times", t));
             }
             let query = form_urlencoded::Serializer::new(String::new()).extend_pairs(q).finish();
-            cli::read::lightcurve(&url, &key, &query).await
+            cli::read::lightcurve(&url, token, &key, &query).await
         }
         Command::Cone { ra, dec, radius_arcsec, url, filter, limit } => {
-            cli::read::cone(&url, ra, dec, radius_arcsec, filter.as_deref(), limit).await
+            cli::read::cone(&url, token, ra, dec, radius_arcsec, filter.as_deref(), limit).await
         }
         Command::Query { filter, order, limit, all, url } => {
-            cli::read::query(&url, filter.as_deref(), order.as_deref(), limit, all).await
+            cli::read::query(&url, token, filter.as_deref(), order.as_deref(), limit, all).await
         }
         Command::Watch { objects, filter, from, url } => {
             let what = match filter {
                 Some(filter) => cli::read::Watch::Filter { filter, from },
                 None => cli::read::Watch::Objects(objects),
             };
-            cli::read::watch(&url, what).await
+            cli::read::watch(&url, token, what).await
         }
         Command::Mirror { config, listen } => {
             let mut config = lightkeeper_gateway::mirror::config::MirrorConfig::load(Some(&config))?;
@@ -266,6 +282,10 @@ async fn run(command: Command) -> anyhow::Result<bool> {
                 config.listen = l;
             }
             lightkeeper_gateway::mirror::run(config, node::stop_on_signals().cancelled_owned()).await?;
+            Ok(true)
+        }
+        Command::Token { name, scopes } => {
+            cli::new_token(&name, &scopes)?;
             Ok(true)
         }
         Command::Decode { .. } => unreachable!("handled without a runtime"),

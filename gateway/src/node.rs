@@ -217,13 +217,34 @@ impl Node {
             replicas.mark_placed();
             info!(partitions = partition_count, "partition replicas started");
         }
+        // Every call to another node carries the cluster token: forwarded reads and scattered
+        // queries pass its access checks as a node's (`crate::access`).
+        // A single node without a configured cluster token still calls itself (the coordinator
+        // checks its own status): it gets a random one for its lifetime.
+        let node_token = match config.cluster.admin_token.as_deref().filter(|t| !t.trim().is_empty()) {
+            Some(t) => t.to_owned(),
+            None => crate::access::new_token()?,
+        };
+        let mut peer_headers = reqwest::header::HeaderMap::new();
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {node_token}"))
+            .context("configuration field `cluster.admin_token`: not valid in an HTTP header")?;
+        value.set_sensitive(true);
+        peer_headers.insert(reqwest::header::AUTHORIZATION, value);
         let peer_client = reqwest::Client::builder()
             .connect_timeout(Duration::from_millis(500))
             .pool_max_idle_per_host(64)
+            .default_headers(peer_headers)
             .build()
             .context("HTTP client for peers")?;
-        let peers = Arc::new(HttpPeers::new(peer_client.clone(), config.cluster.admin_token.clone()));
+        let peers = Arc::new(HttpPeers::new(peer_client.clone(), Some(node_token.clone())));
         let shutdown = CancellationToken::new();
+        let access = crate::access::Guard::new(
+            &config.access,
+            &node_token,
+            config.cluster.admin_token.is_some(),
+            &config.http.cors_allow_origins,
+            metrics.access_denied.clone(),
+        );
         let state = AppState(Arc::new(Inner {
             node_id: config.node_id.clone(),
             cache,
@@ -244,6 +265,7 @@ impl Node {
             registry,
             metrics,
             limits: config.limits.clone(),
+            access,
             http: config.http.clone(),
             shutdown,
             draining: std::sync::atomic::AtomicBool::new(false),
@@ -258,6 +280,12 @@ impl Node {
         // The one line tests and operators wait for; it names the real port when `:0` was given.
         println!("lightkeeper listening on http://{addr} (node {}, {} mode)", self.state.node_id, self.mode);
         info!(%addr, mode = self.mode, "listening");
+        if self.config.access.anonymous_ingest && !addr.ip().is_loopback() {
+            tracing::warn!(
+                %addr,
+                "anyone who can reach this address may ingest alerts: set access.anonymous_ingest = false and give producers ingest tokens"
+            );
+        }
         let state = self.state.clone();
         // Every task the node starts is owned here: registered with the tracker, stopped by a
         // child of `stop` (dropped at its next await point, as an abort would), and joined
@@ -292,7 +320,9 @@ impl Node {
                 tracing::debug!(error = %e, "could not set TCP_NODELAY on an accepted connection");
             }
         });
-        let server = axum::serve(listener, router(state.clone())).with_graceful_shutdown(async move {
+        // With each connection's peer address: per-address rate limits (`crate::access`).
+        let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
             graceful.cancelled().await;
             shutdown.cancel();
         });
@@ -355,7 +385,7 @@ impl Node {
             cluster: self.config.cluster.clone(),
             partitions: state.partition_count,
         };
-        let network = Network::new(raft_client()?, self.config.cluster.admin_token.clone());
+        let network = Network::new(raft_client()?, Some(self.state.access.node_token().to_owned()));
         let coordinator = Coordinator::start(settings, state.peers.clone(), network).await?;
         let _ = state.coordinator.set(coordinator.clone());
         let mastered = state.clone();

@@ -31,6 +31,8 @@ pub struct GatewayMetrics {
     pub filter_replays: Counter,
     /// Handlers that panicked (answered with a JSON 500).
     pub http_panics: Counter,
+    /// Requests refused by `crate::access`, by reason (the error code).
+    pub access_denied: crate::access::DeniedFamily,
 }
 
 impl GatewayMetrics {
@@ -44,6 +46,7 @@ impl GatewayMetrics {
             filter_lagged: Counter::default(),
             filter_replays: Counter::default(),
             http_panics: Counter::default(),
+            access_denied: Default::default(),
         };
         registry.register("lightkeeper_http_requests", "HTTP requests by route and status", m.requests.clone());
         registry.register(
@@ -72,6 +75,11 @@ impl GatewayMetrics {
             "lightkeeper_http_panics",
             "HTTP handlers that panicked (each answered with a JSON 500 and logged)",
             m.http_panics.clone(),
+        );
+        registry.register(
+            "lightkeeper_access_denied",
+            "Requests refused by access control, by reason (unauthorized, forbidden, rate_limited, admin_disabled)",
+            m.access_denied.clone(),
         );
         m
     }
@@ -110,6 +118,8 @@ pub struct Inner {
     pub registry: Registry,
     pub metrics: GatewayMetrics,
     pub limits: Limits,
+    /// Tokens, scopes and rate limits (`crate::access`).
+    pub access: crate::access::Guard,
     /// Compression and CORS (`routes::web`).
     pub http: crate::config::Http,
     /// Fires at shutdown: WebSocket sessions close with "going away".

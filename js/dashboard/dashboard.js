@@ -3,7 +3,9 @@
 // /dashboard/dashboard.js); plain ES modules, no build step.
 //
 // Routes: #/live (default), #/object/<key>, #/find[?ra=&dec=&radius=&where=], #/cluster, #/stats.
-// `/?key=<key>` opens that object's page.
+// `/?key=<key>` opens that object's page. On a node that requires a token for reads, open
+// `/?token=<token>` once: the token is kept for the tab's session (sessionStorage) and taken out
+// of the address bar.
 
 import { LightkeeperClient } from '/js/lightkeeper.js';
 import { $, objectHref } from './util.js';
@@ -13,7 +15,19 @@ import { FindView } from './find.js';
 import { ClusterView } from './cluster.js';
 import { StatsView } from './stats.js';
 
-const client = new LightkeeperClient();
+/** The access token for this tab: from `?token=` (then removed from the URL), else the session's. */
+function sessionToken() {
+  const url = new URL(globalThis.location.href);
+  const given = url.searchParams.get('token');
+  if (given) {
+    sessionStorage.setItem('lightkeeper-token', given);
+    url.searchParams.delete('token');
+    history.replaceState(null, '', url.pathname + url.search + url.hash);
+  }
+  return sessionStorage.getItem('lightkeeper-token') || undefined;
+}
+
+const client = new LightkeeperClient(undefined, { token: sessionToken() });
 
 function setStatus(state) {
   const pill = $('status');

@@ -289,3 +289,72 @@ test('cutouts, cluster and stats build their URLs; a 404 keeps its code and stat
     'https://lk.example/v1/objects/lsst%3A1/cutouts/2/science?format=fits');
   assert.equal(client.packetUrl('lsst:1', '2'), 'https://lk.example/v1/objects/lsst%3A1/alerts/2/packet');
 });
+
+test('a token goes with every REST request as a bearer header and in the WebSocket URL as access_token', (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  FakeWebSocket.instances = [];
+  const inits = [];
+  const fetchImpl = async (url, init) => {
+    inits.push(init);
+    return new Response(JSON.stringify({ key: KEY, version: 1 }));
+  };
+  const token = 'lk_a b/c+d=?&é';
+  const client = new LightkeeperClient(['https://a.example', 'https://b.example'], { token, WebSocketImpl: FakeWebSocket, fetchImpl, random: () => 1 });
+  const sub = client.subscribe([KEY], () => {});
+  const ws = FakeWebSocket.latest();
+  assert.equal(ws.url, `wss://a.example/v1/ws?access_token=${encodeURIComponent(token)}`);
+  assert.equal(ws.url, 'wss://a.example/v1/ws?access_token=lk_a%20b%2Fc%2Bd%3D%3F%26%C3%A9');
+  ws.open();
+  assert.deepEqual(ws.sent, [{ op: 'subscribe', sub, objects: [KEY] }], 'the token is not repeated in the messages');
+  ws.drop();
+  t.mock.timers.tick(250);
+  assert.equal(FakeWebSocket.latest().url, `wss://b.example/v1/ws?access_token=${encodeURIComponent(token)}`, 'and on a reconnect to the next node');
+  client.close();
+  return Promise.all([client.getObject(KEY), client.cone(1, 2, 3), client.stats()]).then(() => {
+    assert.equal(inits.length, 3);
+    for (const init of inits) assert.deepEqual(init.headers, { accept: 'application/json', authorization: `Bearer ${token}` });
+  });
+});
+
+test('without a token there is no authorization header and no access_token', async () => {
+  FakeWebSocket.instances = [];
+  const inits = [];
+  const fetchImpl = async (url, init) => { inits.push(init); return new Response('{}'); };
+  for (const options of [{}, { token: '' }, { token: undefined }]) {
+    const client = new LightkeeperClient('http://lk.example', { ...options, WebSocketImpl: FakeWebSocket, fetchImpl });
+    client.subscribe([KEY], () => {});
+    assert.equal(FakeWebSocket.latest().url, 'ws://lk.example/v1/ws');
+    await client.fields();
+    assert.deepEqual(inits.at(-1).headers, { accept: 'application/json' });
+    client.close();
+  }
+});
+
+test('401 and 403 keep the API code and message and are not sent to another node; 429 carries Retry-After', async () => {
+  const answers = {
+    '/v1/objects/ztf%3Aa': [401, { error: { code: 'unauthorized', message: 'missing or unknown token' } }, {}],
+    '/v1/objects/ztf%3Ab': [403, { error: { code: 'forbidden', message: "token 'ci' lacks the scope read" } }, {}],
+    '/v1/objects/ztf%3Ac': [429, { error: { code: 'rate_limited', message: 'over 10 requests per second' } }, { 'retry-after': '3' }],
+    '/v1/objects/ztf%3Ad': [429, { error: { code: 'rate_limited', message: 'slow down' } }, {}],
+  };
+  const calls = [];
+  const fetchImpl = async (url) => {
+    calls.push(url);
+    const [status, body, headers] = answers[new URL(url).pathname];
+    return new Response(JSON.stringify(body), { status, headers });
+  };
+  const client = new LightkeeperClient(['http://a.example', 'http://b.example'], { token: 'wrong', fetchImpl });
+  const expect = (code, status, message, retryAfter) => (e) => {
+    assert.ok(e instanceof LightkeeperError);
+    assert.equal(e.code, code);
+    assert.equal(e.status, status);
+    assert.equal(e.message, message);
+    assert.equal(e.retryAfter, retryAfter);
+    return true;
+  };
+  await assert.rejects(client.getObject('ztf:a'), expect('unauthorized', 401, 'missing or unknown token', undefined));
+  await assert.rejects(client.getObject('ztf:b'), expect('forbidden', 403, "token 'ci' lacks the scope read", undefined));
+  await assert.rejects(client.getObject('ztf:c'), expect('rate_limited', 429, 'over 10 requests per second', 3));
+  await assert.rejects(client.getObject('ztf:d'), expect('rate_limited', 429, 'slow down', undefined));
+  assert.deepEqual(calls.map((u) => new URL(u).host), ['a.example', 'a.example', 'a.example', 'a.example'], 'one node asked once each');
+});

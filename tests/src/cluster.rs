@@ -30,6 +30,8 @@ pub struct Cluster {
     pub replication_factor: Option<usize>,
     /// Extra `[cluster]` lines (e.g. `rebalance = false`).
     pub cluster_extra: String,
+    /// Extra tables appended to every node's configuration (e.g. `[access]`).
+    pub extra_tables: String,
     root: PathBuf,
 }
 
@@ -44,6 +46,7 @@ impl Cluster {
             batch_size: 64,
             replication_factor: None,
             cluster_extra: String::new(),
+            extra_tables: String::new(),
             root: root.to_owned(),
         }
     }
@@ -83,7 +86,8 @@ impl Cluster {
             "node_id = \"{id}\"\nbatch_size = {batch}\n\n[kafka]\nbootstrap = \"{bootstrap}\"\n\n[topics]\n\
              input = \"{input}\"\nchangelog = \"{changelog}\"\ndead_letter = \"{dlq}\"\npartitions = {partitions}\n\n\
              [schemas]\ndir = \"{schemas}\"\n\n\
-             [cluster]\nadmin_token = \"{TOKEN}\"\n{rf}{extra}\n[cluster.peers]\n{peers}",
+             [cluster]\nadmin_token = \"{TOKEN}\"\n{rf}{extra}\n[cluster.peers]\n{peers}{tables}",
+            tables = self.extra_tables,
             rf = self.replication_factor.map(|n| format!("replication_factor = {n}\n")).unwrap_or_default(),
             extra = self.cluster_extra,
             batch = self.batch_size,

@@ -376,7 +376,13 @@ class Client(_Common):
     Args:
         urls: a node's base URL (``"http://127.0.0.1:8080"``) or a list of them; requests go
             to the first, and move to the next when one cannot be reached or answers 503.
-        token: a bearer token, when the nodes require one.
+        token: an access token, when the nodes require one (API.md, "Access"): sent as
+            ``Authorization: Bearer <token>`` with every REST request and in the opening
+            handshake of every WebSocket subscription. ``None`` (the default) sends none, for
+            anonymous reads. A refusal raises :class:`~lightkeeper.Unauthorized` (401: no token
+            or a wrong one), :class:`~lightkeeper.Forbidden` (403: the token lacks the scope)
+            or :class:`~lightkeeper.RateLimited` (429, with ``retry_after`` in seconds); none
+            of them is retried or sent to another node.
         timeout: seconds (or an ``httpx.Timeout``) per request.
         headers: extra headers for every request.
         transport: an ``httpx`` transport for REST requests (e.g. ``httpx.MockTransport`` in
@@ -711,7 +717,8 @@ class Query:
 
 class AsyncClient(_Common):
     """The asyncio twin of :class:`Client`: the same methods, as coroutines (``query`` returns
-    an async iterator; ``subscribe`` and ``asubscribe`` an :class:`AsyncSubscription`).
+    an async iterator; ``subscribe`` and ``asubscribe`` an :class:`AsyncSubscription`), and the
+    same arguments (``token`` included: REST requests and WebSocket handshakes carry it).
 
     Use it as ``async with AsyncClient(url) as lk:`` or call :meth:`aclose` when done.
     """

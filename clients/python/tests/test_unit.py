@@ -262,6 +262,8 @@ class ScriptedNode:
 
         self.script = script
         self.seen: list = []
+        #: The headers of every connection's opening handshake.
+        self.handshakes: list = []
         self.connections = 0
         self._lock = threading.Lock()
 
@@ -269,6 +271,7 @@ class ScriptedNode:
             with self._lock:
                 i = self.connections
                 self.connections += 1
+                self.handshakes.append(conn.request.headers)  # type: ignore[attr-defined]
             ops = [json.loads(conn.recv(timeout=5))]  # type: ignore[attr-defined]
             self.seen.append(ops)
             step = self.script[min(i, len(self.script) - 1)]
@@ -369,5 +372,109 @@ def test_async_gap_and_reconnect_against_scripted_node() -> None:
         got = asyncio.run(main())
         assert [m["version"] for m in got] == [7, 8, 9]
         assert node.seen[1] == [{"op": "subscribe", "sub": "s1", "objects": ["ztf:A"], "from_version": 7}]
+    finally:
+        node.close()
+
+
+# --------------------------------------------------------------------------- access tokens
+# API.md, "Access": a token goes as `Authorization: Bearer <token>` on REST requests and on the
+# WebSocket's opening handshake; refusals are 401, 403 and 429 (with `Retry-After`).
+
+
+def _recording_node(seen: list, answers: "dict | None" = None) -> "object":
+    """A mocked node that keeps every request and answers ``answers[path]`` (status, body,
+    headers) or 200 with an empty object (sync and async clients alike)."""
+    import httpx
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        status, body, headers = (answers or {}).get(request.url.path, (200, {}, {}))
+        return httpx.Response(status, json=body, headers=headers)
+
+    return httpx.MockTransport(handler)
+
+
+def test_token_is_sent_as_a_bearer_header_with_every_request() -> None:
+    seen: list = []
+    c = lightkeeper.Client(
+        "http://node.invalid", token="lk_s3cret", headers={"x-trace": "7"}, transport=_recording_node(seen)
+    )
+    c.object("ztf:A")
+    c.cone(1.0, 2.0, 3.0)
+    c.ingest(b"packet")
+    assert c.ready()
+    assert [r.url.path for r in seen] == ["/v1/objects/ztf:A", "/v1/cone", "/v1/alerts", "/readyz"]
+    for r in seen:
+        assert r.headers["authorization"] == "Bearer lk_s3cret"
+        assert r.headers["x-trace"] == "7" and r.headers["accept"].startswith("application/json")
+    assert seen[2].headers["content-type"] == "application/octet-stream"
+
+
+def test_async_client_sends_the_token_too() -> None:
+    import asyncio
+
+    seen: list = []
+
+    async def main() -> None:
+        async with lightkeeper.AsyncClient("http://node.invalid", token="lk_async", transport=_recording_node(seen)) as c:
+            await c.object("ztf:A")
+            await c.fields()
+
+    asyncio.run(main())
+    assert [r.headers["authorization"] for r in seen] == ["Bearer lk_async", "Bearer lk_async"]
+
+
+def test_no_token_no_authorization_header() -> None:
+    seen: list = []
+    lightkeeper.Client("http://node.invalid", transport=_recording_node(seen)).object("ztf:A")
+    lightkeeper.Client("http://node.invalid", token="", transport=_recording_node(seen)).object("ztf:A")
+    assert len(seen) == 2 and all("authorization" not in r.headers for r in seen)
+
+
+def test_access_refusals_are_typed_and_not_sent_to_another_node() -> None:
+    seen: list = []
+    answers = {
+        "/v1/objects/ztf:a": (401, {"error": {"code": "unauthorized", "message": "missing or unknown token"}}, {}),
+        "/v1/objects/ztf:b": (403, {"error": {"code": "forbidden", "message": "token 'ci' lacks the scope read"}}, {}),
+        "/v1/objects/ztf:c": (429, {"error": {"code": "rate_limited", "message": "slow down"}}, {"retry-after": "2"}),
+    }
+    c = lightkeeper.Client(["http://a.invalid", "http://b.invalid"], token="wrong", transport=_recording_node(seen, answers))
+    with pytest.raises(lightkeeper.Unauthorized) as e401:
+        c.object("ztf:a")
+    assert (e401.value.status, e401.value.code, e401.value.message) == (401, "unauthorized", "missing or unknown token")
+    with pytest.raises(lightkeeper.Forbidden) as e403:
+        c.object("ztf:b")
+    assert (e403.value.status, e403.value.code) == (403, "forbidden") and "lacks the scope" in e403.value.message
+    with pytest.raises(lightkeeper.RateLimited) as e429:
+        c.object("ztf:c")
+    assert (e429.value.status, e429.value.retry_after) == (429, 2.0)
+    assert [r.url.host for r in seen] == ["a.invalid"] * 3
+
+
+def _serve_one_snapshot(conn: object, ops: list) -> None:
+    conn.send(_snapshot(1))  # type: ignore[attr-defined]
+    try:
+        conn.recv(timeout=5)  # type: ignore[attr-defined]  # until the client goes
+    except Exception:  # noqa: BLE001
+        pass
+
+
+def test_subscriptions_send_the_token_in_the_handshake() -> None:
+    import asyncio
+
+    node = ScriptedNode([_serve_one_snapshot])
+
+    async def main() -> None:
+        async with lightkeeper.AsyncClient(node.url, token="lk_ws async").asubscribe(["ztf:A"]) as sub:
+            assert (await sub.recv(timeout=5))["version"] == 1
+
+    try:
+        with lightkeeper.Client(node.url, token="lk_ws").subscribe("ztf:A") as sub:
+            assert sub.recv(timeout=5)["version"] == 1
+        asyncio.run(main())
+        with lightkeeper.Client(node.url).subscribe("ztf:A") as sub:
+            assert sub.recv(timeout=5)["version"] == 1
+        got = [h.get("Authorization") for h in node.handshakes]
+        assert got == ["Bearer lk_ws", "Bearer lk_ws async", None], got
     finally:
         node.close()

@@ -85,6 +85,7 @@ pub async fn ingest(
     kafka: Option<String>,
     topic: String,
     schemas: Option<PathBuf>,
+    token: Option<&str>,
 ) -> anyhow::Result<bool> {
     let files = expand_files(files)?;
     if files.is_empty() {
@@ -95,7 +96,7 @@ pub async fn ingest(
     let progress = progress_bar(total);
     match (url, kafka) {
         (Some(url), None) => {
-            let client = lightkeeper_clients::Client::new(&url)?;
+            let client = lightkeeper_clients::Client::with_token(&url, token)?;
             for f in &files {
                 let bytes = tokio::fs::read(f).await.with_context(|| format!("reading {}", f.display()))?;
                 match client.ingest(bytes).await {
@@ -168,6 +169,33 @@ static DEMO_ALERTS: include_dir::Dir<'_> = include_dir::include_dir!("$CARGO_MAN
 
 /// `lightkeeper demo`: an embedded node fed real alerts at a steady pace, featuring one object
 /// whose light curve grows as its alerts arrive (see `featured_object` and `feeding_order`).
+/// `lightkeeper token`: a new random token, printed once with the configuration entry that
+/// accepts it (its SHA-256: the token itself is stored nowhere).
+pub fn new_token(name: &str, scopes: &[String]) -> anyhow::Result<()> {
+    let scopes: Vec<crate::access::Scope> = scopes
+        .iter()
+        .map(|s| {
+            serde_json::from_value(serde_json::Value::String(s.trim().to_owned()))
+                .map_err(|_| anyhow::anyhow!("unknown scope {s:?}: use read, ingest or admin"))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let entry = crate::config::TokenConfig { name: name.to_owned(), sha256: String::new(), scopes };
+    let mut probe = crate::config::Config::default();
+    let token = crate::access::new_token()?;
+    probe.access.tokens = vec![crate::config::TokenConfig { sha256: crate::access::token_hash(&token), ..entry }];
+    probe.validate()?;
+    let entry = &probe.access.tokens[0];
+    let scopes: Vec<String> = entry.scopes.iter().map(|s| format!("{:?}", s.as_str())).collect();
+    println!("token: {token}");
+    println!();
+    println!("# Add to the configuration of every node (the token itself is not stored):");
+    println!("[[access.tokens]]");
+    println!("name = {:?}", entry.name);
+    println!("sha256 = {:?}", entry.sha256);
+    println!("scopes = [{}]", scopes.join(", "));
+    Ok(())
+}
+
 pub async fn demo(
     listen: std::net::SocketAddr,
     data_dir: Option<PathBuf>,

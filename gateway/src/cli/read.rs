@@ -22,15 +22,18 @@ fn line<T: serde::Serialize>(out: &mut impl Write, v: &T) -> anyhow::Result<()> 
 }
 
 /// `lightkeeper get KEY`: the object's summary, pretty-printed.
-pub async fn get(url: &str, key: &str) -> anyhow::Result<bool> {
-    let object = Client::new(url)?.object(key).await.with_context(|| format!("GET object {key}"))?;
+pub async fn get(url: &str, token: Option<&str>, key: &str) -> anyhow::Result<bool> {
+    let object = Client::with_token(url, token)?.object(key).await.with_context(|| format!("GET object {key}"))?;
     println!("{}", serde_json::to_string_pretty(&object)?);
     Ok(true)
 }
 
 /// `lightkeeper lightcurve KEY`: the light curve as the node renders it.
-pub async fn lightcurve(url: &str, key: &str, query: &str) -> anyhow::Result<bool> {
-    let text = Client::new(url)?.lightcurve_text(key, query).await.with_context(|| format!("light curve of {key}"))?;
+pub async fn lightcurve(url: &str, token: Option<&str>, key: &str, query: &str) -> anyhow::Result<bool> {
+    let text = Client::with_token(url, token)?
+        .lightcurve_text(key, query)
+        .await
+        .with_context(|| format!("light curve of {key}"))?;
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())?;
     if !text.ends_with('\n') {
@@ -42,13 +45,15 @@ pub async fn lightcurve(url: &str, key: &str, query: &str) -> anyhow::Result<boo
 /// `lightkeeper cone RA DEC RADIUS`: the objects in the cone, nearest first, one per line.
 pub async fn cone(
     url: &str,
+    token: Option<&str>,
     ra: f64,
     dec: f64,
     radius_arcsec: f64,
     filter: Option<&str>,
     limit: Option<usize>,
 ) -> anyhow::Result<bool> {
-    let answer = Client::new(url)?.cone(ra, dec, radius_arcsec, filter, limit).await.context("cone search")?;
+    let answer =
+        Client::with_token(url, token)?.cone(ra, dec, radius_arcsec, filter, limit).await.context("cone search")?;
     let mut out = std::io::stdout().lock();
     for hit in &answer.objects {
         line(&mut out, hit)?;
@@ -63,12 +68,13 @@ pub async fn cone(
 /// `all` (each object exactly once: the pages follow the server's cursor).
 pub async fn query(
     url: &str,
+    token: Option<&str>,
     filter: Option<&str>,
     order: Option<&str>,
     limit: Option<usize>,
     all: bool,
 ) -> anyhow::Result<bool> {
-    let client = Client::new(url)?;
+    let client = Client::with_token(url, token)?;
     let mut cursor: Option<String> = None;
     let mut out = std::io::stdout().lock();
     loop {
@@ -100,8 +106,8 @@ const BACKOFF_MAX: Duration = Duration::from_secs(10);
 
 /// `lightkeeper watch`: every message, one JSON line each, until interrupted. Reconnects with
 /// backoff when the node goes away, resuming exactly after the last message printed.
-pub async fn watch(url: &str, what: Watch) -> anyhow::Result<bool> {
-    let client = Client::new(url)?;
+pub async fn watch(url: &str, token: Option<&str>, what: Watch) -> anyhow::Result<bool> {
+    let client = Client::with_token(url, token)?;
     let mut cursor = match &what {
         Watch::Filter { from, .. } => from.clone(),
         Watch::Objects(_) => None,

@@ -25,7 +25,6 @@ use crate::peers::PROMOTE_TIMEOUT;
 use crate::state::AppState;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
 use axum::Json;
 use futures::future::BoxFuture;
 use lightkeeper_api::admin::{
@@ -49,28 +48,6 @@ pub enum NodeDrainConflict {
 
 /// How long a command waits for the replica thread.
 const COMMAND_TIMEOUT: Duration = PROMOTE_TIMEOUT;
-
-pub(super) fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(token) = state.cluster.admin_token.as_deref() else {
-        return Err(ApiError::Conflict {
-            code: "admin_disabled",
-            message: "admin calls are disabled: no cluster.admin_token is configured".into(),
-        });
-    };
-    let given = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    match given {
-        None => Err(ApiError::Unauthorized("admin calls need an `Authorization: Bearer <token>` header".into())),
-        Some(g) if constant_time_eq(g.as_bytes(), token.as_bytes()) => Ok(()),
-        Some(_) => Err(ApiError::Unauthorized("the admin token is wrong".into())),
-    }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
 
 fn replica(state: &AppState, partition: u32) -> Result<ReplicaHandle, ApiError> {
     if partition >= state.partition_count {
@@ -141,9 +118,7 @@ pub async fn promote(
     State(state): State<AppState>,
     partition: Result<Path<u32>, PathRejection>,
     params: Result<Query<PromoteParams>, QueryRejection>,
-    headers: HeaderMap,
 ) -> Result<Json<PromoteReport>, ApiError> {
-    authorize(&state, &headers)?;
     let Path(partition) = partition?;
     let Query(params) = params?;
     let r = replica(&state, partition)?;
@@ -171,9 +146,7 @@ pub async fn promote(
 pub async fn drain(
     State(state): State<AppState>,
     partition: Result<Path<u32>, PathRejection>,
-    headers: HeaderMap,
 ) -> Result<Json<Drained>, ApiError> {
-    authorize(&state, &headers)?;
     let Path(partition) = partition?;
     let r = replica(&state, partition)?;
     let drained = command(&r, |reply| Command::Drain { reply })
@@ -197,10 +170,8 @@ pub async fn drain(
 pub async fn drain_node(
     State(state): State<AppState>,
     id: Result<Path<String>, PathRejection>,
-    headers: HeaderMap,
 ) -> Result<axum::response::Response, ApiError> {
     use axum::response::IntoResponse;
-    authorize(&state, &headers)?;
     let Path(id) = id?;
     if id != state.node_id {
         let url = state.peer_url(&id).ok_or_else(|| ApiError::NotFound {
@@ -210,7 +181,7 @@ pub async fn drain_node(
         let resp = state
             .peer_client
             .post(format!("{url}/v1/admin/nodes/{id}/drain"))
-            .bearer_auth(state.cluster.admin_token.as_deref().unwrap_or_default())
+            .bearer_auth(state.access.node_token())
             .timeout(COMMAND_TIMEOUT)
             .send()
             .await
@@ -272,9 +243,7 @@ pub async fn decommission(
     State(state): State<AppState>,
     id: Result<Path<String>, PathRejection>,
     params: Result<Query<DecommissionParams>, QueryRejection>,
-    headers: HeaderMap,
 ) -> Result<(axum::http::StatusCode, Json<DecommissionReport>), ApiError> {
-    authorize(&state, &headers)?;
     let Path(id) = id?;
     let Query(params) = params?;
     if state.cluster.is_single_node() {

@@ -15,6 +15,8 @@ mod watchlists;
 pub mod web;
 mod ws;
 
+pub(crate) use registry::denial as registry_denial;
+
 use crate::error::ApiError;
 use crate::state::AppState;
 use axum::error_handling::HandleErrorLayer;
@@ -97,6 +99,9 @@ pub fn router(state: AppState) -> Router {
                 .timeout(Duration::from_millis(timeout_ms)),
         )
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        // Access before anything else a request costs; inside `observe`, so denials are counted
+        // and timed like every answer.
+        .layer(middleware::from_fn_with_state(state.clone(), crate::access::enforce))
         .layer(middleware::from_fn_with_state(state.clone(), observe));
     web::wrap(router, &state.http).with_state(state)
 }

@@ -3,21 +3,30 @@
 //! `routes::public_routes` registers every public route from its handler's `#[utoipa::path]`
 //! (`utoipa_axum::routes!`), so the paths and methods of this document are the router's: a route
 //! cannot be served without being documented, nor documented without being served. What is
-//! common to every route is added here: the info, the `bearer` security scheme (required by the
-//! admin operations), and the errors the router's layers can answer on any route.
+//! common to every route is added here: the info, the `bearer` security scheme and each
+//! operation's requirement of it (from `access::need`, the table access control enforces), and
+//! the errors the router's layers and access control can answer.
 //! Internal node-to-node routes (`/v1/internal/*`) are not part of the document.
 
+use crate::access::{self, Need};
+use axum::http::Method;
 use axum::Json;
 use lightkeeper_api::error::ErrorResponse;
 use std::sync::LazyLock;
 use utoipa::openapi::path::Operation;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, ToSchema};
 
-/// Name of the security scheme of the admin operations: `Authorization: Bearer <token>` with
-/// `cluster.admin_token`.
+/// Name of the security scheme: `Authorization: Bearer <token>` (API.md, "Access").
 pub const BEARER: &str = "bearer";
+
+/// The answers of access control (`crate::access`) on an operation that needs a scope.
+const ACCESS_ERRORS: [(u16, &str); 3] = [
+    (401, "`unauthorized`: no token where this operation needs one (anonymous callers are refused), or a token this node does not know"),
+    (403, "`forbidden`: the token does not have the scope this operation needs"),
+    (429, "`rate_limited`: the caller is over its request rate; the `Retry-After` header says in how many seconds to retry"),
+];
 
 /// Errors that the router's layers (`routes::router`) answer on any route, as
 /// `(status, description)`; each is an [`ErrorResponse`].
@@ -44,7 +53,9 @@ impl Modify for BearerAuth {
     fn modify(&self, api: &mut OpenApi) {
         let scheme = HttpBuilder::new()
             .scheme(HttpAuthScheme::Bearer)
-            .description(Some("the cluster's admin token (cluster.admin_token)"))
+            .description(Some(
+                "a token from access.tokens with the scope the operation needs (read, ingest or admin), or the cluster's token (cluster.admin_token); the WebSocket also takes it as the access_token query parameter",
+            ))
             .build();
         api.components.get_or_insert_with(Default::default).add_security_scheme(BEARER, SecurityScheme::Http(scheme));
     }
@@ -61,28 +72,39 @@ pub fn spec() -> OpenApi {
             api.paths.paths.insert(path.replace("{*", "{"), item);
         }
     }
-    for item in api.paths.paths.values_mut() {
+    for (path, item) in api.paths.paths.iter_mut() {
         let operations = [
-            &mut item.get,
-            &mut item.put,
-            &mut item.post,
-            &mut item.delete,
-            &mut item.options,
-            &mut item.head,
-            &mut item.patch,
-            &mut item.trace,
+            (Method::GET, &mut item.get),
+            (Method::PUT, &mut item.put),
+            (Method::POST, &mut item.post),
+            (Method::DELETE, &mut item.delete),
+            (Method::OPTIONS, &mut item.options),
+            (Method::HEAD, &mut item.head),
+            (Method::PATCH, &mut item.patch),
+            (Method::TRACE, &mut item.trace),
         ];
-        for op in operations.into_iter().flatten() {
-            add_layer_errors(op);
+        for (method, op) in operations {
+            let Some(op) = op else { continue };
+            add_errors(op, &LAYER_ERRORS);
+            if let Need::Scope(scope) = access::need(&method, Some(path)) {
+                add_errors(op, &ACCESS_ERRORS);
+                // Reads may be anonymous (access.anonymous_reads), and so may ingest
+                // (access.anonymous_ingest): the token is then optional.
+                let mut security = vec![SecurityRequirement::new(BEARER, [scope.as_str()])];
+                if scope != access::Scope::Admin {
+                    security.insert(0, SecurityRequirement::default());
+                }
+                op.security = Some(security);
+            }
         }
     }
     api
 }
 
-/// Adds each of [`LAYER_ERRORS`] to `op`: as a response of its own, or appended to the
-/// description of the operation's own response with that status.
-fn add_layer_errors(op: &mut Operation) {
-    for (status, why) in LAYER_ERRORS {
+/// Adds each of `errors` to `op`: as a response of its own, or appended to the description of
+/// the operation's own response with that status.
+fn add_errors(op: &mut Operation, errors: &[(u16, &str)]) {
+    for &(status, why) in errors {
         match op.responses.responses.get_mut(&status.to_string()) {
             Some(RefOr::T(own)) => own.description = format!("{}; or {why}", own.description),
             Some(RefOr::Ref(_)) => {}

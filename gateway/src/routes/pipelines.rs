@@ -5,12 +5,11 @@
 //! `bad_pipeline` whose message names the line and column — and answers once this node runs
 //! it; other nodes pick it up within `settings::FOLLOW_EVERY`.
 
-use super::admin::authorize;
 use crate::error::ApiError;
 use crate::state::AppState;
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::Json;
 use bytes::Bytes;
 use lightkeeper_api::error::ErrorResponse;
@@ -38,8 +37,7 @@ fn unavailable(e: impl std::fmt::Display) -> ApiError {
         (status = 401, description = "`unauthorized`", body = ErrorResponse),
         (status = 409, description = "`admin_disabled`: no cluster.admin_token is configured", body = ErrorResponse)
     ))]
-pub async fn list(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<PipelineList>, ApiError> {
-    authorize(&state, &headers)?;
+pub async fn list(State(state): State<AppState>) -> Result<Json<PipelineList>, ApiError> {
     let pipelines = state.settings.pipelines.snapshot().pipelines.keys().cloned().collect();
     Ok(Json(PipelineList { pipelines }))
 }
@@ -57,9 +55,7 @@ pub async fn list(State(state): State<AppState>, headers: HeaderMap) -> Result<J
 pub async fn get(
     State(state): State<AppState>,
     name: Result<Path<String>, PathRejection>,
-    headers: HeaderMap,
 ) -> Result<Json<PipelineInfo>, ApiError> {
-    authorize(&state, &headers)?;
     let name = name_of(name)?;
     state
         .settings
@@ -86,10 +82,8 @@ pub async fn get(
 pub async fn put(
     State(state): State<AppState>,
     name: Result<Path<String>, PathRejection>,
-    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<PipelineInfo>, ApiError> {
-    authorize(&state, &headers)?;
     let name = name_of(name)?;
     let body = body.map_err(|r| ApiError::from_body(r, state.limits.max_body_bytes))?;
     let text = std::str::from_utf8(&body)
@@ -127,9 +121,7 @@ pub async fn put(
 pub async fn delete(
     State(state): State<AppState>,
     name: Result<Path<String>, PathRejection>,
-    headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
-    authorize(&state, &headers)?;
     let name = name_of(name)?;
     let key = SettingKey::new(SettingKind::Pipeline, &name);
     if state.settings.log.get(&key).is_none() {

@@ -435,7 +435,7 @@ async fn follow_remote(
         let candidates = upstreams(state, p);
         let why = match candidates.get(attempt % candidates.len().max(1)) {
             None => format!("partition {p} has no replica among the known nodes"),
-            Some(base) => match connect(base).await {
+            Some(base) => match connect(state, base).await {
                 Err(e) => e,
                 Ok(ws) => {
                     let connected = Instant::now();

@@ -117,7 +117,7 @@ async fn run(state: AppState, outbox: Outbox, partition: u32, mut rx: mpsc::Rece
         let candidates = upstreams(&state, partition);
         let why = match candidates.get(attempt % candidates.len().max(1)) {
             None => format!("partition {partition} has no replica among the configured peers"),
-            Some(base) => match connect(base).await {
+            Some(base) => match connect(&state, base).await {
                 Err(e) => e,
                 Ok(ws) => {
                     tracing::debug!(partition, upstream = %base, "relaying subscriptions");
@@ -169,10 +169,14 @@ async fn run(state: AppState, outbox: Outbox, partition: u32, mut rx: mpsc::Rece
 
 pub(super) type Upstream = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-pub(super) async fn connect(base: &str) -> Result<Upstream, String> {
+/// Opens a WebSocket to another node, as a node: with the cluster token (`crate::access`).
+pub(super) async fn connect(state: &AppState, base: &str) -> Result<Upstream, String> {
     let url = format!("{}/v1/ws", base.replacen("http", "ws", 1));
     let mut req = url.as_str().into_client_request().map_err(|e| format!("{url}: {e}"))?;
     req.headers_mut().insert(FORWARDED, HeaderValue::from_static("relay"));
+    let bearer = format!("Bearer {}", state.access.node_token());
+    let value = HeaderValue::from_str(&bearer).map_err(|e| format!("the cluster token: {e}"))?;
+    req.headers_mut().insert(axum::http::header::AUTHORIZATION, value);
     match tokio::time::timeout(CONNECT_TIMEOUT, tokio_tungstenite::connect_async_with_config(req, None, true)).await {
         Ok(Ok((ws, _))) => Ok(ws),
         Ok(Err(e)) => Err(format!("connecting to {url}: {e}")),
