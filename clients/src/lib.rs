@@ -25,6 +25,7 @@ use api::ws::{ClientOp, ServerMsg};
 use futures::{SinkExt, StreamExt};
 pub use lightkeeper_api as api;
 use serde_json::Value;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -46,6 +47,17 @@ pub struct Client {
     http: reqwest::Client,
     /// `Bearer <token>`, sent with every request and WebSocket handshake.
     authorization: Option<reqwest::header::HeaderValue>,
+    /// The TLS of WebSocket connections to `https://` nodes whose CA was given.
+    ws_tls: Option<tokio_tungstenite::Connector>,
+}
+
+/// How a [`Client`] reaches its node: a token, and the CA of a node serving TLS with a private
+/// certificate authority (without one, `https://` nodes are checked against the public roots).
+#[derive(Debug, Clone, Default)]
+pub struct ClientOptions {
+    pub token: Option<String>,
+    /// PEM certificates of the CA the node's certificate chains to (`tls.ca_file` of the nodes).
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 impl Client {
@@ -56,7 +68,14 @@ impl Client {
 
     /// A client that sends `token` as `Authorization: Bearer` on every call (API.md, "Access").
     pub fn with_token(base_url: &str, token: Option<&str>) -> Result<Client, ClientError> {
-        let authorization = token
+        Client::with_options(base_url, ClientOptions { token: token.map(str::to_owned), ca_pem: None })
+    }
+
+    /// A client with a token and the CA of a node that serves TLS (see [`ClientOptions`]).
+    pub fn with_options(base_url: &str, options: ClientOptions) -> Result<Client, ClientError> {
+        let authorization = options
+            .token
+            .as_deref()
             .map(|t| {
                 let mut v = reqwest::header::HeaderValue::from_str(&format!("Bearer {t}"))
                     .map_err(|_| ClientError::Invalid("the token is not valid in an HTTP header".into()))?;
@@ -68,8 +87,32 @@ impl Client {
         if let Some(v) = &authorization {
             headers.insert(reqwest::header::AUTHORIZATION, v.clone());
         }
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).default_headers(headers).build()?;
-        Ok(Client { base: base_url.trim_end_matches('/').to_owned(), http, authorization })
+        let mut http = reqwest::Client::builder().timeout(Duration::from_secs(30)).default_headers(headers);
+        let mut ws_tls = None;
+        if let Some(pem) = &options.ca_pem {
+            let invalid = |e: &dyn std::fmt::Display| ClientError::Invalid(format!("the CA certificates: {e}"));
+            let certs = reqwest::Certificate::from_pem_bundle(pem)?;
+            if certs.is_empty() {
+                return Err(invalid(&"no certificate in the PEM"));
+            }
+            http = http.use_rustls_tls().tls_built_in_root_certs(false);
+            for c in certs {
+                http = http.add_root_certificate(c);
+            }
+            let mut roots = rustls::RootCertStore::empty();
+            use rustls::pki_types::pem::PemObject;
+            for der in rustls::pki_types::CertificateDer::pem_slice_iter(pem) {
+                roots.add(der.map_err(|e| invalid(&e))?).map_err(|e| invalid(&e))?;
+            }
+            let config =
+                rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                    .with_safe_default_protocol_versions()
+                    .map_err(|e| invalid(&e))?
+                    .with_root_certificates(roots)
+                    .with_no_client_auth();
+            ws_tls = Some(tokio_tungstenite::Connector::Rustls(Arc::new(config)));
+        }
+        Ok(Client { base: base_url.trim_end_matches('/').to_owned(), http: http.build()?, authorization, ws_tls })
     }
 
     async fn check(resp: reqwest::Response) -> Result<reqwest::Response, ClientError> {
@@ -273,7 +316,8 @@ impl Client {
                 .map_err(|e| ClientError::Invalid(e.to_string()))?;
             req.headers_mut().insert("authorization", v);
         }
-        let (mut ws, _) = tokio_tungstenite::connect_async_with_config(req, None, true).await?;
+        let (mut ws, _) =
+            tokio_tungstenite::connect_async_tls_with_config(req, None, true, self.ws_tls.clone()).await?;
         ws.send(Message::Text(op.to_text().into())).await?;
         Ok(Subscription { ws })
     }

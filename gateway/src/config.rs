@@ -442,6 +442,16 @@ impl Config {
         if self.access.burst == 0 {
             return invalid("access.burst", "must be at least 1".into());
         }
+        if self.tls.ca_file.is_none() {
+            if let Some((id, _)) = self.cluster.peers.iter().find(|(_, url)| url.starts_with("https://")) {
+                return invalid(
+                    "tls.ca_file",
+                    format!(
+                        "is required to call peers over https (cluster.peers.{id}): the CA their certificates chain to"
+                    ),
+                );
+            }
+        }
         match (&self.tls.cert_file, &self.tls.key_file) {
             (Some(_), None) => return invalid("tls.key_file", "is required with tls.cert_file".into()),
             (None, Some(_)) => return invalid("tls.cert_file", "is required with tls.key_file".into()),

@@ -11,6 +11,7 @@
 //!   WebSocket subscriptions, the dashboard.
 //! - [`access`]: who may call what — tokens with scopes, anonymous reads, rate limits,
 //!   WebSocket origins — one middleware in front of every route.
+//! - [`tls`]: rustls for the listener (HTTPS/WSS) and the trust of calls to other nodes.
 //! - [`error`]: the API error type and its single mapping to HTTP status and JSON body.
 //! - [`replicas`]: the replicas this node hosts; [`hosting`]: following the coordinator's
 //!   placement (start standbys, stop and delete replicas placed elsewhere).
@@ -45,6 +46,7 @@ pub mod routing;
 pub mod settings;
 pub mod stamps;
 pub mod state;
+pub mod tls;
 
 /// The control plane, a crate of its own (no HTTP framework in it); re-exported under the name
 /// the gateway has always used.

@@ -40,6 +40,8 @@ pub struct Node {
     pub state: AppState,
     config: Config,
     pub mode: &'static str,
+    /// The listener's TLS, when `tls.cert_file` is set (read and checked at start).
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// Bounded drain time for open connections at shutdown.
@@ -230,12 +232,15 @@ impl Node {
             .context("configuration field `cluster.admin_token`: not valid in an HTTP header")?;
         value.set_sensitive(true);
         peer_headers.insert(reqwest::header::AUTHORIZATION, value);
+        let tls = config.tls.serves().then(|| crate::tls::server_config(&config.tls)).transpose()?;
+        let peer_roots = crate::tls::peer_roots(&config.tls)?;
         let peer_client = reqwest::Client::builder()
             .connect_timeout(Duration::from_millis(500))
             .pool_max_idle_per_host(64)
-            .default_headers(peer_headers)
-            .build()
-            .context("HTTP client for peers")?;
+            .default_headers(peer_headers);
+        let peer_client =
+            crate::tls::trust(peer_client, peer_roots.as_deref())?.build().context("HTTP client for peers")?;
+        let peer_tls = peer_roots.as_deref().map(crate::tls::client_config).transpose()?;
         let peers = Arc::new(HttpPeers::new(peer_client.clone(), Some(node_token.clone())));
         let shutdown = CancellationToken::new();
         let access = crate::access::Guard::new(
@@ -261,6 +266,7 @@ impl Node {
             replicas,
             cluster: config.cluster.clone(),
             peer_client,
+            peer_tls,
             peers,
             registry,
             metrics,
@@ -271,14 +277,15 @@ impl Node {
             draining: std::sync::atomic::AtomicBool::new(false),
             coordinator: std::sync::OnceLock::new(),
         }));
-        Ok(Node { state, mode, config: config.clone() })
+        Ok(Node { state, mode, config: config.clone(), tls })
     }
 
     /// Serves HTTP on `listener` until `stop` fires, then shuts down in order.
     pub async fn serve(self, listener: TcpListener, stop: CancellationToken) -> anyhow::Result<()> {
         let addr: SocketAddr = listener.local_addr()?;
         // The one line tests and operators wait for; it names the real port when `:0` was given.
-        println!("lightkeeper listening on http://{addr} (node {}, {} mode)", self.state.node_id, self.mode);
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        println!("lightkeeper listening on {scheme}://{addr} (node {}, {} mode)", self.state.node_id, self.mode);
         info!(%addr, mode = self.mode, "listening");
         if self.config.access.anonymous_ingest && !addr.ip().is_loopback() {
             tracing::warn!(
@@ -315,18 +322,31 @@ impl Node {
         // change, and with Nagle's algorithm a frame that follows an unacknowledged one waits
         // for the client's delayed ACK — up to 40 ms (measured: the p99 of push latency at
         // 200 alerts/s fell from 45 ms, see BENCHMARKS.md, "Push latency and freshness").
-        let listener = listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "could not set TCP_NODELAY on an accepted connection");
-            }
-        });
         // With each connection's peer address: per-address rate limits (`crate::access`).
         let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        let stopping = async move {
             graceful.cancelled().await;
             shutdown.cancel();
-        });
-        let mut server = tokio::spawn(async move { server.await });
+        };
+        let mut server = match self.tls.clone() {
+            Some(tls) => {
+                // Sets TCP_NODELAY itself, before the handshake.
+                // (tapped without doing anything: axum gives a tapped listener's connections
+                // their address, for `ConnectInfo`.)
+                let listener = crate::tls::TlsListener::new(listener, tls)?.tap_io(|_| {});
+                let server = axum::serve(listener, app).with_graceful_shutdown(stopping);
+                tokio::spawn(async move { server.await })
+            }
+            None => {
+                let listener = listener.tap_io(|tcp| {
+                    if let Err(e) = tcp.set_nodelay(true) {
+                        tracing::debug!(error = %e, "could not set TCP_NODELAY on an accepted connection");
+                    }
+                });
+                let server = axum::serve(listener, app).with_graceful_shutdown(stopping);
+                tokio::spawn(async move { server.await })
+            }
+        };
         let start_error = match self.start_coordinator(addr, &tasks, &stop).await {
             Ok(()) => None,
             Err(e) => {
@@ -385,7 +405,7 @@ impl Node {
             cluster: self.config.cluster.clone(),
             partitions: state.partition_count,
         };
-        let network = Network::new(raft_client()?, Some(self.state.access.node_token().to_owned()));
+        let network = Network::new(raft_client(&self.config.tls)?, Some(self.state.access.node_token().to_owned()));
         let coordinator = Coordinator::start(settings, state.peers.clone(), network).await?;
         let _ = state.coordinator.set(coordinator.clone());
         let mastered = state.clone();
@@ -453,8 +473,10 @@ async fn enforce_input_retention(input: Arc<dyn Topic>, retention: Duration) {
 }
 
 /// The HTTP client of the Raft RPCs: a short connect timeout, so a dead peer is found at once.
-fn raft_client() -> anyhow::Result<reqwest::Client> {
-    reqwest::Client::builder().connect_timeout(Duration::from_millis(300)).build().context("HTTP client for Raft")
+fn raft_client(tls: &crate::config::Tls) -> anyhow::Result<reqwest::Client> {
+    let roots = crate::tls::peer_roots(tls)?;
+    let builder = reqwest::Client::builder().connect_timeout(Duration::from_millis(300));
+    crate::tls::trust(builder, roots.as_deref())?.build().context("HTTP client for Raft")
 }
 
 /// Fires on SIGINT or SIGTERM.

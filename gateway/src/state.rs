@@ -111,8 +111,10 @@ pub struct Inner {
     /// The replicas this node hosts, by partition (changes as placement moves replicas).
     pub replicas: crate::replicas::Replicas,
     pub cluster: crate::config::Cluster,
-    /// Node-to-node HTTP: forwarded reads.
+    /// Node-to-node HTTP: forwarded reads (trusting `tls.ca_file` when set).
     pub peer_client: reqwest::Client,
+    /// The TLS client configuration of WebSockets to other nodes (the relay), from `tls.ca_file`.
+    pub peer_tls: Option<Arc<rustls::ClientConfig>>,
     /// Node-to-node control calls (status, drain, promote, coordinator writes).
     pub peers: Arc<crate::peers::HttpPeers>,
     pub registry: Registry,

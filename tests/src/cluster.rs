@@ -32,6 +32,8 @@ pub struct Cluster {
     pub cluster_extra: String,
     /// Extra tables appended to every node's configuration (e.g. `[access]`).
     pub extra_tables: String,
+    /// `"https"` for nodes that serve TLS (their `[tls]` in `extra_tables`): the peers' URLs.
+    pub scheme: &'static str,
     root: PathBuf,
 }
 
@@ -47,6 +49,7 @@ impl Cluster {
             replication_factor: None,
             cluster_extra: String::new(),
             extra_tables: String::new(),
+            scheme: "http",
             root: root.to_owned(),
         }
     }
@@ -69,7 +72,7 @@ impl Cluster {
     }
 
     pub fn url(&self, id: &str) -> String {
-        format!("http://{}", self.addr(id))
+        format!("{}://{}", self.scheme, self.addr(id))
     }
 
     pub fn data_dir(&self, id: &str) -> PathBuf {
@@ -79,7 +82,7 @@ impl Cluster {
     fn config(&self, id: &str) -> PathBuf {
         let mut peers = String::new();
         for (peer, addr) in &self.nodes {
-            peers.push_str(&format!("{peer} = \"http://{addr}\"\n"));
+            peers.push_str(&format!("{peer} = \"{}://{addr}\"\n", self.scheme));
         }
         let t = &self.topics;
         let text = format!(

@@ -299,3 +299,61 @@ async fn nodes_call_each_other_with_the_cluster_token_when_anonymous_reads_are_o
         assert_eq!(refusal(anonymous).await.0, 401);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cluster_serves_and_calls_itself_over_tls_with_a_test_ca() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = lightkeeper_tests::tls::TestCa::new(&tmp.path().join("tls"));
+    let reader = make_token("reader", "read");
+    let mut cluster = Cluster::new("tls", &["a", "b"], 2, tmp.path()).fixed_masters();
+    cluster.scheme = "https";
+    cluster.extra_tables = format!(
+        "\n[tls]\ncert_file = {:?}\nkey_file = {:?}\nca_file = {:?}\n\n[access]\nanonymous_reads = false\n\n{}",
+        ca.cert_pem, ca.key_pem, ca.ca_pem, reader.entry
+    );
+    let nodes = cluster.start_all(WAIT).await;
+    let (a, b) = (&nodes[0].url, &nodes[1].url);
+    assert!(a.starts_with("https://") && b.starts_with("https://"), "the nodes announce https: {a} {b}");
+    let ca_pem = std::fs::read(&ca.ca_pem).unwrap();
+    let options = |token: Option<&str>| lightkeeper_clients::ClientOptions {
+        token: token.map(str::to_owned),
+        ca_pem: Some(ca_pem.clone()),
+    };
+
+    // Plain HTTP to a TLS port gets no answer; a client that does not trust the test CA fails
+    // its handshake.
+    let plain = b.replacen("https", "http", 1);
+    assert!(http().get(format!("{plain}/healthz")).send().await.is_err(), "plain HTTP is not served");
+    assert!(http().get(format!("{b}/healthz")).send().await.is_err(), "an unknown CA is refused");
+
+    // The coordinator's Raft runs over TLS (the cluster formed: every node is ready), and so do
+    // forwarded reads, scattered queries and relays: node a masters both partitions.
+    let ingest = Client::with_options(a, options(None)).unwrap();
+    let mut keys = std::collections::BTreeSet::new();
+    for f in avro_files(&shared_data().join("ztf/alerts/pitt-google-broker")).iter().take(20) {
+        keys.insert(ingest.ingest(std::fs::read(f).unwrap()).await.unwrap().key);
+    }
+    let client = Client::with_options(b, options(Some(&reader.token))).unwrap();
+    for key in &keys {
+        let obj =
+            eventually(WAIT, "objects readable through b", || async { client.object(key).await.ok() }).await.unwrap();
+        assert_eq!(&obj["key"], key);
+    }
+    let first = client.object(keys.first().unwrap()).await.unwrap();
+    let found = client.cone(first["ra"].as_f64().unwrap(), first["dec"].as_f64().unwrap(), 2.0, None, None).await;
+    assert!(found.unwrap().objects.iter().any(|o| &o.object.key == keys.first().unwrap()));
+    let all: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let mut sub = client.subscribe("all", &all, None).await.expect("a WSS subscription");
+    let mut seen = std::collections::BTreeSet::new();
+    while seen.len() < keys.len() {
+        match sub.next(WAIT).await.unwrap() {
+            Some(ServerMsg::Snapshot { key, .. } | ServerMsg::Update { key, .. }) => {
+                seen.insert(key);
+            }
+            other => panic!("expected snapshots and updates, got {other:?}"),
+        }
+    }
+    let view = client.cluster().await.unwrap();
+    let coordinator = view.coordinator.expect("the coordinator's view");
+    assert_eq!(coordinator.voters.len(), 2, "both nodes vote: {coordinator:?}");
+}

@@ -177,7 +177,9 @@ pub(super) async fn connect(state: &AppState, base: &str) -> Result<Upstream, St
     let bearer = format!("Bearer {}", state.access.node_token());
     let value = HeaderValue::from_str(&bearer).map_err(|e| format!("the cluster token: {e}"))?;
     req.headers_mut().insert(axum::http::header::AUTHORIZATION, value);
-    match tokio::time::timeout(CONNECT_TIMEOUT, tokio_tungstenite::connect_async_with_config(req, None, true)).await {
+    let tls = state.peer_tls.clone().map(tokio_tungstenite::Connector::Rustls);
+    let connect = tokio_tungstenite::connect_async_tls_with_config(req, None, true, tls);
+    match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
         Ok(Ok((ws, _))) => Ok(ws),
         Ok(Err(e)) => Err(format!("connecting to {url}: {e}")),
         Err(_) => Err(format!("connecting to {url}: timed out")),

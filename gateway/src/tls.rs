@@ -1,0 +1,163 @@
+//! TLS with rustls (the ring provider, as everywhere else in the binary): the node's HTTPS and
+//! WSS listener, and the trust its calls to other nodes use.
+//!
+//! The listener is an `axum::serve::Listener`, so TLS changes nothing else about serving:
+//! graceful shutdown, per-connection addresses (`ConnectInfo`, for per-address rate limits) and
+//! `TCP_NODELAY` are the plain listener's. Handshakes run in their own tasks — a client that
+//! stalls mid-handshake holds one slot for at most [`HANDSHAKE_TIMEOUT`], never the accept
+//! loop — and at most [`MAX_HANDSHAKES`] run at once.
+//!
+//! Calls to other nodes (forwarded reads, relays, scatter-gather, Raft, drains) trust exactly
+//! the certificates of `tls.ca_file`: a cluster's CA, not the public web's.
+
+use crate::config::Tls;
+use anyhow::Context;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, Semaphore};
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
+
+/// Longest a client may take to complete its handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Handshakes in progress at once; more connections wait in the kernel's backlog.
+pub const MAX_HANDSHAKES: usize = 256;
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The server side: `tls.cert_file` and `tls.key_file`, HTTP/1.1 and HTTP/2 by ALPN.
+pub fn server_config(tls: &Tls) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) else {
+        anyhow::bail!("tls.cert_file and tls.key_file are both needed to serve TLS");
+    };
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<_, _>>())
+        .with_context(|| format!("configuration field `tls.cert_file`: reading {}", cert.display()))?;
+    anyhow::ensure!(!chain.is_empty(), "configuration field `tls.cert_file`: {} holds no certificate", cert.display());
+    let key = PrivateKeyDer::from_pem_file(key)
+        .with_context(|| format!("configuration field `tls.key_file`: reading a private key from {}", key.display()))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .context("configuration fields `tls.cert_file`/`tls.key_file`: the key does not fit the certificate")?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// The certificates of `tls.ca_file`, which calls to other nodes trust (`None` without one).
+pub fn peer_roots(tls: &Tls) -> anyhow::Result<Option<Vec<CertificateDer<'static>>>> {
+    let Some(ca) = &tls.ca_file else { return Ok(None) };
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(ca)
+        .and_then(|certs| certs.collect::<Result<_, _>>())
+        .with_context(|| format!("configuration field `tls.ca_file`: reading {}", ca.display()))?;
+    anyhow::ensure!(!certs.is_empty(), "configuration field `tls.ca_file`: {} holds no certificate", ca.display());
+    Ok(Some(certs))
+}
+
+/// A rustls client configuration trusting `roots`, for the relay's WebSockets to other nodes.
+pub fn client_config(roots: &[CertificateDer<'static>]) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    let mut store = rustls::RootCertStore::empty();
+    for cert in roots {
+        store.add(cert.clone()).context("configuration field `tls.ca_file`: a certificate rustls refuses")?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(store)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// Adds `roots` as the only trusted certificates of a reqwest client (when there are any).
+pub fn trust(
+    builder: reqwest::ClientBuilder,
+    roots: Option<&[CertificateDer<'static>]>,
+) -> anyhow::Result<reqwest::ClientBuilder> {
+    let Some(roots) = roots else { return Ok(builder) };
+    let mut builder = builder.use_rustls_tls().tls_built_in_root_certs(false);
+    for cert in roots {
+        builder = builder.add_root_certificate(reqwest::Certificate::from_der(cert.as_ref())?);
+    }
+    Ok(builder)
+}
+
+/// A listener that serves TLS: accepted connections, handshaken.
+pub struct TlsListener {
+    accepted: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    local: SocketAddr,
+}
+
+impl TlsListener {
+    /// Starts accepting on `listener`. The accept loop is a task that ends when this listener is
+    /// dropped (the server stopped).
+    pub fn new(listener: TcpListener, config: Arc<rustls::ServerConfig>) -> std::io::Result<TlsListener> {
+        let local = listener.local_addr()?;
+        let (tx, accepted) = mpsc::channel(64);
+        let acceptor = TlsAcceptor::from(config);
+        tokio::spawn(accept_loop(listener, acceptor, tx));
+        Ok(TlsListener { accepted, local })
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    tx: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
+) {
+    let slots = Arc::new(Semaphore::new(MAX_HANDSHAKES));
+    loop {
+        let slot = tokio::select! {
+            () = tx.closed() => return,
+            slot = slots.clone().acquire_owned() => slot.expect("never closed"),
+        };
+        let (tcp, peer) = tokio::select! {
+            () = tx.closed() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait rather than spin (as axum does).
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY on an accepted connection");
+        }
+        let (acceptor, tx) = (acceptor.clone(), tx.clone());
+        tokio::spawn(async move {
+            let _slot = slot;
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(stream)) => {
+                    let _ = tx.send((stream, peer)).await;
+                }
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+            }
+        });
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.accepted.recv().await {
+            Some(conn) => conn,
+            // The accept loop ends only once this receiver is gone.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        Ok(self.local)
+    }
+}
