@@ -70,12 +70,22 @@ pub struct Topics {
     /// the node creates the Kafka topic (an existing topic keeps its own setting), and by the
     /// node itself on the embedded log. Default: 30 days.
     pub input_retention_hours: u64,
+    /// How long dead letters are kept, in hours; 0 keeps them forever. Applied as
+    /// `retention.ms` when the node creates the Kafka topic, and by the node itself on the
+    /// embedded log. Default: 30 days.
+    pub dead_letter_retention_hours: u64,
 }
 
 impl Topics {
     /// [`Topics::input_retention_hours`] as a duration; `None` for "forever".
     pub fn input_retention(&self) -> Option<std::time::Duration> {
         (self.input_retention_hours > 0).then(|| std::time::Duration::from_secs(self.input_retention_hours * 3600))
+    }
+
+    /// [`Topics::dead_letter_retention_hours`] as a duration; `None` for "forever".
+    pub fn dead_letter_retention(&self) -> Option<std::time::Duration> {
+        (self.dead_letter_retention_hours > 0)
+            .then(|| std::time::Duration::from_secs(self.dead_letter_retention_hours * 3600))
     }
 }
 
@@ -119,6 +129,9 @@ pub struct Storage {
     pub response_cache_mib: usize,
     /// Where pipelines' file writers write (each below its `dir`); default `<data_dir>/pipelines`.
     pub pipeline_dir: Option<PathBuf>,
+    /// Most MiB the data directory may hold before the node stops taking input (`crate::disk`:
+    /// ingest answers 507, masters pause, `/readyz` says why); 0 (the default) = no budget.
+    pub disk_budget_mib: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -240,6 +253,7 @@ impl Default for Topics {
             partitions: 4,
             changelog_min_compaction_lag_ms: 7 * 24 * 3600 * 1000,
             input_retention_hours: 30 * 24,
+            dead_letter_retention_hours: 30 * 24,
         }
     }
 }
@@ -259,7 +273,7 @@ impl Default for Limits {
 
 impl Default for Storage {
     fn default() -> Self {
-        Storage { memory_budget_mib: 256, response_cache_mib: 64, pipeline_dir: None }
+        Storage { memory_budget_mib: 256, response_cache_mib: 64, pipeline_dir: None, disk_budget_mib: 0 }
     }
 }
 

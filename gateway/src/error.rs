@@ -45,6 +45,9 @@ pub enum ApiError {
     /// not render).
     #[error("{message}")]
     Unprocessable { code: &'static str, message: String },
+    /// The node is over its disk budget (`crate::disk`) and takes no input.
+    #[error("{0}; retry once space is freed or the budget raised")]
+    InsufficientStorage(String),
     #[error("internal error: {0}; the request may be retried")]
     Internal(String),
 }
@@ -75,6 +78,7 @@ impl ApiError {
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -93,6 +97,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::Timeout(_) => "timeout",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::InsufficientStorage(_) => "disk_budget_exceeded",
             ApiError::Internal(_) => "internal",
         }
     }

@@ -11,6 +11,7 @@
 //!   WebSocket subscriptions, the dashboard.
 //! - [`access`]: who may call what — tokens with scopes, anonymous reads, rate limits,
 //!   WebSocket origins — one middleware in front of every route.
+//! - [`disk`]: the disk budget — measured, and intake stopped above it.
 //! - [`tls`]: rustls for the listener (HTTPS/WSS) and the trust of calls to other nodes.
 //! - [`error`]: the API error type and its single mapping to HTTP status and JSON body.
 //! - [`replicas`]: the replicas this node hosts; [`hosting`]: following the coordinator's
@@ -32,6 +33,7 @@ pub mod access;
 pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod disk;
 pub mod error;
 pub mod formats;
 pub mod hosting;

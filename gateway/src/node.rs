@@ -42,6 +42,8 @@ pub struct Node {
     pub mode: &'static str,
     /// The listener's TLS, when `tls.cert_file` is set (read and checked at start).
     tls: Option<Arc<rustls::ServerConfig>>,
+    /// The logs this node keeps bounded itself (the embedded ones; a broker bounds its own).
+    upkeep: Vec<Upkeep>,
 }
 
 /// Bounded drain time for open connections at shutdown.
@@ -109,7 +111,7 @@ fn kafka_topics(config: &Config, kafka: &lightkeeper_storage::log::KafkaConfig) 
             t.input
         );
     }
-    kafka.ensure_topic(&t.dead_letter, n, None).context("dead-letter topic")?;
+    kafka.ensure_retained_topic(&t.dead_letter, n, t.dead_letter_retention()).context("dead-letter topic")?;
     // Registrations are kept forever: compaction keeps the latest (the only) record per id.
     kafka.ensure_topic(&t.schemas, 1, Some(Duration::ZERO)).context("schemas topic")?;
     kafka.ensure_topic(&t.settings, 1, Some(Duration::ZERO)).context("settings topic")?;
@@ -188,6 +190,8 @@ impl Node {
             config.limits.object_channel_capacity,
             Box::new(move |key: &str| invalidate.invalidate(key)),
         ));
+        let upkeep = if config.kafka.is_some() { Vec::new() } else { log_upkeep(config, &topics) };
+        let disk = crate::disk::DiskBudget::new(config.storage.disk_budget_mib, &mut registry);
         let deps = WorkerDeps {
             node_id: config.node_id.clone(),
             input: topics.input.clone(),
@@ -199,6 +203,7 @@ impl Node {
             metrics: partition_metrics,
             batch_size: config.batch_size,
             pipelines,
+            intake_paused: disk.intake_paused(),
         };
         let partition_count = topics.input.partitions();
         let cluster = &config.cluster;
@@ -272,12 +277,13 @@ impl Node {
             metrics,
             limits: config.limits.clone(),
             access,
+            disk,
             http: config.http.clone(),
             shutdown,
             draining: std::sync::atomic::AtomicBool::new(false),
             coordinator: std::sync::OnceLock::new(),
         }));
-        Ok(Node { state, mode, config: config.clone(), tls })
+        Ok(Node { state, mode, config: config.clone(), tls, upkeep })
     }
 
     /// Serves HTTP on `listener` until `stop` fires, then shuts down in order.
@@ -309,8 +315,9 @@ impl Node {
             }
         });
         spawn_until(&tasks, &stop, state.settings.clone().follow(stop.child_token()));
-        if let Some(retention) = self.config.topics.input_retention() {
-            spawn_until(&tasks, &stop, enforce_input_retention(state.input.clone(), retention));
+        spawn_until(&tasks, &stop, state.disk.clone().watch(self.config.data_dir.clone()));
+        if !self.upkeep.is_empty() {
+            spawn_until(&tasks, &stop, keep_logs_bounded(self.upkeep.clone()));
         }
         // Serve before the coordinator opens: the listener is bound, so a connection made before
         // `serve` runs would wait in the backlog instead of being answered. Raft RPCs answer 503
@@ -449,25 +456,63 @@ fn spawn_until(tasks: &TaskTracker, stop: &CancellationToken, task: impl Future<
     });
 }
 
-/// How often the input log's retention is applied (on the embedded log; a Kafka broker applies
-/// `retention.ms` itself and the call does nothing).
-const RETENTION_EVERY: Duration = Duration::from_secs(600);
+/// How often the embedded logs' retention and compaction run.
+const UPKEEP_EVERY: Duration = Duration::from_secs(600);
 
-/// Deletes input packets older than `retention`, at start and every [`RETENTION_EVERY`].
-async fn enforce_input_retention(input: Arc<dyn Topic>, retention: Duration) {
-    let mut every = tokio::time::interval(RETENTION_EVERY);
+/// How one embedded log is kept bounded — what a broker does to a Kafka topic by its
+/// configuration.
+#[derive(Clone)]
+struct Upkeep {
+    topic: Arc<dyn Topic>,
+    /// Records older than this are removed: all of them (`retention.ms`), or only those a newer
+    /// record of the same key replaces (compaction after `min.compaction.lag.ms`).
+    after: Duration,
+    compact: bool,
+}
+
+/// The embedded logs and their policies: the input and dead letters are deleted after their
+/// retention; the changelog is compacted after `topics.changelog_min_compaction_lag_ms` (the
+/// window in which a filter subscription resumes exactly); settings keep their latest record
+/// per key. Registered schemas are kept whole: a handful, and the *first* registration of an id
+/// is the one every node takes, which compaction (keeping the last) would not preserve.
+fn log_upkeep(config: &Config, topics: &Topics) -> Vec<Upkeep> {
+    let t = &config.topics;
+    let mut upkeep = vec![
+        Upkeep {
+            topic: topics.changelog.clone(),
+            after: Duration::from_millis(t.changelog_min_compaction_lag_ms),
+            compact: true,
+        },
+        Upkeep { topic: topics.settings.clone(), after: Duration::ZERO, compact: true },
+    ];
+    if let Some(after) = t.input_retention() {
+        upkeep.push(Upkeep { topic: topics.input.clone(), after, compact: false });
+    }
+    if let Some(after) = t.dead_letter_retention() {
+        upkeep.push(Upkeep { topic: topics.dead_letter.clone(), after, compact: false });
+    }
+    upkeep
+}
+
+/// Applies every [`Upkeep`] at start and every [`UPKEEP_EVERY`], off the async runtime.
+async fn keep_logs_bounded(upkeep: Vec<Upkeep>) {
+    let mut every = tokio::time::interval(UPKEEP_EVERY);
     loop {
         every.tick().await;
-        let cutoff = std::time::SystemTime::now()
-            .checked_sub(retention)
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_millis() as i64);
-        let topic = input.clone();
-        match tokio::task::spawn_blocking(move || topic.delete_older_than(cutoff)).await {
-            Ok(Ok(0)) => {}
-            Ok(Ok(n)) => info!(deleted = n, topic = input.name(), "input retention: old packets deleted"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "input retention failed; retrying later"),
-            Err(e) => tracing::warn!(error = %e, "input retention task failed"),
+        for u in &upkeep {
+            let cutoff = std::time::SystemTime::now()
+                .checked_sub(u.after)
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_millis() as i64);
+            let (topic, compact) = (u.topic.clone(), u.compact);
+            let run = move || if compact { topic.compact_older_than(cutoff) } else { topic.delete_older_than(cutoff) };
+            let what = if u.compact { "compaction" } else { "retention" };
+            match tokio::task::spawn_blocking(run).await {
+                Ok(Ok(0)) => {}
+                Ok(Ok(n)) => info!(removed = n, topic = u.topic.name(), "log {what}: old records removed"),
+                Ok(Err(e)) => tracing::warn!(error = %e, topic = u.topic.name(), "log {what} failed; retrying later"),
+                Err(e) => tracing::warn!(error = %e, "log {what} task failed"),
+            }
         }
     }
 }

@@ -120,6 +120,8 @@ pub struct Inner {
     pub registry: Registry,
     pub metrics: GatewayMetrics,
     pub limits: Limits,
+    /// The disk budget: ingest is refused above it (`crate::disk`).
+    pub disk: Arc<crate::disk::DiskBudget>,
     /// Tokens, scopes and rate limits (`crate::access`).
     pub access: crate::access::Guard,
     /// Compression and CORS (`routes::web`).

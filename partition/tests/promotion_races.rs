@@ -173,6 +173,7 @@ impl Cluster {
             metrics: metrics.clone(),
             batch_size: 8,
             pipelines: Arc::new(lightkeeper_partition::pipeline::Pipelines::none()),
+            intake_paused: Default::default(),
         };
         let start = StartRole {
             single_node: false,

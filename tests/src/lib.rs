@@ -293,3 +293,20 @@ pub fn separation_arcsec(ra1: f64, dec1: f64, ra2: f64, dec2: f64) -> f64 {
     let cos = a[0] * b[0] + a[1] * b[1] + a[2] * b[2];
     sin.atan2(cos).to_degrees() * 3600.0
 }
+
+/// A token made by `lightkeeper token`: the secret, and the `[[access.tokens]]` entry it
+/// printed for the configuration (which holds its hash, never the token).
+pub struct MadeToken {
+    pub token: String,
+    pub entry: String,
+}
+
+/// Runs `lightkeeper token --name NAME --scopes SCOPES` and reads what it printed.
+pub fn make_token(name: &str, scopes: &str) -> MadeToken {
+    let out = Command::new(binary()).args(["token", "--name", name, "--scopes", scopes]).output().expect("run");
+    assert!(out.status.success(), "lightkeeper token: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    let token = text.lines().find_map(|l| l.strip_prefix("token: ")).expect("the token line").to_owned();
+    let entry = text.split_once("[[access.tokens]]").map(|(_, e)| format!("[[access.tokens]]{e}")).expect("the entry");
+    MadeToken { token, entry }
+}

@@ -19,21 +19,11 @@ use tokio_tungstenite::tungstenite::Message;
 
 const WAIT: Duration = Duration::from_secs(60);
 
-/// A token made by `lightkeeper token`: the secret, and the configuration entry it printed.
-struct MadeToken {
-    token: String,
-    entry: String,
-}
-
 fn make_token(name: &str, scopes: &str) -> MadeToken {
-    let out = Command::new(binary()).args(["token", "--name", name, "--scopes", scopes]).output().expect("run");
-    assert!(out.status.success(), "lightkeeper token: {}", String::from_utf8_lossy(&out.stderr));
-    let text = String::from_utf8(out.stdout).unwrap();
-    let token = text.lines().find_map(|l| l.strip_prefix("token: ")).expect("the token line").to_owned();
-    let entry = text.split_once("[[access.tokens]]").map(|(_, e)| format!("[[access.tokens]]{e}")).expect("the entry");
-    assert!(!entry.contains(&token), "the configuration entry holds the hash, never the token:\n{text}");
-    assert!(entry.contains(&format!("name = {name:?}")), "{entry}");
-    MadeToken { token, entry }
+    let made = lightkeeper_tests::make_token(name, scopes);
+    assert!(!made.entry.contains(&made.token), "the configuration entry holds the hash, never the token");
+    assert!(made.entry.contains(&format!("name = {name:?}")), "{}", made.entry);
+    made
 }
 
 fn write_config(dir: &Path, text: &str) -> String {

@@ -58,6 +58,92 @@ async fn embedded_node_ingests_over_http_and_survives_restart() {
     assert!(spec["paths"]["/v1/objects/{key}/lightcurve"].is_object());
 }
 
+/// The embedded changelog is compacted like a Kafka one: once `changelog_min_compaction_lag_ms`
+/// has passed, only the newest record of each object is kept, and a node whose state is gone
+/// rebuilds every object from what is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_embedded_changelog_is_compacted_and_still_restores_every_object() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("node");
+    let mut node = NodeProcess::start(&dir, &[], &[]).unwrap();
+    node.wait_ready(WAIT).await.unwrap();
+    let client = Client::new(&node.url).unwrap();
+    let n = ingest_dir(&client, &shared_data().join("ztf/alerts/pitt-google-broker/lightcurve_ZTF21abiuvdk")).await;
+    let obj = eventually(WAIT, "the light curve materialized", || async {
+        client.object("ztf:ZTF21abiuvdk").await.ok().filter(|o| o["n_alerts"] == n)
+    })
+    .await
+    .unwrap();
+    let lc = client.lightcurve("ztf:ZTF21abiuvdk", "").await.unwrap();
+    assert!(node.terminate().unwrap().success());
+
+    // Restart with no compaction lag: the upkeep runs at start and leaves the newest record of
+    // the object (and every epoch marker).
+    let lag = [("LIGHTKEEPER_TOPICS__CHANGELOG_MIN_COMPACTION_LAG_MS", "0".to_owned())];
+    let mut node = NodeProcess::start(&dir, &[], &lag).unwrap();
+    node.wait_ready(WAIT).await.unwrap();
+    let removed = eventually(WAIT, "the changelog compacted", || async {
+        node.stderr()
+            .lines()
+            .find(|l| l.contains("log compaction") && l.contains("lightkeeper-changelog"))
+            .map(str::to_owned)
+    })
+    .await
+    .unwrap();
+    let count: usize = removed
+        .split("removed=")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|r| r.parse().ok())
+        .unwrap_or_else(|| panic!("no count in {removed:?}"));
+    // The object's older versions and the statistics buckets' older counts are gone (the
+    // newest of each key stays; the restore below is what shows nothing needed was lost).
+    assert!(count >= 1, "nothing compacted: {removed}");
+    assert!(node.terminate().unwrap().success());
+
+    // Lose the state store: the node rebuilds it from the compacted changelog.
+    std::fs::remove_dir_all(dir.join("state")).unwrap();
+    let node = NodeProcess::start(&dir, &[], &[]).unwrap();
+    node.wait_ready(WAIT).await.unwrap();
+    let client = Client::new(&node.url).unwrap();
+    let restored = client.object("ztf:ZTF21abiuvdk").await.unwrap();
+    assert_eq!(restored, obj, "the object restored from the compacted changelog");
+    assert_eq!(client.lightcurve("ztf:ZTF21abiuvdk", "").await.unwrap(), lc);
+}
+
+/// Over its disk budget a node takes no input and says why: ingest answers 507, `/readyz`
+/// lists it, the metric is 1; reads go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_over_its_disk_budget_refuses_input_and_says_why() {
+    let tmp = tempfile::tempdir().unwrap();
+    let budget = [("LIGHTKEEPER_STORAGE__DISK_BUDGET_MIB", "1".to_owned())];
+    let node = NodeProcess::start(&tmp.path().join("node"), &[], &budget).unwrap();
+    node.wait_ready(WAIT).await.unwrap();
+    let client = Client::new(&node.url).unwrap();
+    // Real alerts (tens of kB each, stamps included) until the watcher finds the directory
+    // over 1 MiB; a RocksDB directory alone may already be.
+    let files = avro_files(&shared_data().join("ztf/alerts/pitt-google-broker/lightcurve_ZTF21abiuvdk"));
+    let refused = eventually(WAIT, "ingest refused over the budget", || async {
+        for f in &files {
+            if let Err(e) = client.ingest(std::fs::read(f).unwrap()).await {
+                return Some(e);
+            }
+        }
+        None
+    })
+    .await
+    .unwrap();
+    let ClientError::Api { status, code, message } = refused else { panic!("expected an API error: {refused}") };
+    assert_eq!((status, code.as_str()), (507, "disk_budget_exceeded"), "{message}");
+    assert!(message.contains("storage.disk_budget_mib = 1 MiB"), "{message}");
+    let ready = client.readyz().await.unwrap();
+    assert!(ready.degraded.iter().any(|d| d.contains("disk_budget_mib")), "{ready:?}");
+    let metrics = client.metrics().await.unwrap();
+    assert!(metrics.lines().any(|l| l == "lightkeeper_disk_budget_exceeded 1"), "the gauge is 1");
+    // Reads are served throughout.
+    assert!(client.cluster().await.is_ok());
+}
+
 fn api_error(e: ClientError) -> (u16, String) {
     match e {
         ClientError::Api { status, code, message } => {

@@ -22,7 +22,8 @@ use lightkeeper_storage::partitioner::partition_for;
         (status = 202, description = "the packet is durably in the input log; materialization follows", body = Accepted),
         (status = 400, description = "`empty_body`, `invalid_body`, or `undecodable_alert`: the packet does not decode; the message says why", body = ErrorResponse),
         (status = 413, description = "`payload_too_large`: larger than limits.max_body_bytes", body = ErrorResponse),
-        (status = 503, description = "`unavailable`: the schema registry could not be reached, or the input log refused the append; retry", body = ErrorResponse)
+        (status = 503, description = "`unavailable`: the schema registry could not be reached, or the input log refused the append; retry", body = ErrorResponse),
+        (status = 507, description = "`disk_budget_exceeded`: the node is over storage.disk_budget_mib and takes no input", body = ErrorResponse)
     ))]
 pub async fn ingest(
     State(state): State<AppState>,
@@ -32,6 +33,7 @@ pub async fn ingest(
     if body.is_empty() {
         return Err(ApiError::bad_request("empty_body", "request body is empty; send one alert packet"));
     }
+    state.disk.admit()?;
     let app = state.clone();
     let accepted = tokio::task::spawn_blocking(move || -> Result<Accepted, ApiError> {
         let alert = app.decoder.decode(&body).map_err(|e| {

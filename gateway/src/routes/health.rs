@@ -49,7 +49,7 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Ready>, ApiErr
     }
     match state.replicas.ready() {
         Ok(replicas) => {
-            let degraded = state
+            let mut degraded: Vec<String> = state
                 .replicas
                 .snapshot()
                 .iter()
@@ -62,6 +62,7 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Ready>, ApiErr
                     ))
                 })
                 .collect();
+            degraded.extend(state.disk.degraded());
             Ok(Json(Ready { status: "ready".into(), replicas, degraded }))
         }
         Err(waiting) if waiting.is_empty() => {

@@ -75,6 +75,10 @@ impl Core {
             }
             feed.hold_until = None;
         }
+        if self.deps.intake_paused.load(Ordering::Acquire) {
+            std::thread::sleep(POLL_TIMEOUT);
+            return Ok(None);
+        }
         let snapshot = self.deps.pipelines.snapshot();
         // Watch lists changed (or this master is new): bring the stored objects' matches up to
         // date, a chunk per step, before taking more input.

@@ -145,6 +145,9 @@ pub struct WorkerDeps {
     pub batch_size: usize,
     /// The node's pipelines, run by each master after the merge.
     pub pipelines: Arc<crate::pipeline::Pipelines>,
+    /// Set while the node is over its disk budget: masters take no input (they keep their
+    /// lease and serve reads); the input waits in its log.
+    pub intake_paused: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// How a replica decides its role once restored.

@@ -206,6 +206,14 @@ pub trait Topic: Send + Sync {
         let _ = cutoff_ms;
         Ok(0)
     }
+    /// Applies compaction: deletes every record appended before `cutoff_ms` for which a newer
+    /// record with the same key exists, and returns how many — what Kafka does to a compacted
+    /// topic whose `min.compaction.lag.ms` has passed. Brokers compact by themselves, so the
+    /// default does nothing; the embedded log compacts here. Records without a key are kept.
+    fn compact_older_than(&self, cutoff_ms: i64) -> Result<u64, LogError> {
+        let _ = cutoff_ms;
+        Ok(0)
+    }
     /// The record at `offset`, or `None` when the log no longer (or never) held it: past
     /// retention, or beyond the end. Used to serve an alert's original packet from the input
     /// log, which is where packets (and their stamps) are kept. Waits at most `timeout`.

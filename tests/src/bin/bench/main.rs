@@ -8,6 +8,8 @@
 //!   subscriptions against none.
 //! - `bench decode` ([`decode`]): µs per alert of the decoder compiled from the writer schema,
 //!   against apache-avro's generic `Value` tree with the same mappers (no broker).
+//! - `bench access` ([`access`]): a read's latency anonymously, with a token, and with a token
+//!   over TLS, against the anonymous read.
 //! - `bench query` ([`query`]): open-loop latency of light-curve reads, against `/healthz`
 //!   under the same load, from a load generator in its own process (`bench load`).
 //! - `bench find` ([`find`]): open-loop latency of cone searches (2″, 1′, 1°) and `where`
@@ -31,6 +33,7 @@
 //! the machine line of each report), [`pace`] (starting open-loop requests on time) and
 //! [`stats`] (percentiles).
 
+mod access;
 mod common;
 mod decode;
 mod failover;
@@ -47,6 +50,7 @@ mod stats;
 mod subscribers;
 
 use clap::{Parser, Subcommand};
+use std::path::PathBuf;
 
 // No doc comments on `Args` and `Cmd`: clap would turn them into `--help` text.
 #[derive(Parser)]
@@ -143,6 +147,17 @@ enum Cmd {
         seconds: u64,
         #[arg(long)]
         accept_encoding: Option<String>,
+        /// PEM CA to trust (a node serving TLS). The token, if any, comes from BENCH_TOKEN.
+        #[arg(long)]
+        ca: Option<PathBuf>,
+    },
+    /// What access control and TLS cost a read: the same object read anonymously, with a
+    /// token, and with a token over TLS, open loop.
+    Access {
+        #[arg(long, default_value_t = 500)]
+        rate: u64,
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
     },
     Query {
         #[arg(long, default_value_t = 1000)]
@@ -180,8 +195,10 @@ fn main() -> anyhow::Result<()> {
             rt.block_on(push::run(push::Params { rate, seconds, objects, partitions, rest_every, fetch_wait_ms }))
         }
         Cmd::Subscribers { subscribers, objects } => rt.block_on(subscribers::run(subscribers, objects)),
-        Cmd::Load { url, rate, seconds, accept_encoding } => {
-            rt.block_on(query::load_command(&url, rate, seconds, accept_encoding))
+        Cmd::Access { rate, seconds } => rt.block_on(access::run(rate, seconds)),
+        Cmd::Load { url, rate, seconds, accept_encoding, ca } => {
+            let caller = query::Caller { token: std::env::var("BENCH_TOKEN").ok(), ca };
+            rt.block_on(query::load_command(&url, rate, seconds, accept_encoding, caller))
         }
         Cmd::Query { points, rate, seconds } => rt.block_on(query::run(points, rate, seconds)),
         Cmd::Find { objects, rate, seconds, scan_rate, scan_requests, partitions } => {

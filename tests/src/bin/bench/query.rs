@@ -123,12 +123,25 @@ pub struct LoadSummary {
     pub max: f64,
 }
 
+/// Who the load generator is: a token it sends, and the CA it trusts (for a TLS node).
+#[derive(Debug, Clone, Default)]
+pub struct Caller {
+    pub token: Option<String>,
+    pub ca: Option<std::path::PathBuf>,
+}
+
 /// `bench load`: one open-loop run of GETs, its summary printed as JSON on stdout.
-pub async fn load_command(url: &str, rate: u64, seconds: u64, accept_encoding: Option<String>) -> anyhow::Result<()> {
+pub async fn load_command(
+    url: &str,
+    rate: u64,
+    seconds: u64,
+    accept_encoding: Option<String>,
+    caller: Caller,
+) -> anyhow::Result<()> {
     // The load generator lives as long as its one run: leaking the string gives the request
     // closures the `'static` header value they take.
     let accept: Option<&'static str> = accept_encoding.map(|a| &*Box::leak(a.into_boxed_str()));
-    let r = load(url, rate, seconds, accept).await;
+    let r = load(url, rate, seconds, accept, &caller).await?;
     let summary = LoadSummary {
         sent: r.sent,
         errors: r.errors,
@@ -143,10 +156,27 @@ pub async fn load_command(url: &str, rate: u64, seconds: u64, accept_encoding: O
 
 /// Runs one load case in a child process (`bench load`) and reads its summary.
 async fn load_in_child(url: &str, rate: u64, seconds: u64, accept: Option<&str>) -> anyhow::Result<LoadSummary> {
+    load_in_child_as(url, rate, seconds, accept, &Caller::default()).await
+}
+
+/// [`load_in_child`] with a token and a CA.
+pub(crate) async fn load_in_child_as(
+    url: &str,
+    rate: u64,
+    seconds: u64,
+    accept: Option<&str>,
+    caller: &Caller,
+) -> anyhow::Result<LoadSummary> {
     let mut cmd = tokio::process::Command::new(std::env::current_exe()?);
     cmd.args(["load", "--url", url, "--rate", &rate.to_string(), "--seconds", &seconds.to_string()]);
     if let Some(a) = accept {
         cmd.args(["--accept-encoding", a]);
+    }
+    if let Some(t) = &caller.token {
+        cmd.env("BENCH_TOKEN", t);
+    }
+    if let Some(ca) = &caller.ca {
+        cmd.arg("--ca").arg(ca);
     }
     let out = cmd.stderr(std::process::Stdio::inherit()).output().await?;
     anyhow::ensure!(out.status.success(), "bench load failed: {}", out.status);
@@ -177,8 +207,25 @@ impl LoadResult {
 
 /// GETs `url` at `rate` requests/s for `seconds`, each request on its own task at its
 /// scheduled time whether or not the earlier ones have finished (open loop, [`crate::pace`]).
-async fn load(url: &str, rate: u64, seconds: u64, accept_encoding: Option<&'static str>) -> LoadResult {
-    let http = reqwest::Client::builder().pool_max_idle_per_host(512).build().unwrap();
+async fn load(
+    url: &str,
+    rate: u64,
+    seconds: u64,
+    accept_encoding: Option<&'static str>,
+    caller: &Caller,
+) -> anyhow::Result<LoadResult> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(t) = &caller.token {
+        headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {t}").parse()?);
+    }
+    let mut http = reqwest::Client::builder().pool_max_idle_per_host(512).default_headers(headers);
+    if let Some(ca) = &caller.ca {
+        http = http.tls_built_in_root_certs(false);
+        for cert in reqwest::Certificate::from_pem_bundle(&std::fs::read(ca)?)? {
+            http = http.add_root_certificate(cert);
+        }
+    }
+    let http = http.build()?;
     let interval = Duration::from_nanos(1_000_000_000 / rate);
     let total = (rate * seconds) as usize;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Option<(f64, usize)>>(total.max(1));
@@ -214,5 +261,5 @@ async fn load(url: &str, rate: u64, seconds: u64, accept_encoding: Option<&'stat
         }
     }
     let mean_bytes = bytes as f64 / latencies_ms.len().max(1) as f64;
-    LoadResult { sent: total, errors, mean_bytes, latencies_ms: sorted(latencies_ms) }
+    Ok(LoadResult { sent: total, errors, mean_bytes, latencies_ms: sorted(latencies_ms) })
 }
