@@ -228,7 +228,9 @@ impl Node {
         // queries pass its access checks as a node's (`crate::access`).
         // A single node without a configured cluster token still calls itself (the coordinator
         // checks its own status): it gets a random one for its lifetime.
-        let node_token = match config.cluster.admin_token.as_deref().filter(|t| !t.trim().is_empty()) {
+        // Trimmed as the receiving side trims a bearer token.
+        let configured_token = config.cluster.admin_token.as_deref().map(str::trim).filter(|t| !t.is_empty());
+        let node_token = match configured_token {
             Some(t) => t.to_owned(),
             None => crate::access::new_token()?,
         };
@@ -251,7 +253,7 @@ impl Node {
         let access = crate::access::Guard::new(
             &config.access,
             &node_token,
-            config.cluster.admin_token.is_some(),
+            configured_token.is_some(),
             &config.http.cors_allow_origins,
             metrics.access_denied.clone(),
         );
@@ -317,7 +319,7 @@ impl Node {
         spawn_until(&tasks, &stop, state.settings.clone().follow(stop.child_token()));
         spawn_until(&tasks, &stop, state.disk.clone().watch(self.config.data_dir.clone()));
         if !self.upkeep.is_empty() {
-            spawn_until(&tasks, &stop, keep_logs_bounded(self.upkeep.clone()));
+            spawn_until(&tasks, &stop, keep_logs_bounded(self.upkeep.clone(), state.clone()));
         }
         // Serve before the coordinator opens: the listener is bound, so a connection made before
         // `serve` runs would wait in the backlog instead of being answered. Raft RPCs answer 503
@@ -468,6 +470,8 @@ struct Upkeep {
     /// record of the same key replaces (compaction after `min.compaction.lag.ms`).
     after: Duration,
     compact: bool,
+    /// Retention stops at what this node's masters have not materialized yet (the input).
+    unread_kept: bool,
 }
 
 /// The embedded logs and their policies: the input and dead letters are deleted after their
@@ -482,20 +486,21 @@ fn log_upkeep(config: &Config, topics: &Topics) -> Vec<Upkeep> {
             topic: topics.changelog.clone(),
             after: Duration::from_millis(t.changelog_min_compaction_lag_ms),
             compact: true,
+            unread_kept: false,
         },
-        Upkeep { topic: topics.settings.clone(), after: Duration::ZERO, compact: true },
+        Upkeep { topic: topics.settings.clone(), after: Duration::ZERO, compact: true, unread_kept: false },
     ];
     if let Some(after) = t.input_retention() {
-        upkeep.push(Upkeep { topic: topics.input.clone(), after, compact: false });
+        upkeep.push(Upkeep { topic: topics.input.clone(), after, compact: false, unread_kept: true });
     }
     if let Some(after) = t.dead_letter_retention() {
-        upkeep.push(Upkeep { topic: topics.dead_letter.clone(), after, compact: false });
+        upkeep.push(Upkeep { topic: topics.dead_letter.clone(), after, compact: false, unread_kept: false });
     }
     upkeep
 }
 
 /// Applies every [`Upkeep`] at start and every [`UPKEEP_EVERY`], off the async runtime.
-async fn keep_logs_bounded(upkeep: Vec<Upkeep>) {
+async fn keep_logs_bounded(upkeep: Vec<Upkeep>, state: AppState) {
     let mut every = tokio::time::interval(UPKEEP_EVERY);
     loop {
         every.tick().await;
@@ -504,8 +509,22 @@ async fn keep_logs_bounded(upkeep: Vec<Upkeep>) {
                 .checked_sub(u.after)
                 .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
                 .map_or(0, |d| d.as_millis() as i64);
-            let (topic, compact) = (u.topic.clone(), u.compact);
-            let run = move || if compact { topic.compact_older_than(cutoff) } else { topic.delete_older_than(cutoff) };
+            let (topic, compact, unread_kept, state) = (u.topic.clone(), u.compact, u.unread_kept, state.clone());
+            let run = move || {
+                // A partition without a replica here keeps everything.
+                let keep_from = |p: u32| {
+                    if unread_kept {
+                        state.replicas.get(p).map_or(0, |r| r.status.input_next.load(Ordering::Acquire))
+                    } else {
+                        u64::MAX
+                    }
+                };
+                if compact {
+                    topic.compact_older_than(cutoff)
+                } else {
+                    topic.delete_older_than(cutoff, &keep_from)
+                }
+            };
             let what = if u.compact { "compaction" } else { "retention" };
             match tokio::task::spawn_blocking(run).await {
                 Ok(Ok(0)) => {}

@@ -5,7 +5,9 @@
 //! graceful shutdown, per-connection addresses (`ConnectInfo`, for per-address rate limits) and
 //! `TCP_NODELAY` are the plain listener's. Handshakes run in their own tasks — a client that
 //! stalls mid-handshake holds one slot for at most [`HANDSHAKE_TIMEOUT`], never the accept
-//! loop — and at most [`MAX_HANDSHAKES`] run at once.
+//! loop — and at most [`MAX_HANDSHAKES`] run at once; connections beyond them are closed.
+//!
+//! Only HTTP/1.1 is offered by ALPN: WebSockets need it, and the server is built for it.
 //!
 //! Calls to other nodes (forwarded reads, relays, scatter-gather, Raft, drains) trust exactly
 //! the certificates of `tls.ca_file`: a cluster's CA, not the public web's.
@@ -23,15 +25,16 @@ use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
 /// Longest a client may take to complete its handshake.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Handshakes in progress at once; more connections wait in the kernel's backlog.
-pub const MAX_HANDSHAKES: usize = 256;
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Handshakes in progress at once (a few kB each). A connection beyond them is closed at once
+/// rather than left in the backlog: stalled handshakes must not keep new clients out.
+pub const MAX_HANDSHAKES: usize = 1024;
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// The server side: `tls.cert_file` and `tls.key_file`, HTTP/1.1 and HTTP/2 by ALPN.
+/// The server side: `tls.cert_file` and `tls.key_file`, HTTP/1.1 by ALPN.
 pub fn server_config(tls: &Tls) -> anyhow::Result<Arc<rustls::ServerConfig>> {
     let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) else {
         anyhow::bail!("tls.cert_file and tls.key_file are both needed to serve TLS");
@@ -47,7 +50,7 @@ pub fn server_config(tls: &Tls) -> anyhow::Result<Arc<rustls::ServerConfig>> {
         .with_no_client_auth()
         .with_single_cert(chain, key)
         .context("configuration fields `tls.cert_file`/`tls.key_file`: the key does not fit the certificate")?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
 
@@ -112,10 +115,6 @@ async fn accept_loop(
 ) {
     let slots = Arc::new(Semaphore::new(MAX_HANDSHAKES));
     loop {
-        let slot = tokio::select! {
-            () = tx.closed() => return,
-            slot = slots.clone().acquire_owned() => slot.expect("never closed"),
-        };
         let (tcp, peer) = tokio::select! {
             () = tx.closed() => return,
             accepted = listener.accept() => match accepted {
@@ -127,6 +126,10 @@ async fn accept_loop(
                     continue;
                 }
             },
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::debug!(%peer, "too many TLS handshakes in progress; closing the connection");
+            continue;
         };
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "could not set TCP_NODELAY on an accepted connection");

@@ -151,10 +151,11 @@ impl Topic for EmbeddedTopic {
     /// the epoch) — the embedded counterpart of Kafka's `retention.ms`. The newest record of a
     /// partition is always kept, so that its next offset survives a restart. Returns how many
     /// records were deleted. Blocking.
-    fn delete_older_than(&self, cutoff_ms: i64) -> Result<u64, LogError> {
+    fn delete_older_than(&self, cutoff_ms: i64, keep_from: &dyn Fn(u32) -> u64) -> Result<u64, LogError> {
         let mut deleted = 0;
         for partition in 0..self.partitions() {
             let end = *self.part(partition)?.next.lock();
+            let unread = keep_from(partition);
             let p = prefix(&self.name, partition);
             let mut first_kept = None;
             let mut oldest = None;
@@ -173,7 +174,7 @@ impl Topic for EmbeddedTopic {
                     }
                     _ => return Err(LogError::Corrupt(format!("record {offset} has an unknown format"))),
                 };
-                if stored.timestamp_ms >= cutoff_ms || offset + 1 >= end {
+                if stored.timestamp_ms >= cutoff_ms || offset + 1 >= end || offset >= unread {
                     first_kept = Some(offset);
                     break;
                 }
@@ -334,14 +335,16 @@ mod tests {
             for p in [b"a", b"b", b"c"] {
                 append(&t, p);
             }
-            assert_eq!(t.delete_older_than(0).unwrap(), 0, "nothing is older than the epoch");
+            let all_read = |_: u32| u64::MAX;
+            assert_eq!(t.delete_older_than(0, &all_read).unwrap(), 0, "nothing is older than the epoch");
             let later = now_ms() + 60_000;
-            assert_eq!(t.delete_older_than(later).unwrap(), 2, "all but the newest record");
+            assert_eq!(t.delete_older_than(later, &|_| 1).unwrap(), 1, "not what the reader has yet to read");
+            assert_eq!(t.delete_older_than(later, &all_read).unwrap(), 1, "all but the newest record");
             let timeout = Duration::from_secs(1);
             assert_eq!(t.read_at(0, 0, timeout).unwrap(), None, "a deleted record reads as gone");
             assert_eq!(t.read_at(0, 2, timeout).unwrap().unwrap().payload, b"c");
             assert_eq!(t.read_at(0, 3, timeout).unwrap(), None, "beyond the end");
-            assert_eq!(t.delete_older_than(later).unwrap(), 0, "idempotent");
+            assert_eq!(t.delete_older_than(later, &all_read).unwrap(), 0, "idempotent");
         }
         let log = EmbeddedLog::open(dir.path()).unwrap();
         let t = log.topic("alerts", 2).unwrap();

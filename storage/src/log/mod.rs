@@ -200,10 +200,12 @@ pub trait Topic: Send + Sync {
         self.end_offset(partition)
     }
     /// Applies retention: deletes records appended before `cutoff_ms` (ms since the epoch) and
-    /// returns how many. Kafka brokers apply the topic's `retention.ms` themselves, so the
-    /// default does nothing; the embedded log deletes here.
-    fn delete_older_than(&self, cutoff_ms: i64) -> Result<u64, LogError> {
-        let _ = cutoff_ms;
+    /// returns how many — but never a record at or after `keep_from(partition)`, the first one
+    /// its reader has not consumed yet (a node that was stopped, or paused by its disk budget,
+    /// for longer than the retention loses nothing). Kafka brokers apply the topic's
+    /// `retention.ms` themselves, so the default does nothing; the embedded log deletes here.
+    fn delete_older_than(&self, cutoff_ms: i64, keep_from: &dyn Fn(u32) -> u64) -> Result<u64, LogError> {
+        let _ = (cutoff_ms, keep_from);
         Ok(0)
     }
     /// Applies compaction: deletes every record appended before `cutoff_ms` for which a newer
