@@ -33,6 +33,23 @@ fn write_config(dir: &Path, text: &str) -> String {
     path.display().to_string()
 }
 
+/// Subscribes `client` to every one of `keys` and waits until each has sent a snapshot or an
+/// update (`via` names the node in the failure message).
+async fn hears_of_every_key(client: &Client, keys: &std::collections::BTreeSet<String>, via: &str) {
+    let all: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let mut sub =
+        client.subscribe("all", &all, None).await.unwrap_or_else(|e| panic!("subscribing through {via}: {e}"));
+    let mut seen = std::collections::BTreeSet::new();
+    while seen.len() < keys.len() {
+        match sub.next(WAIT).await.unwrap() {
+            Some(ServerMsg::Snapshot { key, .. } | ServerMsg::Update { key, .. }) => {
+                seen.insert(key);
+            }
+            other => panic!("through {via}: expected snapshots and updates, got {other:?}"),
+        }
+    }
+}
+
 fn http() -> reqwest::Client {
     reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
 }
@@ -273,17 +290,7 @@ async fn nodes_call_each_other_with_the_cluster_token_when_anonymous_reads_are_o
         assert!(found.missing_partitions.is_empty(), "every partition answered: {:?}", found.missing_partitions);
         assert!(found.objects.iter().any(|o| &o.object.key == keys.first().unwrap()));
         // A subscription to every object: through b, served by a's masters over a relay.
-        let all: Vec<&str> = keys.iter().map(String::as_str).collect();
-        let mut sub = client.subscribe("all", &all, None).await.unwrap();
-        let mut seen = std::collections::BTreeSet::new();
-        while seen.len() < keys.len() {
-            match sub.next(WAIT).await.unwrap() {
-                Some(ServerMsg::Snapshot { key, .. } | ServerMsg::Update { key, .. }) => {
-                    seen.insert(key);
-                }
-                other => panic!("through {url}: expected snapshots and updates, got {other:?}"),
-            }
-        }
+        hears_of_every_key(&client, &keys, url).await;
         // Anonymous readers are refused on every node.
         let anonymous = http().get(format!("{url}/v1/objects/{}", keys.first().unwrap())).send().await.unwrap();
         assert_eq!(refusal(anonymous).await.0, 401);
@@ -332,17 +339,7 @@ async fn a_cluster_serves_and_calls_itself_over_tls_with_a_test_ca() {
     let first = client.object(keys.first().unwrap()).await.unwrap();
     let found = client.cone(first["ra"].as_f64().unwrap(), first["dec"].as_f64().unwrap(), 2.0, None, None).await;
     assert!(found.unwrap().objects.iter().any(|o| &o.object.key == keys.first().unwrap()));
-    let all: Vec<&str> = keys.iter().map(String::as_str).collect();
-    let mut sub = client.subscribe("all", &all, None).await.expect("a WSS subscription");
-    let mut seen = std::collections::BTreeSet::new();
-    while seen.len() < keys.len() {
-        match sub.next(WAIT).await.unwrap() {
-            Some(ServerMsg::Snapshot { key, .. } | ServerMsg::Update { key, .. }) => {
-                seen.insert(key);
-            }
-            other => panic!("expected snapshots and updates, got {other:?}"),
-        }
-    }
+    hears_of_every_key(&client, &keys, b).await;
     let view = client.cluster().await.unwrap();
     let coordinator = view.coordinator.expect("the coordinator's view");
     assert_eq!(coordinator.voters.len(), 2, "both nodes vote: {coordinator:?}");
