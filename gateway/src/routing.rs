@@ -157,6 +157,23 @@ where
     }
 }
 
+/// One partition's typed answer, and why it may be stale when the master that gave it cannot
+/// reach its logs (the [`STALE`] header's text; `None` for an answer under a held lease).
+#[derive(Debug)]
+pub struct Routed<T> {
+    pub value: T,
+    pub stale: Option<String>,
+}
+
+/// `resp` with the [`STALE`] header when `stale` says why (the internal parts of a scattered
+/// query carry it back to the node gathering them).
+pub fn mark_stale(mut resp: Response, stale: Option<&str>) -> Response {
+    if let Some(why) = stale {
+        set(resp.headers_mut(), STALE, why);
+    }
+    resp
+}
+
 /// Serves one partition's part of a query with a typed answer: `serve_local` computes it here;
 /// otherwise `path_and_query` (an internal route answering `T` as JSON) is forwarded to the
 /// partition's serving replica, with the same retries through a handover as [`route`].
@@ -166,15 +183,16 @@ pub async fn route_partition<T, F, Fut>(
     path_and_query: &str,
     opts: ReadOptions,
     serve_local: F,
-) -> Result<T, ApiError>
+) -> Result<Routed<T>, ApiError>
 where
     T: serde::de::DeserializeOwned,
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = Result<T, ApiError>>,
 {
     match serve(state, partition, path_and_query, opts, serve_local).await? {
-        Answer::Local { value, .. } => Ok(value),
+        Answer::Local { value, stale, .. } => Ok(Routed { value, stale }),
         Answer::Forwarded(resp) => {
+            let stale = resp.headers().get(STALE).and_then(|v| v.to_str().ok()).map(str::to_owned);
             let status = resp.status();
             let body = axum::body::to_bytes(resp.into_body(), usize::MAX).await.map_err(|e| {
                 ApiError::Unavailable(format!("partition {partition}: reading a forwarded answer: {e}"))
@@ -184,9 +202,10 @@ where
                     .map_or_else(|_| String::from_utf8_lossy(&body).into_owned(), |e| e.error.message);
                 return Err(ApiError::Unavailable(format!("partition {partition}: answered {status}: {why}")));
             }
-            serde_json::from_slice(&body).map_err(|e| {
+            let value = serde_json::from_slice(&body).map_err(|e| {
                 ApiError::Internal(format!("partition {partition}: a forwarded answer does not decode: {e}"))
-            })
+            })?;
+            Ok(Routed { value, stale })
         }
     }
 }

@@ -34,6 +34,8 @@ pub struct Cluster {
     pub extra_tables: String,
     /// `"https"` for nodes that serve TLS (their `[tls]` in `extra_tables`): the peers' URLs.
     pub scheme: &'static str,
+    /// The broker the nodes use (absent: the shared test broker, [`crate::broker`]).
+    pub bootstrap: Option<String>,
     root: PathBuf,
 }
 
@@ -50,6 +52,7 @@ impl Cluster {
             cluster_extra: String::new(),
             extra_tables: String::new(),
             scheme: "http",
+            bootstrap: None,
             root: root.to_owned(),
         }
     }
@@ -94,7 +97,7 @@ impl Cluster {
             rf = self.replication_factor.map(|n| format!("replication_factor = {n}\n")).unwrap_or_default(),
             extra = self.cluster_extra,
             batch = self.batch_size,
-            bootstrap = crate::broker(),
+            bootstrap = self.bootstrap.clone().unwrap_or_else(crate::broker),
             input = t.input,
             changelog = t.changelog,
             dlq = t.dead_letter,

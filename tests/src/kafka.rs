@@ -155,25 +155,9 @@ impl OwnBroker {
         client: impl Fn(&str) -> ClientConfig,
     ) -> OwnBroker {
         let port = crate::cluster::free_port();
-        let url = format!("tcp://127.0.0.1:{port}");
-        let child = std::process::Command::new(nisshi_binary())
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url, "--storage-engine", engine])
-            .args(extra)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(log).expect("broker log"))
-            .spawn()
-            .expect("starting nisshi");
+        let child = spawn_nisshi(port, engine, extra, log);
         let broker = OwnBroker { bootstrap: format!("127.0.0.1:{port}"), child };
-        let c: BaseConsumer = client(&broker.bootstrap).set("group.id", "probe").create().expect("client");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while c.fetch_metadata(None, Duration::from_secs(2)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "the broker did not answer: {}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_for_metadata(&client(&broker.bootstrap), log);
         broker
     }
 
@@ -187,6 +171,94 @@ impl OwnBroker {
         // SAFETY: kill(2) with the pid of a child this struct owns and has not reaped.
         let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
         assert_eq!(rc, 0, "kill({sig}) failed: {}", std::io::Error::last_os_error());
+    }
+}
+
+/// Starts nisshi on 127.0.0.1:`port` with `engine`, logging to `log` (appended: a restarted
+/// broker keeps one log).
+fn spawn_nisshi(port: u16, engine: &str, extra: &[&std::ffi::OsStr], log: &std::path::Path) -> std::process::Child {
+    let url = format!("tcp://127.0.0.1:{port}");
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("broker log");
+    std::process::Command::new(nisshi_binary())
+        .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url, "--storage-engine", engine])
+        .args(extra)
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("starting nisshi")
+}
+
+/// Waits (30 s at most) until a client configured by `config` gets metadata: the broker is up.
+fn wait_for_metadata(config: &ClientConfig, log: &std::path::Path) {
+    let c: BaseConsumer = config.clone().set("group.id", "probe").create().expect("client");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while c.fetch_metadata(None, Duration::from_secs(2)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the broker did not answer: {}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A nisshi broker on the durable PostgreSQL engine (its own [`OwnPostgres`]), which a test may
+/// kill and start again on the same address without losing a record: the broker restarts of
+/// the chaos soak and the durable outage test.
+pub struct DurableBroker {
+    pub bootstrap: String,
+    port: u16,
+    log: std::path::PathBuf,
+    child: Option<std::process::Child>,
+    // Dropped after the broker (fields drop in order): the broker's storage outlives it.
+    pg: crate::postgres::OwnPostgres,
+}
+
+impl DurableBroker {
+    /// Starts PostgreSQL, then the broker on it; returns once a client gets metadata.
+    pub fn start(log: &std::path::Path) -> anyhow::Result<DurableBroker> {
+        let pg = crate::postgres::OwnPostgres::start()?;
+        let port = crate::cluster::free_port();
+        let mut b =
+            DurableBroker { bootstrap: format!("127.0.0.1:{port}"), port, log: log.to_owned(), child: None, pg };
+        b.restart();
+        Ok(b)
+    }
+
+    /// Whether the broker process is running (not killed, or started again).
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// SIGKILL: the broker dies with connections open and requests in flight, as in a crash.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGSTOP (`libc::SIGSTOP`) or SIGCONT to the running broker.
+    pub fn signal(&self, sig: libc::c_int) {
+        let child = self.child.as_ref().expect("the broker is running");
+        // SAFETY: kill(2) with the pid of a child this struct owns and has not reaped.
+        let rc = unsafe { libc::kill(child.id() as libc::pid_t, sig) };
+        assert_eq!(rc, 0, "kill({sig}) failed: {}", std::io::Error::last_os_error());
+    }
+
+    /// Starts the broker (again) on its address and storage; returns once it answers.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.child = Some(spawn_nisshi(self.port, &self.pg.url, &[], &self.log));
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.bootstrap);
+        wait_for_metadata(&c, &self.log);
+    }
+}
+
+impl Drop for DurableBroker {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
 

@@ -4,10 +4,12 @@
 //! Readiness is always an explicit signal — the node's "listening on" line, `/readyz`, a
 //! broker metadata request — never a sleep.
 
+pub mod chaos;
 pub mod cluster;
 pub mod hostile;
 pub mod kafka;
 pub mod load;
+pub mod postgres;
 pub mod reference;
 pub mod registry_stub;
 pub mod synth;
@@ -147,7 +149,15 @@ impl NodeProcess {
         let stderr_log = data_dir.with_extension("stderr.log");
         let stderr = std::fs::OpenOptions::new().create(true).append(true).open(&stderr_log)?;
         let mut cmd = Command::new(binary());
-        cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::from(stderr)).env("LIGHTKEEPER_LOG", "info");
+        // LIGHTKEEPER_TEST_NODE_LOG (a tracing filter) raises nodes' logging, to explain a
+        // failing run (a soak's history points at a time; the nodes' logs say what they did).
+        let level = std::env::var("LIGHTKEEPER_TEST_NODE_LOG").unwrap_or_else(|_| "info".to_owned());
+        cmd.args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(stderr))
+            .env("LIGHTKEEPER_LOG", level)
+            // Not the node's: it would read any LIGHTKEEPER_* as configuration.
+            .env_remove("LIGHTKEEPER_TEST_NODE_LOG");
         for (k, v) in env {
             cmd.env(k, v);
         }

@@ -43,9 +43,14 @@ impl Workload {
 
 /// Starts `tests/py/produce.py` on `files`, at most `rate` packets per second if given.
 pub fn producer(topic: &str, files: &[PathBuf], rate: Option<u32>) -> Child {
+    producer_on(&broker(), topic, files, rate)
+}
+
+/// [`producer`] to the broker at `bootstrap`.
+pub fn producer_on(bootstrap: &str, topic: &str, files: &[PathBuf], rate: Option<u32>) -> Child {
     let mut cmd = Command::new("python3");
     cmd.arg(workspace().join("tests/py/produce.py")).args([
-        broker(),
+        bootstrap.to_owned(),
         topic.to_owned(),
         lsst_schemas().display().to_string(),
     ]);

@@ -119,6 +119,24 @@ pub fn reissue_with_fresh_history(t: &Template, object_id: &str, candid: i64, hi
     w.into_inner().unwrap()
 }
 
+/// A number in the template's `candidate` record (`magpsf`, `ra`, …), read from the template's
+/// own Avro value: what a reference expects the node to report for a re-issued alert.
+pub fn candidate_number(t: &Template, name: &str) -> Option<f64> {
+    fn number(v: &Value) -> Option<f64> {
+        match v {
+            Value::Double(x) => Some(*x),
+            Value::Float(x) => Some(f64::from(*x)),
+            Value::Long(x) => Some(*x as f64),
+            Value::Int(x) => Some(f64::from(*x)),
+            Value::Union(_, b) => number(b),
+            _ => None,
+        }
+    }
+    let Value::Record(fields) = &t.value else { return None };
+    let (_, Value::Record(c)) = fields.iter().find(|(n, _)| n == "candidate")? else { return None };
+    number(&c.iter().find(|(n, _)| n == name)?.1)
+}
+
 /// A ZTF-like object id for index `i`.
 pub fn object_id(i: usize) -> String {
     let mut s = String::new();

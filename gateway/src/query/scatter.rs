@@ -4,15 +4,19 @@
 //! [`route_partition`] (local, or forwarded with retries through a handover). The answers are
 //! merged in the query's order and cut at `limit`. A partition that fails — no replica within
 //! the route deadline, or a scan that ran out of time — fails the query with a 503 naming it,
-//! unless `partial` was asked, and then it is listed in `missing_partitions`.
+//! unless `partial` was asked, and then it is listed in `missing_partitions`. A partition
+//! answered by a master that cannot reach its logs (a broker outage) makes the whole answer
+//! *stale*: [`Scattered`] carries the `x-lightkeeper-stale` header naming those partitions,
+//! as a single object's read does.
 
 use super::cursor::Cursor;
 use super::local;
 use super::params::{ConeQuery, ObjectsQuery};
 use super::stats::{self, StatsQuery};
 use crate::error::ApiError;
-use crate::routing::{route_partition, ReadOptions};
+use crate::routing::{route_partition, ReadOptions, Routed, STALE};
 use crate::state::AppState;
+use axum::response::{IntoResponse, Response};
 use lightkeeper_api::filter::Field;
 use lightkeeper_api::query::{ConeAnswer, ObjectsPage, PartitionCone, PartitionPage};
 use lightkeeper_api::stats::{PartitionStats, StatsAnswer};
@@ -28,18 +32,46 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
     Ok(tokio::task::spawn_blocking(f).await?)
 }
 
+/// A gathered answer and the partitions in it that may be stale, with why.
+pub struct Scattered<A> {
+    pub answer: A,
+    pub stale: Vec<(u32, String)>,
+}
+
+impl<A: serde::Serialize> IntoResponse for Scattered<A> {
+    /// The answer as JSON, with `x-lightkeeper-stale: partitions [p, …]: <why>` when some
+    /// partition's master answered without its read lease because it cannot reach its logs.
+    fn into_response(self) -> Response {
+        let mut resp = axum::Json(self.answer).into_response();
+        if let Some((_, why)) = self.stale.first() {
+            let partitions: Vec<u32> = self.stale.iter().map(|(p, _)| *p).collect();
+            if let Ok(v) = axum::http::HeaderValue::from_str(&format!("partitions {partitions:?}: {why}")) {
+                resp.headers_mut().insert(STALE, v);
+            }
+        }
+        resp
+    }
+}
+
+/// What [`gather`] collected.
+struct Gathered<T> {
+    parts: Vec<T>,
+    missing: Vec<u32>,
+    stale: Vec<(u32, String)>,
+}
+
 /// Asks each of `partitions` with `ask`, all at once and while `here` answers this node's own
-/// parts, and adds those; returns the answers and the partitions that did not answer (an
-/// error unless `partial`).
+/// parts (under a held lease, never stale), and adds those; returns the answers, the
+/// partitions that did not answer (an error unless `partial`) and those answered stale.
 async fn gather<T, F, Fut, Here>(
     partial: bool,
     partitions: Vec<u32>,
     here: Here,
     ask: F,
-) -> Result<(Vec<T>, Vec<u32>), ApiError>
+) -> Result<Gathered<T>, ApiError>
 where
     F: Fn(u32) -> Fut,
-    Fut: Future<Output = Result<T, ApiError>>,
+    Fut: Future<Output = Result<Routed<T>, ApiError>>,
     Here: Future<Output = Result<Vec<(u32, Result<T, ApiError>)>, ApiError>>,
 {
     let remote = futures::future::join_all(partitions.into_iter().map(|p| {
@@ -47,12 +79,17 @@ where
         async move { (p, fut.await) }
     }));
     let (mut answers, done) = futures::join!(remote, here);
-    answers.extend(done?);
+    answers.extend(done?.into_iter().map(|(p, r)| (p, r.map(|value| Routed { value, stale: None }))));
     answers.sort_by_key(|(p, _)| *p);
-    let (mut ok, mut missing, mut why) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut ok, mut missing, mut why, mut stale) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (p, answer) in answers {
         match answer {
-            Ok(t) => ok.push(t),
+            Ok(Routed { value, stale: s }) => {
+                ok.push(value);
+                if let Some(s) = s {
+                    stale.push((p, s));
+                }
+            }
             // A bad request is the same for every partition: say it once, as it is.
             Err(e @ ApiError::BadRequest { .. }) => return Err(e),
             Err(e) => {
@@ -75,7 +112,7 @@ where
     if !missing.is_empty() {
         tracing::warn!(?missing, "answering a query without some partitions (partial=true)");
     }
-    Ok((ok, missing))
+    Ok(Gathered { parts: ok, missing, stale })
 }
 
 /// The partitions this node's own replicas may answer now (the master holding its read lease, or a ready
@@ -121,7 +158,7 @@ pub async fn cone(
     q: ConeQuery,
     opts: ReadOptions,
     raw: Option<&str>,
-) -> Result<ConeAnswer, ApiError> {
+) -> Result<Scattered<ConeAnswer>, ApiError> {
     let (here, elsewhere) = split_local(state, opts);
     let done = {
         let (store, q) = (state.store.clone(), q.clone());
@@ -140,7 +177,7 @@ pub async fn cone(
             }
         })
     };
-    let (parts, missing) = gather(q.partial, elsewhere, done, |p| {
+    let Gathered { parts, missing, stale } = gather(q.partial, elsewhere, done, |p| {
         let q = q.clone();
         let path = internal_path(p, "cone", raw);
         async move { route_partition(state, p, &path, opts, || local_cone(state, p, q)).await }
@@ -149,7 +186,7 @@ pub async fn cone(
     let mut objects: Vec<_> = parts.into_iter().flat_map(|p: PartitionCone| p.objects).collect();
     objects.sort_by(local::cone_order);
     objects.truncate(q.limit);
-    Ok(ConeAnswer { objects, missing_partitions: missing })
+    Ok(Scattered { answer: ConeAnswer { objects, missing_partitions: missing }, stale })
 }
 
 /// `GET /v1/objects`: every partition's first `limit` after the cursor, merged; the page's
@@ -159,7 +196,7 @@ pub async fn objects(
     q: ObjectsQuery,
     opts: ReadOptions,
     raw: Option<&str>,
-) -> Result<ObjectsPage, ApiError> {
+) -> Result<Scattered<ObjectsPage>, ApiError> {
     // A scan (an order no index serves) takes a core per partition: those stay in parallel.
     let indexed = matches!(q.order.field, Field::Key | Field::LastMjd);
     let (here, elsewhere) =
@@ -176,7 +213,7 @@ pub async fn objects(
                 .collect()
         })
     };
-    let (parts, missing) = gather(q.partial, elsewhere, done, |p| {
+    let Gathered { parts, missing, stale } = gather(q.partial, elsewhere, done, |p| {
         let q = q.clone();
         let path = internal_path(p, "objects", raw);
         async move { route_partition(state, p, &path, opts, || local_page(state, p, q)).await }
@@ -190,7 +227,7 @@ pub async fn objects(
     } else {
         None
     };
-    Ok(ObjectsPage { objects, next_cursor, missing_partitions: missing })
+    Ok(Scattered { answer: ObjectsPage { objects, next_cursor, missing_partitions: missing }, stale })
 }
 
 /// This node's buckets for `partition`, on the blocking pool.
@@ -205,17 +242,17 @@ pub async fn stats(
     q: StatsQuery,
     opts: ReadOptions,
     raw: Option<&str>,
-) -> Result<StatsAnswer, ApiError> {
+) -> Result<Scattered<StatsAnswer>, ApiError> {
     let (here, elsewhere) = split_local(state, opts);
     let done = {
         let (store, q) = (state.store.clone(), q.clone());
         blocking(move || here.into_iter().map(|p| (p, stats::local(store.as_ref(), p, &q))).collect())
     };
-    let (parts, missing) = gather(q.partial, elsewhere, done, |p| {
+    let Gathered { parts, missing, stale } = gather(q.partial, elsewhere, done, |p| {
         let q = q.clone();
         let path = internal_path(p, "stats", raw);
         async move { route_partition(state, p, &path, opts, || local_stats(state, p, q)).await }
     })
     .await?;
-    Ok(stats::merge(&q, parts, missing))
+    Ok(Scattered { answer: stats::merge(&q, parts, missing), stale })
 }

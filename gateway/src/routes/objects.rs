@@ -29,6 +29,7 @@ use serde::Serialize;
                 ("x-lightkeeper-role" = String, description = "that replica's role: master, standby or restoring"),
                 ("x-lightkeeper-lag" = u64, description = "that replica's changelog lag, in records (0 for the master)"),
                 ("x-lightkeeper-partition" = u32, description = "the object's partition"),
+                ("x-lightkeeper-stale" = String, description = "present when the master answered without reaching its logs (a broker outage): why; the answer may miss changes made meanwhile"),
                 ("etag" = String, description = "weak entity tag of the object's version, W/\"v<version>\"; send it back in If-None-Match for a 304 while the object is unchanged")
             )),
         (status = 304, description = "not modified: `If-None-Match` named the current `ETag` (the object's version)"),
@@ -264,6 +265,7 @@ impl LightcurveQuery {
                 ("x-lightkeeper-role" = String, description = "that replica's role: master, standby or restoring"),
                 ("x-lightkeeper-lag" = u64, description = "that replica's changelog lag, in records (0 for the master)"),
                 ("x-lightkeeper-partition" = u32, description = "the object's partition"),
+                ("x-lightkeeper-stale" = String, description = "present when the master answered without reaching its logs (a broker outage): why; the answer may miss changes made meanwhile"),
                 ("etag" = String, description = "weak entity tag of the object's version, W/\"v<version>\"; send it back in If-None-Match for a 304 while the object is unchanged")
             )),
         (status = 304, description = "not modified: `If-None-Match` named the current `ETag` (the object's version)"),
@@ -304,6 +306,7 @@ pub async fn lightcurve(
                 ("x-lightkeeper-role" = String, description = "that replica's role: master, standby or restoring"),
                 ("x-lightkeeper-lag" = u64, description = "that replica's changelog lag, in records (0 for the master)"),
                 ("x-lightkeeper-partition" = u32, description = "the object's partition"),
+                ("x-lightkeeper-stale" = String, description = "present when the master answered without reaching its logs (a broker outage): why; the answer may miss changes made meanwhile"),
                 ("etag" = String, description = "weak entity tag of the object's version, W/\"v<version>\"; send it back in If-None-Match for a 304 while the object is unchanged")
             )),
         (status = 304, description = "not modified: `If-None-Match` named the current `ETag` (the object's version)"),

@@ -3,18 +3,19 @@
 
 use crate::error::ApiError;
 use crate::query::params::{ConeQuery, ObjectsQuery};
-use crate::query::scatter;
+use crate::query::scatter::{self, Scattered};
 use crate::query::stats::StatsQuery;
-use crate::routing::{read_options, route_partition, ReadOptions};
+use crate::routing::{mark_stale, read_options, route_partition, ReadOptions};
 use crate::state::AppState;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use lightkeeper_api::error::ErrorResponse;
 use lightkeeper_api::filter::{fields as all_fields, Fields};
-use lightkeeper_api::query::{ConeAnswer, ObjectsPage, PartitionCone, PartitionPage};
-use lightkeeper_api::stats::{PartitionStats, StatsAnswer};
+use lightkeeper_api::query::{ConeAnswer, ObjectsPage};
+use lightkeeper_api::stats::StatsAnswer;
 
 #[utoipa::path(get, path = "/v1/cone", tag = "find",
     params(
@@ -27,7 +28,8 @@ use lightkeeper_api::stats::{PartitionStats, StatsAnswer};
         ("max_lag" = Option<u64>, Query, description = "allow standbys at most this many changelog records behind to answer")
     ),
     responses(
-        (status = 200, description = "the objects within the radius from every partition, nearest first (ties by key), each with its exact distance", body = ConeAnswer),
+        (status = 200, description = "the objects within the radius from every partition, nearest first (ties by key), each with its exact distance", body = ConeAnswer,
+            headers(("x-lightkeeper-stale" = String, description = "present when a partition's master answered without reaching its logs (a broker outage): `partitions [p, …]: why`; the answer may miss changes made meanwhile"))),
         (status = 400, description = "`invalid_query` (out-of-range coordinates, radius over 3600 arcsec, bad limit, unknown parameter) or `bad_filter` (the message says where and what)", body = ErrorResponse),
         (status = 503, description = "`unavailable`: a partition could not answer within cluster.route_deadline_ms (the message names it)", body = ErrorResponse)
     ))]
@@ -35,10 +37,10 @@ pub async fn cone(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
-) -> Result<Json<ConeAnswer>, ApiError> {
+) -> Result<Scattered<ConeAnswer>, ApiError> {
     let (opts, rest) = read_options(raw.as_deref(), &headers)?;
     let q = ConeQuery::parse(rest.as_deref())?;
-    Ok(Json(scatter::cone(&state, q, opts, raw.as_deref()).await?))
+    scatter::cone(&state, q, opts, raw.as_deref()).await
 }
 
 #[utoipa::path(get, path = "/v1/objects", tag = "find",
@@ -51,7 +53,8 @@ pub async fn cone(
         ("max_lag" = Option<u64>, Query, description = "allow standbys at most this many changelog records behind to answer")
     ),
     responses(
-        (status = 200, description = "one page of the matching objects from every partition, in order; next_cursor is null on the last page", body = ObjectsPage),
+        (status = 200, description = "one page of the matching objects from every partition, in order; next_cursor is null on the last page", body = ObjectsPage,
+            headers(("x-lightkeeper-stale" = String, description = "present when a partition's master answered without reaching its logs (a broker outage): `partitions [p, …]: why`; the answer may miss changes made meanwhile"))),
         (status = 400, description = "`bad_filter` (says where and what), `invalid_query` (bad order, limit or parameter) or `invalid_cursor`", body = ErrorResponse),
         (status = 503, description = "`unavailable`: a partition could not answer within cluster.route_deadline_ms (the message names it)", body = ErrorResponse)
     ))]
@@ -59,10 +62,10 @@ pub async fn objects(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
-) -> Result<Json<ObjectsPage>, ApiError> {
+) -> Result<Scattered<ObjectsPage>, ApiError> {
     let (opts, rest) = read_options(raw.as_deref(), &headers)?;
     let q = ObjectsQuery::parse(rest.as_deref())?;
-    Ok(Json(scatter::objects(&state, q, opts, raw.as_deref()).await?))
+    scatter::objects(&state, q, opts, raw.as_deref()).await
 }
 
 #[utoipa::path(get, path = "/v1/stats", tag = "stats",
@@ -74,7 +77,8 @@ pub async fn objects(
         ("max_lag" = Option<u64>, Query, description = "allow standbys at most this many changelog records behind to answer")
     ),
     responses(
-        (status = 200, description = "alerts, new objects, detections and dead letters per bucket, survey and band, over every partition; time is when each alert entered the input log; minute buckets are kept two days", body = StatsAnswer),
+        (status = 200, description = "alerts, new objects, detections and dead letters per bucket, survey and band, over every partition; time is when each alert entered the input log; minute buckets are kept two days", body = StatsAnswer,
+            headers(("x-lightkeeper-stale" = String, description = "present when a partition's master answered without reaching its logs (a broker outage): `partitions [p, …]: why`; the answer may miss changes made meanwhile"))),
         (status = 400, description = "`invalid_query`: bad step or time, since not before until, or more than 10080 buckets", body = ErrorResponse),
         (status = 503, description = "`unavailable`: a partition could not answer within cluster.route_deadline_ms", body = ErrorResponse)
     ))]
@@ -82,10 +86,10 @@ pub async fn stats(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
-) -> Result<Json<StatsAnswer>, ApiError> {
+) -> Result<Scattered<StatsAnswer>, ApiError> {
     let (opts, rest) = read_options(raw.as_deref(), &headers)?;
     let q = StatsQuery::parse(rest.as_deref(), now_ms())?;
-    Ok(Json(scatter::stats(&state, q, opts, raw.as_deref()).await?))
+    scatter::stats(&state, q, opts, raw.as_deref()).await
 }
 
 fn now_ms() -> i64 {
@@ -121,12 +125,12 @@ pub async fn partition_cone(
     p: Result<Path<u32>, PathRejection>,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
-) -> Result<Json<PartitionCone>, ApiError> {
+) -> Result<Response, ApiError> {
     let p = partition_of(&state, p)?;
     let (opts, rest) = internal_options(raw.as_deref(), &headers)?;
     let q = ConeQuery::parse(rest.as_deref())?;
     let part = route_partition(&state, p, "", opts, || scatter::local_cone(&state, p, q)).await?;
-    Ok(Json(part))
+    Ok(mark_stale(Json(part.value).into_response(), part.stale.as_deref()))
 }
 
 /// Internal: one partition's part of a page, from this node's replica.
@@ -135,12 +139,12 @@ pub async fn partition_objects(
     p: Result<Path<u32>, PathRejection>,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
-) -> Result<Json<PartitionPage>, ApiError> {
+) -> Result<Response, ApiError> {
     let p = partition_of(&state, p)?;
     let (opts, rest) = internal_options(raw.as_deref(), &headers)?;
     let q = ObjectsQuery::parse(rest.as_deref())?;
     let part = route_partition(&state, p, "", opts, || scatter::local_page(&state, p, q)).await?;
-    Ok(Json(part))
+    Ok(mark_stale(Json(part.value).into_response(), part.stale.as_deref()))
 }
 
 /// Internal: one partition's statistics buckets, from this node's replica. The internal call
@@ -150,10 +154,10 @@ pub async fn partition_stats(
     p: Result<Path<u32>, PathRejection>,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
-) -> Result<Json<PartitionStats>, ApiError> {
+) -> Result<Response, ApiError> {
     let p = partition_of(&state, p)?;
     let (opts, rest) = internal_options(raw.as_deref(), &headers)?;
     let q = StatsQuery::parse(rest.as_deref(), now_ms())?;
     let part = route_partition(&state, p, "", opts, || scatter::local_stats(&state, p, q)).await?;
-    Ok(Json(part))
+    Ok(mark_stale(Json(part.value).into_response(), part.stale.as_deref()))
 }

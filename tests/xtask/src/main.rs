@@ -108,6 +108,14 @@ fn exec(mut cmd: Command) -> Result<i32> {
 // ---------------------------------------------------------------------------------------------
 // test
 
+/// Whether a PostgreSQL server is installed where Debian puts it (`tests/src/postgres.rs`
+/// starts one of its own from there).
+fn postgres_installed() -> bool {
+    std::fs::read_dir("/usr/lib/postgresql")
+        .map(|d| d.filter_map(|e| e.ok()).any(|e| e.path().join("bin/initdb").exists()))
+        .unwrap_or(false)
+}
+
 fn test(args: &[OsString]) -> Result<i32> {
     signals::install();
 
@@ -121,6 +129,10 @@ fn test(args: &[OsString]) -> Result<i32> {
     }
     if find_on_path("npm").is_none() {
         packages.push("npm"); // playwright-core, from the npm registry
+    }
+    if !postgres_installed() {
+        // The durable engine of the test broker, for the tests that restart it (chaos soak).
+        packages.push("postgresql");
     }
     let python_ready = python_has_modules();
     if find_on_path("python3").is_none() {

@@ -28,12 +28,15 @@
 //!   local one, against a bare consume → produce (acks=all) → commit loop on the same topic.
 //! - `bench membership` ([`membership`]): a node joining and the Raft leader being
 //!   decommissioned, with the read latency in each phase against the same readers before.
+//! - `bench chaos` ([`chaos`]): the chaos soak for as long as wanted — faults of every kind
+//!   under load, recovery times per kind, and the contract's invariants (RELIABILITY.md).
 //!
 //! Shared pieces: [`common`] (loading real-size alerts, the bare consumers' settings, clean-up,
 //! the machine line of each report), [`pace`] (starting open-loop requests on time) and
 //! [`stats`] (percentiles).
 
 mod access;
+mod chaos;
 mod common;
 mod decode;
 mod failover;
@@ -159,6 +162,35 @@ enum Cmd {
         #[arg(long, default_value_t = 20)]
         seconds: u64,
     },
+    /// The chaos soak: faults of every kind under load for --minutes.
+    Chaos {
+        #[arg(long, default_value_t = 5)]
+        nodes: usize,
+        /// Default: 3 from 5 nodes, else 2.
+        #[arg(long)]
+        replication_factor: Option<usize>,
+        #[arg(long, default_value_t = 6)]
+        partitions: u32,
+        #[arg(long, default_value_t = 500)]
+        rate: u32,
+        #[arg(long, default_value_t = 60.0)]
+        minutes: f64,
+        #[arg(long, default_value_t = 5)]
+        gap_min_s: u64,
+        #[arg(long, default_value_t = 20)]
+        gap_max_s: u64,
+        #[arg(long, default_value_t = 2000)]
+        objects: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Comma-separated fault kinds (kill, pause, kill_leader, drain_restart,
+        /// decommission_readd, broker_restart); default all.
+        #[arg(long)]
+        kinds: Option<String>,
+        /// Where the run's history and logs go (default: a new directory under /tmp).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     Query {
         #[arg(long, default_value_t = 1000)]
         points: usize,
@@ -196,6 +228,31 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::Subscribers { subscribers, objects } => rt.block_on(subscribers::run(subscribers, objects)),
         Cmd::Access { rate, seconds } => rt.block_on(access::run(rate, seconds)),
+        Cmd::Chaos {
+            nodes,
+            replication_factor,
+            partitions,
+            rate,
+            minutes,
+            gap_min_s,
+            gap_max_s,
+            objects,
+            seed,
+            kinds,
+            dir,
+        } => rt.block_on(chaos::run(chaos::Params {
+            nodes,
+            replication_factor,
+            partitions,
+            rate,
+            minutes,
+            gap_min_s,
+            gap_max_s,
+            objects,
+            seed,
+            kinds,
+            dir,
+        })),
         Cmd::Load { url, rate, seconds, accept_encoding, ca } => {
             let caller = query::Caller { token: std::env::var("BENCH_TOKEN").ok(), ca };
             rt.block_on(query::load_command(&url, rate, seconds, accept_encoding, caller))
