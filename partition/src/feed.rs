@@ -82,7 +82,15 @@ pub enum ReplayError {
     Corrupt { offset: u64, reason: String },
     #[error("cancelled")]
     Cancelled,
+    /// The log reported its end below `to`, which this replica has applied (so the log holds
+    /// it), for longer than [`SHORT_END_PATIENCE`]: a stale answer that did not go away.
+    #[error("the changelog reports its end at {end}, below {to}, which this replica has applied; retry later")]
+    ShortEnd { end: u64, to: u64 },
 }
+
+/// How long a replay keeps polling a log that reports its end below the replay's target before
+/// it gives up with [`ReplayError::ShortEnd`] (the subscriber resumes from its cursor later).
+pub const SHORT_END_PATIENCE: Duration = Duration::from_secs(5);
 
 /// Reads `partition`'s changes from `from` up to offset `to` (exclusive) out of the changelog,
 /// behind a fence starting at `from.epoch`, and hands each admitted change to `emit` (which
@@ -103,6 +111,7 @@ pub fn replay(
     let mut fence = EpochFence { current: from.epoch };
     let mut befores = Befores { store, last: HashMap::new() };
     let mut reader = changelog.reader(partition, from.next)?;
+    let mut short_since: Option<std::time::Instant> = None;
     while at.next < to {
         if cancelled() {
             return Err(ReplayError::Cancelled);
@@ -135,10 +144,120 @@ pub fn replay(
             }
         }
         if polled.at_end {
-            // The log's end: offsets below it that returned no record were compacted away.
-            at.next = at.next.max(reader.position().min(to));
-            return Ok(at);
+            // The log's end. Offsets below it that returned no record were compacted away —
+            // if it is at or past `to`. `to` was applied here, so the log holds everything
+            // below it: an end reported below `to` is a stale answer (a broker's high
+            // watermark that lags, as the test broker's durable engine was seen to), and
+            // stopping there would skip the changes between, which the live feed, starting at
+            // `to`, never delivers. So poll again, for a while.
+            let end = reader.end_hint().unwrap_or(0).max(reader.position());
+            if end >= to {
+                at.next = at.next.max(to);
+                return Ok(at);
+            }
+            let since = *short_since.get_or_insert_with(std::time::Instant::now);
+            if since.elapsed() > SHORT_END_PATIENCE {
+                return Err(ReplayError::ShortEnd { end, to });
+            }
+        } else {
+            short_since = None;
         }
     }
     Ok(at)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lightkeeper_storage::log::{Append, LogRecord, Polled, TopicReader};
+    use lightkeeper_storage::state::{RocksStore, StoreOptions};
+
+    /// A changelog of `n` epoch markers whose reader first reports the partition's end after
+    /// `stale_end` records — a high watermark that lags, as a broker may answer — and the true
+    /// end from its next poll on.
+    struct StaleEnd {
+        records: Vec<LogRecord>,
+        stale_end: u64,
+    }
+
+    impl StaleEnd {
+        fn new(n: u64, stale_end: u64) -> StaleEnd {
+            let records = (0..n)
+                .map(|offset| {
+                    let marker = ChangelogEntry::EpochStart { epoch: offset + 1, input_next: 0, node: "a".into() };
+                    LogRecord {
+                        partition: 0,
+                        offset,
+                        key: Some(marker.key().to_vec()),
+                        payload: marker.encode(),
+                        timestamp_ms: 0,
+                        headers: Vec::new(),
+                    }
+                })
+                .collect();
+            StaleEnd { records, stale_end }
+        }
+    }
+
+    struct Reader {
+        records: Vec<LogRecord>,
+        next: u64,
+        polls: usize,
+        stale_end: u64,
+    }
+
+    impl TopicReader for Reader {
+        fn poll(&mut self, max: usize, _timeout: Duration) -> Result<Polled, LogError> {
+            self.polls += 1;
+            let end = self.end_hint().unwrap_or(0);
+            let upto = end.min(self.next + max as u64);
+            let records: Vec<LogRecord> = self.records[self.next as usize..upto as usize].to_vec();
+            self.next = upto;
+            Ok(Polled { records, at_end: self.next >= end })
+        }
+        fn position(&self) -> u64 {
+            self.next
+        }
+        fn end_hint(&self) -> Option<u64> {
+            Some(if self.polls <= 1 { self.stale_end } else { self.records.len() as u64 })
+        }
+    }
+
+    impl Topic for StaleEnd {
+        fn name(&self) -> &str {
+            "changelog"
+        }
+        fn partitions(&self) -> u32 {
+            1
+        }
+        fn append(&self, _partition: u32, _records: &[Append<'_>]) -> Result<Vec<u64>, LogError> {
+            unreachable!("a replay only reads")
+        }
+        fn reader(&self, _partition: u32, from: u64) -> Result<Box<dyn TopicReader>, LogError> {
+            Ok(Box::new(Reader { records: self.records.clone(), next: from, polls: 0, stale_end: self.stale_end }))
+        }
+        fn end_offset(&self, _partition: u32) -> Result<u64, LogError> {
+            Ok(self.records.len() as u64)
+        }
+    }
+
+    #[test]
+    fn a_replay_reads_on_past_an_end_reported_below_its_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RocksStore::open(dir.path(), &StoreOptions::default()).unwrap();
+        let log = StaleEnd::new(10, 4);
+        let from = FeedPosition { next: 0, epoch: 0 };
+        let reached = replay(&log, &store, 0, from, 10, &|| false, &mut |_| true).unwrap();
+        // Stopping at the stale end (4) would skip offsets 4..10, which no live feed delivers.
+        assert_eq!(reached, FeedPosition { next: 10, epoch: 10 });
+    }
+
+    #[test]
+    fn a_replay_stops_at_its_target_when_the_end_is_beyond_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RocksStore::open(dir.path(), &StoreOptions::default()).unwrap();
+        let log = StaleEnd::new(10, 10);
+        let reached = replay(&log, &store, 0, FeedPosition { next: 2, epoch: 2 }, 6, &|| false, &mut |_| true).unwrap();
+        assert_eq!(reached, FeedPosition { next: 6, epoch: 6 });
+    }
 }

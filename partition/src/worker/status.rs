@@ -66,8 +66,12 @@ pub struct PartitionStatus {
     log_unreachable: AtomicBool,
     log_trouble: parking_lot::Mutex<Option<(Instant, String)>>,
     /// (`changelog_next`, `epoch`) read together: where a filter subscription that starts now
-    /// begins (see `crate::feed`). Set after each applied batch, before its feed is published.
-    feed_position: parking_lot::Mutex<(u64, u64)>,
+    /// begins (see `crate::feed`). Set after each applied batch, before its feed is published;
+    /// `None` until the replica has read its stored progress — a replica just created (a node
+    /// starting, a placement moving) has not, and the feed it will publish starts there, not at
+    /// 0: a subscription that took 0 for its start would skip every change between the
+    /// subscriber's cursor and the stored progress (a gap the chaos soak found).
+    feed_position: parking_lot::Mutex<Option<(u64, u64)>>,
 }
 
 impl PartitionStatus {
@@ -86,17 +90,18 @@ impl PartitionStatus {
             lease_until: AtomicU64::new(0),
             log_unreachable: AtomicBool::new(false),
             log_trouble: parking_lot::Mutex::new(None),
-            feed_position: parking_lot::Mutex::new((0, 0)),
+            feed_position: parking_lot::Mutex::new(None),
         }
     }
 
-    /// The applied position as one consistent pair: (next changelog offset, epoch).
-    pub fn feed_position(&self) -> (u64, u64) {
+    /// The applied position as one consistent pair: (next changelog offset, epoch); `None`
+    /// until the replica has read its stored progress.
+    pub fn feed_position(&self) -> Option<(u64, u64)> {
         *self.feed_position.lock()
     }
 
     pub(crate) fn set_feed_position(&self, next: u64, epoch: u64) {
-        *self.feed_position.lock() = (next, epoch);
+        *self.feed_position.lock() = Some((next, epoch));
     }
 
     pub fn role(&self) -> Role {
@@ -194,6 +199,16 @@ impl PartitionStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_replica_has_no_feed_position_until_it_reads_its_progress() {
+        let s = PartitionStatus::new(3);
+        // Not (0, 0): a subscription starting there would skip everything up to the stored
+        // progress, where the replica's feed will start.
+        assert_eq!(s.feed_position(), None);
+        s.set_feed_position(7053, 3);
+        assert_eq!(s.feed_position(), Some((7053, 3)));
+    }
 
     #[test]
     fn a_master_answers_as_master_only_while_its_lease_lasts() {

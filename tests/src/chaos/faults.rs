@@ -76,7 +76,9 @@ pub struct FaultRecord {
     pub at_s: f64,
     /// From injection to the end of the fault (restarted, resumed, re-added).
     pub healed_ms: u64,
-    /// From injection until every partition had a master holding its lease again.
+    /// From injection until every partition had a master holding its lease again, after some
+    /// partition was seen without one (polled every 100 ms from the injection on); `None` when
+    /// no partition was ever seen without a master.
     pub masters_back_ms: Option<u64>,
     /// From injection until every placed replica was ready and everything acknowledged before
     /// the fault was materialized; `None` if that did not happen within the timeout.
@@ -177,6 +179,9 @@ impl Target {
         let t0 = Instant::now();
         let at_s = self.history.now();
         let acked_before = self.ledger.lock().unwrap().acked_count;
+        let all: Vec<String> = self.cluster.nodes.keys().map(|id| self.cluster.url(id)).collect();
+        let watch_done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let watcher = tokio::spawn(masters_watch(all, self.cluster.partitions, t0, watch_done.clone()));
         let mut note = String::new();
         match kind {
             FaultKind::Kill | FaultKind::KillLeader => {
@@ -225,7 +230,9 @@ impl Target {
         }
         let healed_ms = t0.elapsed().as_millis() as u64;
         self.history.record("healed", json!({ "kind": kind, "target": target, "after_ms": healed_ms, "note": note }));
-        let (masters_back_ms, recovered_ms) = self.wait_recovery(t0, acked_before).await;
+        let recovered_ms = self.wait_recovery(t0, acked_before).await;
+        watch_done.store(true, std::sync::atomic::Ordering::Relaxed);
+        let masters_back_ms = watcher.await.unwrap_or(None);
         let record = FaultRecord { kind, target, at_s, healed_ms, masters_back_ms, recovered_ms, note };
         self.history.record("recovered", json!(record));
         if recovered_ms.is_none() {
@@ -250,7 +257,12 @@ impl Target {
         }
         // Its replicas move off it and it leaves the Raft group.
         let deadline = Instant::now() + self.recovery_timeout;
+        let mut last_snapshot = Instant::now();
         loop {
+            if last_snapshot.elapsed() >= Duration::from_secs(1) {
+                self.snapshot().await;
+                last_snapshot = Instant::now();
+            }
             let left = match crate::cluster::cluster_view(&via_url).await {
                 Ok(v) => v.coordinator.is_some_and(|c| {
                     !c.replicated.partitions.values().any(|p| p.replicas.iter().any(|r| r == target))
@@ -282,21 +294,14 @@ impl Target {
         String::new()
     }
 
-    /// Polls every 100 ms until recovery (see the module docs); the times from `t0`.
-    async fn wait_recovery(&self, t0: Instant, acked_before: u64) -> (Option<u64>, Option<u64>) {
+    /// Polls every 100 ms until recovery (see the module docs); the time from `t0`.
+    async fn wait_recovery(&self, t0: Instant, acked_before: u64) -> Option<u64> {
         let partitions = self.cluster.partitions;
         let deadline = Instant::now() + self.recovery_timeout;
-        let mut masters_back = None;
+        let mut last_snapshot = Instant::now();
         loop {
             let views = self.views().await;
-            let masters = (0..partitions).all(|p| {
-                views
-                    .values()
-                    .any(|v| v.partition(p).is_some_and(|pv| pv.role == Role::Master && pv.ready && pv.lease_ms > 0))
-            });
-            if masters && masters_back.is_none() {
-                masters_back = Some(t0.elapsed().as_millis() as u64);
-            }
+            let masters = (0..partitions).all(|p| views.values().any(|v| serves_as_master(v, p)));
             let placement = views.values().find_map(|v| {
                 v.coordinator.as_ref().filter(|c| c.state == RaftState::Leader).map(|c| c.replicated.partitions.clone())
             });
@@ -321,12 +326,49 @@ impl Target {
             }
             let caught_up = furthest.values().sum::<u64>() >= acked_before;
             if masters && replicas_ready && caught_up {
-                return (masters_back, Some(t0.elapsed().as_millis() as u64));
+                return Some(t0.elapsed().as_millis() as u64);
             }
             if Instant::now() > deadline {
-                return (masters_back, None);
+                return None;
+            }
+            // The history shows how recovery went, a second at a time.
+            if last_snapshot.elapsed() >= Duration::from_secs(1) {
+                self.snapshot().await;
+                last_snapshot = Instant::now();
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+}
+
+/// Whether `view`'s node serves partition `p` as its master: ready, holding its read lease.
+fn serves_as_master(view: &ClusterView, p: u32) -> bool {
+    view.partition(p).is_some_and(|pv| pv.role == Role::Master && pv.ready && pv.lease_ms > 0)
+}
+
+/// Polls every node (`urls`, running or not) every 100 ms until `done`: once some partition is
+/// seen without a master serving it, the time from `t0` until every partition has one again.
+async fn masters_watch(
+    urls: Vec<String>,
+    partitions: u32,
+    t0: Instant,
+    done: Arc<std::sync::atomic::AtomicBool>,
+) -> Option<u64> {
+    let http = reqwest::Client::builder().timeout(Duration::from_millis(300)).build().expect("client");
+    let mut lost = false;
+    while !done.load(std::sync::atomic::Ordering::Relaxed) {
+        let views = futures::future::join_all(urls.iter().map(|u| {
+            let http = http.clone();
+            async move { http.get(format!("{u}/v1/cluster")).send().await.ok()?.json::<ClusterView>().await.ok() }
+        }))
+        .await;
+        let served = (0..partitions).all(|p| views.iter().flatten().any(|v| serves_as_master(v, p)));
+        if !served {
+            lost = true;
+        } else if lost {
+            return Some(t0.elapsed().as_millis() as u64);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
 }

@@ -121,8 +121,8 @@ pub struct SoakReport {
     pub divergent_replicas: usize,
     /// Every invariant violation (filter gaps included).
     pub violations: Vec<String>,
-    /// The violations that are a filter subscription skipping a version (RELIABILITY.md: a
-    /// known open fault).
+    /// The violations that are a filter subscription skipping a version (RELIABILITY.md,
+    /// "Faults the soak found").
     pub filter_gaps: Vec<String>,
     pub history: PathBuf,
 }
@@ -172,7 +172,8 @@ impl SoakReport {
         }
         let ms = |v: Option<u64>| v.map_or("—".to_owned(), |v| format!("{:.1} s", v as f64 / 1000.0));
         for (kind, fs) in by_kind {
-            let (bm, bx) = median_max(fs.iter().filter_map(|f| f.masters_back_ms).collect());
+            // A fault after which every partition kept a serving master counts as 0.
+            let (bm, bx) = median_max(fs.iter().map(|f| f.masters_back_ms.unwrap_or(0)).collect());
             let (rm, rx) = median_max(fs.iter().filter_map(|f| f.recovered_ms).collect());
             out.push_str(&format!(
                 "| {} | {} | {} | {} | {} | {} |\n",

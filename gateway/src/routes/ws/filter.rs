@@ -172,6 +172,15 @@ pub(super) fn subscribe(
                     format!("partition {p} is not hosted on node {}", state.node_id),
                 ));
             }
+            // A replica that has not read its stored progress cannot say where its feed
+            // starts: the relaying node tries again (here or elsewhere) in a moment.
+            let starting = |p: &&u32| state.replicas.get(**p).is_none_or(|r| r.status.feed_position().is_none());
+            if let Some(p) = ps.iter().find(starting) {
+                return Err(ApiError::Unavailable(format!(
+                    "partition {p} on node {} is still reading its stored progress",
+                    state.node_id
+                )));
+            }
             ps
         }
         Some(_) => {
@@ -209,13 +218,15 @@ struct Live {
     from: FeedPosition,
 }
 
-/// Registers `filter` with the matcher of `p`'s replica here (`None`: not hosted here).
+/// Registers `filter` with the matcher of `p`'s replica here (`None`: not hosted here, or the
+/// replica has not read its stored progress yet, so where its feed will start is unknown).
 fn register_local(state: &AppState, p: u32, filter: &Filter) -> Option<Live> {
     let replica = state.replicas.get(p)?;
     // Register first, then read the position (`lightkeeper_partition::feed`: a replica records
-    // its position before publishing the batch that reaches it).
+    // its position before publishing the batch that reaches it). Dropping the registration
+    // (no position yet) leaves the matcher.
     let reg = state.matchers.register(p, filter.clone());
-    let (next, epoch) = replica.status.feed_position();
+    let (next, epoch) = replica.status.feed_position()?;
     Some(Live { reg, from: FeedPosition { next, epoch } })
 }
 
@@ -543,6 +554,16 @@ async fn carry(
                     _ => return Some("the upstream sent a message without a cursor".into()),
                 };
                 let Some(at) = at(&cursor) else { return Some("the upstream's cursor lacks the partition".into()) };
+                // Positions only move forward: a change at or below the one passed on last was
+                // passed on already. An upstream that sends one anyway (seen in the chaos soak,
+                // from a replica reading a log whose answers had gone wrong) is not believed —
+                // the subscriber gets each change once, and the log says so. (A snapshot's
+                // objects all carry the snapshot's one position.)
+                let change = !matches!(m, ServerMsg::Snapshot { .. });
+                if change && pos.is_some_and(|last| at.next <= last.next) {
+                    tracing::warn!(partition = p, at = at.next, last = ?pos, "an upstream sent a change the relay had passed on; not sent again");
+                    continue;
+                }
                 let ok = shared.emit(p, at, |full| {
                     match &mut m {
                         ServerMsg::Update { sub, cursor, .. } | ServerMsg::Snapshot { sub, cursor, .. } => {
