@@ -586,8 +586,9 @@ mod tests {
         // A node not among the peers joins through them; it must be reachable.
         c.node_id = "c".into();
         c.validate().unwrap();
-        assert_eq!(c.cluster.own_url("c", c.listen), "http://127.0.0.1:8080");
-        assert_eq!(c.cluster.own_url("a", c.listen), "http://127.0.0.1:1");
+        assert_eq!(c.cluster.own_url("c", c.listen, false), "http://127.0.0.1:8080");
+        assert_eq!(c.cluster.own_url("c", c.listen, true), "https://127.0.0.1:8080", "a TLS node's own URL");
+        assert_eq!(c.cluster.own_url("a", c.listen, true), "http://127.0.0.1:1", "the configured peer URL wins");
         c.listen = "0.0.0.0:8080".parse().unwrap();
         assert!(c.validate().unwrap_err().to_string().contains("cluster.advertise_url"));
         c.cluster.advertise_url = Some("http://10.0.0.3:8080".into());

@@ -40,8 +40,9 @@ pub struct Node {
     pub state: AppState,
     config: Config,
     pub mode: &'static str,
-    /// The listener's TLS, when `tls.cert_file` is set (read and checked at start).
-    tls: Option<Arc<rustls::ServerConfig>>,
+    /// The listener's TLS, when `tls.cert_file` is set (read and checked at start), and the
+    /// certificate it serves (reloaded on SIGHUP and when its files change).
+    tls: Option<(Arc<rustls::ServerConfig>, Arc<crate::tls::Certificate>)>,
     /// The logs this node keeps bounded itself (the embedded ones; a broker bounds its own).
     upkeep: Vec<Upkeep>,
 }
@@ -255,6 +256,7 @@ impl Node {
             &node_token,
             configured_token.is_some(),
             &config.http.cors_allow_origins,
+            config.cluster.advertise_url.as_deref(),
             metrics.access_denied.clone(),
         );
         let state = AppState(Arc::new(Inner {
@@ -321,6 +323,9 @@ impl Node {
         if !self.upkeep.is_empty() {
             spawn_until(&tasks, &stop, keep_logs_bounded(self.upkeep.clone(), state.clone()));
         }
+        if let Some((_, certificate)) = &self.tls {
+            spawn_until(&tasks, &stop, crate::tls::keep_certificate_fresh(certificate.clone(), stop.child_token()));
+        }
         // Serve before the coordinator opens: the listener is bound, so a connection made before
         // `serve` runs would wait in the backlog instead of being answered. Raft RPCs answer 503
         // until the coordinator is set.
@@ -338,7 +343,7 @@ impl Node {
             shutdown.cancel();
         };
         let mut server = match self.tls.clone() {
-            Some(tls) => {
+            Some((tls, _)) => {
                 // Sets TCP_NODELAY itself, before the handshake.
                 // (tapped without doing anything: axum gives a tapped listener's connections
                 // their address, for `ConnectInfo`.)
@@ -409,7 +414,7 @@ impl Node {
         let state = &self.state;
         let settings = Settings {
             node_id: state.node_id.clone(),
-            url: format!("http://{}", self.config.listen),
+            url: self.config.cluster.own_url(&state.node_id, addr, self.tls.is_some()),
             dir: self.config.data_dir.join("raft"),
             cluster: self.config.cluster.clone(),
             partitions: state.partition_count,
@@ -427,7 +432,7 @@ impl Node {
                 .map(|(p, r)| (*p, r.status.epoch.load(Ordering::Relaxed)))
                 .collect()
         };
-        let url = self.config.cluster.own_url(&state.node_id, addr);
+        let url = self.config.cluster.own_url(&state.node_id, addr, self.tls.is_some());
         spawn_until(tasks, stop, coordinator.clone().run(state.node_id.clone(), url, mastered, stop.child_token()));
         if !self.config.cluster.is_single_node() {
             let follow = crate::hosting::follow_placement(state.clone(), coordinator.clone(), stop.child_token());

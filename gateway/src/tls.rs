@@ -16,9 +16,12 @@ use crate::config::Tls;
 use anyhow::Context;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_rustls::server::TlsStream;
@@ -34,24 +37,124 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// The server side: `tls.cert_file` and `tls.key_file`, HTTP/1.1 by ALPN.
-pub fn server_config(tls: &Tls) -> anyhow::Result<Arc<rustls::ServerConfig>> {
-    let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) else {
-        anyhow::bail!("tls.cert_file and tls.key_file are both needed to serve TLS");
-    };
+/// The server side: `tls.cert_file` and `tls.key_file`, HTTP/1.1 by ALPN. The certificate is
+/// served through the returned [`Certificate`], which [`Certificate::reload`] replaces without a
+/// restart (certificates are renewed every few months, some every few days).
+pub fn server_config(tls: &Tls) -> anyhow::Result<(Arc<rustls::ServerConfig>, Arc<Certificate>)> {
+    let certificate = Arc::new(Certificate::load(tls)?);
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_cert_resolver(certificate.clone());
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok((Arc::new(config), certificate))
+}
+
+/// The certificate and key the listener presents, replaceable while it serves: every new
+/// handshake takes the current one; connections already open keep theirs.
+#[derive(Debug)]
+pub struct Certificate {
+    cert_file: PathBuf,
+    key_file: PathBuf,
+    current: parking_lot::RwLock<Arc<CertifiedKey>>,
+    /// The files' modification times when last read, to notice a renewal without a signal.
+    read_at: parking_lot::Mutex<Option<(SystemTime, SystemTime)>>,
+}
+
+impl Certificate {
+    fn load(tls: &Tls) -> anyhow::Result<Certificate> {
+        let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) else {
+            anyhow::bail!("tls.cert_file and tls.key_file are both needed to serve TLS");
+        };
+        let c = Certificate {
+            cert_file: cert.clone(),
+            key_file: key.clone(),
+            current: parking_lot::RwLock::new(Arc::new(certified_key(cert, key)?)),
+            read_at: parking_lot::Mutex::new(None),
+        };
+        *c.read_at.lock() = c.modified();
+        Ok(c)
+    }
+
+    fn modified(&self) -> Option<(SystemTime, SystemTime)> {
+        let at = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+        Some((at(&self.cert_file)?, at(&self.key_file)?))
+    }
+
+    /// Reads the files again and serves what they hold from the next handshake on. `force`:
+    /// even if their modification times have not changed (an operator's SIGHUP). A pair that
+    /// does not load (half-written, a key that does not fit) is refused and the current one
+    /// kept. Returns whether the certificate was replaced.
+    pub fn reload(&self, force: bool) -> anyhow::Result<bool> {
+        let modified = self.modified();
+        if !force && modified == *self.read_at.lock() {
+            return Ok(false);
+        }
+        let fresh = certified_key(&self.cert_file, &self.key_file)?;
+        *self.read_at.lock() = modified;
+        let mut current = self.current.write();
+        if current.cert == fresh.cert {
+            return Ok(false);
+        }
+        *current = Arc::new(fresh);
+        Ok(true)
+    }
+}
+
+impl ResolvesServerCert for Certificate {
+    fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.read().clone())
+    }
+}
+
+/// The chain of `cert` and the key of `key`, checked to fit each other.
+fn certified_key(cert: &Path, key: &Path) -> anyhow::Result<CertifiedKey> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .and_then(|certs| certs.collect::<Result<_, _>>())
         .with_context(|| format!("configuration field `tls.cert_file`: reading {}", cert.display()))?;
     anyhow::ensure!(!chain.is_empty(), "configuration field `tls.cert_file`: {} holds no certificate", cert.display());
     let key = PrivateKeyDer::from_pem_file(key)
         .with_context(|| format!("configuration field `tls.key_file`: reading a private key from {}", key.display()))?;
-    let mut config = rustls::ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .context("configuration fields `tls.cert_file`/`tls.key_file`: the key does not fit the certificate")?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    CertifiedKey::from_der(chain, key, &provider())
+        .context("configuration fields `tls.cert_file`/`tls.key_file`: the key does not fit the certificate")
+}
+
+/// How often the certificate files are checked for a renewal (a SIGHUP reloads at once).
+pub const RELOAD_CHECK_EVERY: Duration = Duration::from_secs(60);
+
+/// Reloads `certificate` on SIGHUP and whenever its files change, until `stop`.
+pub async fn keep_certificate_fresh(certificate: Arc<Certificate>, stop: tokio_util::sync::CancellationToken) {
+    let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP; the TLS certificate is reloaded when its files change");
+            None
+        }
+    };
+    let mut every = tokio::time::interval(RELOAD_CHECK_EVERY);
+    every.tick().await;
+    loop {
+        let force = tokio::select! {
+            () = stop.cancelled() => return,
+            _ = every.tick() => false,
+            Some(()) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => true,
+        };
+        let c = certificate.clone();
+        match tokio::task::spawn_blocking(move || c.reload(force)).await {
+            Ok(Ok(true)) => {
+                tracing::info!(file = %certificate.cert_file.display(), "TLS certificate reloaded; new connections get it")
+            }
+            Ok(Ok(false)) => {
+                if force {
+                    tracing::info!("SIGHUP: the TLS certificate files hold the certificate already served");
+                }
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %format!("{e:#}"), "the TLS certificate could not be reloaded; the current one is kept")
+            }
+            Err(e) => tracing::warn!(error = %e, "the TLS certificate reload task failed"),
+        }
+    }
 }
 
 /// The certificates of `tls.ca_file`, which calls to other nodes trust (`None` without one).

@@ -23,6 +23,9 @@ pub struct PartitionMetrics {
     pub changelog_applied_offset: Family<Labels, Gauge>,
     /// Changelog records between the applied offset and the end last seen.
     pub changelog_lag: Family<Labels, Gauge>,
+    /// 1 while a replica that is not master has not gained on its changelog for a whole
+    /// window (`worker::TREND_WINDOW`) with more than `worker::BEHIND_FLOOR` records to go.
+    pub falling_behind: Family<Labels, Gauge>,
     /// 1 while this node is the partition's master, 0 as a standby.
     pub role_master: Family<Labels, Gauge>,
     /// Wall time of the start-up restore, per partition.
@@ -51,6 +54,7 @@ impl PartitionMetrics {
             changelog_fenced: Family::default(),
             changelog_applied_offset: Family::default(),
             changelog_lag: Family::default(),
+            falling_behind: Family::default(),
             role_master: Family::default(),
             restore_seconds: Family::default(),
             promotions: Family::default(),
@@ -97,6 +101,11 @@ impl PartitionMetrics {
             "lightkeeper_changelog_lag",
             "Changelog records written but not yet applied by each local replica",
             m.changelog_lag.clone(),
+        );
+        registry.register(
+            "lightkeeper_replica_falling_behind",
+            "1 while a local replica that is not master has not gained on its changelog for a whole window (30 s) with more than 1,000 records to go: a restore or standby that cannot keep up on this node",
+            m.falling_behind.clone(),
         );
         registry.register(
             "lightkeeper_partition_master",

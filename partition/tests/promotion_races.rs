@@ -79,6 +79,20 @@ struct Gated {
     trap: Mutex<Option<(Sender<()>, Receiver<()>)>>,
     /// The next append panics (a bug in the replica thread, as far as it can tell).
     panic_next: AtomicBool,
+    /// The next append lands, and the caller is told something else.
+    misreport_next: Mutex<Option<Misreport>>,
+}
+
+/// What a changelog append that landed can look like to the master that made it.
+#[derive(Debug, Clone, Copy)]
+enum Misreport {
+    /// A delivery timeout although the broker stored the records.
+    Timeout,
+    /// An acknowledgement without offsets (a broker answering a retried batch it had kept with
+    /// `DUPLICATE_SEQUENCE_NUMBER`), as the Kafka engine reports it.
+    OffsetsUnknown,
+    /// What the Kafka engine used to report for that answer: offsets numbered on from -1.
+    NumberedFromMinusOne,
 }
 
 /// A held append: `entered` fires when the replica reaches it; send on `release` to let it pass.
@@ -119,7 +133,16 @@ impl Topic for Gated {
             // A dropped sender (a failed test) releases too.
             let _ = release.recv();
         }
-        self.inner.append(partition, records)
+        let misreport = self.misreport_next.lock().unwrap().take();
+        let offsets = self.inner.append(partition, records)?;
+        match misreport {
+            None => Ok(offsets),
+            Some(Misreport::Timeout) => Err(LogError::Timeout(Duration::from_secs(30))),
+            Some(Misreport::OffsetsUnknown) => {
+                Err(LogError::OffsetsUnknown { topic: self.name().to_owned(), why: "injected".into() })
+            }
+            Some(Misreport::NumberedFromMinusOne) => Ok((0..offsets.len() as u64).map(|i| i.wrapping_sub(1)).collect()),
+        }
     }
     fn reader(&self, partition: u32, from: u64) -> Result<Box<dyn TopicReader>, LogError> {
         self.inner.reader(partition, from)
@@ -160,8 +183,10 @@ impl Cluster {
             inner: self.changelog.clone(),
             trap: Mutex::new(None),
             panic_next: AtomicBool::new(false),
+            misreport_next: Mutex::new(None),
         });
         let metrics = PartitionMetrics::register(&mut Registry::default());
+        let hub = Arc::new(Hub::new(1024));
         let deps = WorkerDeps {
             node_id: name.to_owned(),
             input: self.input.clone(),
@@ -169,7 +194,7 @@ impl Cluster {
             dead_letter: self.dead_letter.clone(),
             store: store.clone(),
             decoder: self.decoder.clone(),
-            hub: Arc::new(Hub::new(64)),
+            hub: hub.clone(),
             metrics: metrics.clone(),
             batch_size: 8,
             pipelines: Arc::new(lightkeeper_partition::pipeline::Pipelines::none()),
@@ -182,7 +207,7 @@ impl Cluster {
         };
         let cancel = CancellationToken::new();
         let (handle, thread) = worker::spawn(deps, PARTITION, start, cancel.clone()).unwrap();
-        Node { name: name.to_owned(), store, changelog, handle, thread: Some(thread), cancel, metrics, _dir: dir }
+        Node { name: name.to_owned(), store, changelog, hub, handle, thread: Some(thread), cancel, metrics, _dir: dir }
     }
 
     fn feed(&self, packets: &[Vec<u8>]) {
@@ -243,6 +268,7 @@ struct Node {
     name: String,
     store: Arc<RocksStore>,
     changelog: Arc<Gated>,
+    hub: Arc<Hub>,
     handle: ReplicaHandle,
     thread: Option<JoinHandle<()>>,
     cancel: CancellationToken,
@@ -448,6 +474,74 @@ fn a_drain_then_a_promotion_through_the_drained_end_loses_and_duplicates_nothing
     let (_dir, cold, fenced) = cluster.cold_restore();
     assert_eq!(fenced, 0);
     assert_store_holds("cold replay", &cold, &reference);
+}
+
+/// Every (object, version) in the changelog once, and one change per applied alert.
+fn assert_each_version_logged_once(cluster: &Cluster, reference: &BTreeMap<String, ObjectState>) {
+    let mut versions = HashSet::new();
+    for (offset, e) in &cluster.changelog_records() {
+        if let ChangelogEntry::Change(c) = e {
+            assert!(
+                versions.insert((c.state.key.clone(), c.state.version)),
+                "changelog offset {offset}: {} version {} appended twice",
+                c.state.key,
+                c.state.version
+            );
+        }
+    }
+    let applied: u64 = reference.values().map(|s| s.version).sum();
+    assert_eq!(versions.len() as u64, applied, "one changelog record per applied alert");
+}
+
+#[test]
+fn a_batch_whose_append_landed_although_it_failed_is_not_appended_twice() {
+    for misreport in [Misreport::Timeout, Misreport::OffsetsUnknown, Misreport::NumberedFromMinusOne] {
+        let cluster = Cluster::new();
+        let packets = packets();
+        let [first, second, third] = thirds(&packets);
+        let nodes = bring_up(&cluster, &["a", "b"], first);
+        let (a, b) = (&nodes[0], &nodes[1]);
+        let from = cluster.changelog_end();
+        let mut feeds = [a.hub.follow(PARTITION), b.hub.follow(PARTITION)];
+
+        // A's next batch lands in the changelog, and a is told otherwise.
+        *a.changelog.misreport_next.lock().unwrap() = Some(misreport);
+        cluster.feed(second);
+        wait_until("a to consume the second feed", || a.input_next() == cluster.input_end());
+        cluster.feed(third);
+        wait_until("a to consume the whole input", || a.input_next() == cluster.input_end());
+        a.wait_caught_up(&cluster);
+        b.wait_caught_up(&cluster);
+        assert!(a.changelog.misreport_next.lock().unwrap().is_none(), "{misreport:?} was injected");
+
+        let reference = cluster.reference();
+        assert_each_version_logged_once(&cluster, &reference);
+        a.assert_holds(&reference);
+        b.assert_holds(&reference);
+        let p = a.store.progress(PARTITION).unwrap();
+        assert_eq!(p.changelog_next, cluster.changelog_end(), "{misreport:?}: a's stored changelog position");
+        // Both nodes' feeds carry every change after `from` exactly once, at increasing offsets.
+        for (who, feed) in ["a", "b"].iter().zip(&mut feeds) {
+            let (mut seen, mut last) = (HashSet::new(), None);
+            while let Ok(batch) = feed.try_recv() {
+                for item in batch.iter() {
+                    assert!(item.offset >= from, "{misreport:?}: {who}'s feed went back to offset {}", item.offset);
+                    assert!(last < Some(item.offset), "{misreport:?}: {who}'s feed offsets do not increase");
+                    last = Some(item.offset);
+                    let key = (item.update.summary.key.clone(), item.update.version);
+                    assert!(seen.insert(key.clone()), "{misreport:?}: {who} published {key:?} twice");
+                }
+            }
+            let changes_after = cluster
+                .changelog_records()
+                .iter()
+                .filter(|(o, e)| *o >= from && matches!(e, ChangelogEntry::Change(_)))
+                .count();
+            assert_eq!(seen.len(), changes_after, "{misreport:?}: {who}'s feed has every change once");
+        }
+        let (_dir, cold, _) = cluster.cold_restore();
+        assert_store_holds("cold replay", &cold, &reference);
+    }
 }
 
 #[test]

@@ -166,6 +166,12 @@ async fn every_scope_is_enforced_and_anonymous_callers_are_refused() {
     assert_eq!(ws_status(&ws, &evil).await, Err(403));
     let own = url.clone();
     assert_eq!(ws_status(&ws, &[("authorization", &bearer), ("origin", &own)]).await, Ok(()));
+    // DNS rebinding: a page on a domain pointed at this node's address sends that domain as
+    // both Host and Origin; a matching pair is not enough.
+    let port = url.rsplit(':').next().unwrap();
+    let (host, origin) = (format!("rebound.evil.example:{port}"), format!("http://rebound.evil.example:{port}"));
+    let rebound = [("authorization", bearer.as_str()), ("host", host.as_str()), ("origin", origin.as_str())];
+    assert_eq!(ws_status(&ws, &rebound).await, Err(403));
     // A browser's way in: the token in the query string, then a live subscription.
     let (mut socket, _) =
         tokio_tungstenite::connect_async(format!("{ws}?access_token={}", reader.token)).await.unwrap();
@@ -343,4 +349,53 @@ async fn a_cluster_serves_and_calls_itself_over_tls_with_a_test_ca() {
     let view = client.cluster().await.unwrap();
     let coordinator = view.coordinator.expect("the coordinator's view");
     assert_eq!(coordinator.voters.len(), 2, "both nodes vote: {coordinator:?}");
+}
+
+/// A client that trusts only the CA in `ca_pem`.
+fn trusting(ca_pem: &Path) -> reqwest::Client {
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(ca_pem).unwrap()).unwrap();
+    reqwest::Client::builder().add_root_certificate(ca).timeout(Duration::from_secs(5)).build().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_tls_node_reloads_its_certificate_on_sighup_and_keeps_it_when_the_new_one_is_bad() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (old, new) = (
+        lightkeeper_tests::tls::TestCa::new(&tmp.path().join("old")),
+        lightkeeper_tests::tls::TestCa::new(&tmp.path().join("new")),
+    );
+    // The node reads its certificate from these paths; a renewal replaces the files.
+    let (cert, key) = (tmp.path().join("node.pem"), tmp.path().join("node.key"));
+    std::fs::copy(&old.cert_pem, &cert).unwrap();
+    std::fs::copy(&old.key_pem, &key).unwrap();
+    let config = write_config(&tmp.path().join("conf"), &format!("[tls]\ncert_file = {cert:?}\nkey_file = {key:?}\n"));
+    let schemas = lsst_schemas().display().to_string();
+    let node =
+        NodeProcess::start(&tmp.path().join("node"), &["--config", &config, "--schemas", &schemas], &[]).unwrap();
+    node.wait_ready(WAIT).await.unwrap();
+    let health = format!("{}/healthz", node.url);
+    assert!(trusting(&old.ca_pem).get(&health).send().await.is_ok(), "the old certificate is served");
+    assert!(trusting(&new.ca_pem).get(&health).send().await.is_err(), "not the new one yet");
+
+    // A half-done renewal (a certificate whose key is still the old one): refused, the old
+    // certificate kept.
+    std::fs::copy(&new.cert_pem, &cert).unwrap();
+    node.signal(libc::SIGHUP);
+    eventually(WAIT, "the node to refuse the mismatched pair", || async {
+        node.stderr().contains("could not be reloaded").then_some(())
+    })
+    .await
+    .unwrap();
+    assert!(trusting(&old.ca_pem).get(&health).send().await.is_ok(), "the old certificate is still served");
+
+    // The renewal completed: the next handshake gets the new certificate, without a restart.
+    std::fs::copy(&new.key_pem, &key).unwrap();
+    node.signal(libc::SIGHUP);
+    eventually(WAIT, "the new certificate to be served", || async {
+        trusting(&new.ca_pem).get(&health).send().await.ok().filter(|r| r.status().is_success())
+    })
+    .await
+    .unwrap();
+    assert!(trusting(&old.ca_pem).get(&health).send().await.is_err(), "the old certificate is gone");
+    assert!(node.stderr().contains("TLS certificate reloaded"), "the reload is logged");
 }

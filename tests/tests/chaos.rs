@@ -7,11 +7,10 @@
 //! once and in order, every filter subscriber given every object's last version and nothing
 //! twice.
 //!
-//! One invariant is reported, not asserted: a filter subscription may skip a version. One full
-//! run in four did, after a relay reconnected to a node whose replica had just been created
-//! (RELIABILITY.md, "Faults the soak found"); that is fixed, and until more runs have shown no
-//! gap the CI test prints gaps with the history that shows them rather than failing, while
-//! `bench chaos`, which fails on them, is the strict check.
+//! Filter-subscription gaps are asserted like the rest. Until this session's runs they were
+//! only printed: one run in four skipped versions after a relay reconnected to a node whose
+//! replica had just been created (RELIABILITY.md, "Faults the soak found"); that was fixed,
+//! and the runs since (CI-length, 20 minutes, an hour) have shown none.
 //!
 //! `LIGHTKEEPER_CHAOS_SEED` replays another schedule; `bench chaos` runs the long version. A
 //! failing run keeps its directory (the history, every node's log) and prints where it is.
@@ -32,22 +31,14 @@ async fn a_chaos_soak_keeps_the_contract_through_every_kind_of_fault() {
     let report = run(cfg).await.expect("the soak ran");
     eprintln!("{}", report.table());
     let kinds: BTreeSet<FaultKind> = report.faults.iter().map(|f| f.kind).collect();
-    if !report.filter_gaps.is_empty() {
-        eprintln!(
-            "filter subscriptions skipped versions {} times (RELIABILITY.md; history in {}): {:#?}",
-            report.filter_gaps.len(),
-            report.history.display(),
-            &report.filter_gaps[..report.filter_gaps.len().min(10)]
-        );
-    }
-    if !report.other_violations().is_empty() || kinds.len() < FaultKind::ALL.len() {
+    if !report.passed() || kinds.len() < FaultKind::ALL.len() {
         let kept = tmp.keep();
         let tail = std::fs::read_to_string(&report.history).unwrap_or_default();
         let lines: Vec<&str> = tail.lines().collect();
         panic!(
             "the soak failed (kept in {}): {:#?}\nfault kinds: {kinds:?}\nlast history lines:\n{}",
             kept.display(),
-            report.other_violations(),
+            report.violations,
             lines[lines.len().saturating_sub(40)..].join("\n")
         );
     }

@@ -69,6 +69,11 @@ pub struct PartitionView {
     /// 0 in every other role.
     #[serde(default)]
     pub lease_ms: u64,
+    /// Seconds this replica (never a master) has not gained on its changelog with more than
+    /// 1,000 records to go — a restore or standby that cannot keep up on this node; 0 while it
+    /// keeps up. Placement puts no new replica on a node while one of its replicas is behind.
+    #[serde(default)]
+    pub falling_behind_s: u64,
 }
 
 impl PartitionView {
@@ -88,6 +93,7 @@ impl PartitionView {
             changelog_end: 0,
             changelog_lag: 0,
             lease_ms: 0,
+            falling_behind_s: 0,
         }
     }
 

@@ -76,12 +76,12 @@ impl Cluster {
     }
 
     /// This node's base URL for the other nodes (see `advertise_url`); `listen` is the bound
-    /// address.
-    pub fn own_url(&self, node_id: &str, listen: SocketAddr) -> String {
-        self.advertise_url
-            .clone()
-            .or_else(|| self.peers.get(node_id).cloned())
-            .unwrap_or_else(|| format!("http://{listen}"))
+    /// address, `tls` whether it serves HTTPS (the scheme of a URL made from it).
+    pub fn own_url(&self, node_id: &str, listen: SocketAddr, tls: bool) -> String {
+        self.advertise_url.clone().or_else(|| self.peers.get(node_id).cloned()).unwrap_or_else(|| {
+            let scheme = if tls { "https" } else { "http" };
+            format!("{scheme}://{listen}")
+        })
     }
 
     /// The configured replicas of `partition`, preferred master first (empty for a single node):

@@ -330,6 +330,7 @@ mod protocol_tests {
                 ready: true,
                 changelog_lag: lag,
                 lease_ms: 0,
+                falling_behind_s: 0,
                 ..PartitionView::not_hosted(0, vec![])
             }],
             watched_objects: 0,

@@ -87,6 +87,7 @@ fn view(node: &str, replicas: &[Replica]) -> ClusterView {
                 ready: true,
                 changelog_lag: lag,
                 lease_ms: 0,
+                falling_behind_s: 0,
                 master: master.into(),
                 epoch,
                 ..PartitionView::not_hosted(p, vec![])
@@ -203,4 +204,74 @@ async fn a_dead_master_is_replaced_by_the_least_lagging_placed_standby_without_a
     stop.cancel();
     task.await.unwrap();
     c.raft.shutdown().await.unwrap();
+}
+
+/// Decommissions `c` in a cluster where `x` is the least-loaded other member, and returns the
+/// node placement picks for `c`'s replica of partition 0. `x_behind`: x reports its standby of
+/// partition 3 as falling behind its changelog.
+async fn replacement_for_a_leaving_node(x_behind: bool) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = Arc::new(FakeNodes::default());
+    {
+        let mut views = nodes.views.lock();
+        views.insert("http://a".into(), view("a", &[(1, Role::Master, 0, "a", 1), (2, Role::Master, 0, "a", 1)]));
+        views.insert("http://b".into(), view("b", &[(0, Role::Master, 0, "b", 1), (1, Role::Standby, 0, "a", 1)]));
+        views.insert("http://c".into(), view("c", &[(0, Role::Standby, 0, "b", 1)]));
+        let mut x = view("x", &[(3, Role::Standby, 50_000, "y", 1)]);
+        if x_behind {
+            x.partitions[0].falling_behind_s = 90;
+        }
+        views.insert("http://x".into(), x);
+        views.insert("http://y".into(), view("y", &[(2, Role::Standby, 0, "a", 1), (3, Role::Master, 0, "y", 1)]));
+    }
+    let settings = Settings {
+        node_id: "a".into(),
+        url: "http://a".into(),
+        dir: dir.path().join("raft"),
+        cluster: Cluster { rebalance: false, replication_factor: Some(2), ..Cluster::default() },
+        partitions: 4,
+    };
+    let c = Coordinator::start(settings, nodes.clone(), NoNetwork).await.unwrap();
+    let leader = c.clone();
+    wait_for("the single member to lead", Duration::from_secs(10), || leader.is_leader().then_some(())).await;
+    for n in ["a", "b", "c", "x", "y"] {
+        c.write(Request::RegisterNode { name: n.into(), url: format!("http://{n}") }).await.unwrap();
+    }
+    // Loads: a 2, b 2, c 1, x 1, y 2.
+    for (p, replicas) in [(0, ["b", "c"]), (1, ["a", "b"]), (2, ["a", "y"]), (3, ["y", "x"])] {
+        let replicas = replicas.iter().map(|n| n.to_string()).collect();
+        c.write(Request::SetReplicas { partition: p, replicas }).await.unwrap();
+        let master = if p == 3 {
+            "y"
+        } else if p == 0 {
+            "b"
+        } else {
+            "a"
+        };
+        c.write(Request::SetPartition { partition: p, master: master.into(), epoch: 1 }).await.unwrap();
+    }
+    c.write(Request::SetLeaving { name: "c".into(), leaving: true, url: None }).await.unwrap();
+
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(c.clone().run("a".into(), "http://a".into(), Vec::new, stop.clone()));
+    let placed = c.clone();
+    let added = wait_for("a replica added for c's", Duration::from_secs(10), || {
+        placed.read(|s| {
+            let rs = &s.partitions[&0].replicas;
+            rs.iter().find(|n| !["b", "c"].contains(&n.as_str())).cloned()
+        })
+    })
+    .await;
+    stop.cancel();
+    task.await.unwrap();
+    c.raft.shutdown().await.unwrap();
+    added
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn placement_puts_no_new_replica_on_a_node_whose_replicas_fall_behind() {
+    assert_eq!(replacement_for_a_leaving_node(false).await, "x", "the least-loaded member, keeping up");
+    let chosen = replacement_for_a_leaving_node(true).await;
+    assert_ne!(chosen, "x", "x cannot keep up with the replica it has");
+    assert_eq!(chosen, "a", "the least-loaded member that keeps up (a and y tie; by name)");
 }

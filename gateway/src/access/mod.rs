@@ -22,6 +22,10 @@
 //! - **WebSocket origins**: a browser page can open a WebSocket to any origin (the same-origin
 //!   policy does not apply to them), so an upgrade that carries an `Origin` must come from this
 //!   node's own origin or one listed in `http.cors_allow_origins` (the list CORS uses too).
+//!   "Own" is judged from the `Host` header only where a page cannot have chosen it: an IP
+//!   literal, `localhost`, or the host of the node's advertised URL (`cluster.advertise_url`).
+//!   A page on a domain its owner points at this node's address (DNS rebinding) sends that
+//!   domain as both `Host` and `Origin`, so trusting any matching pair would let it in.
 //!
 //! Answers: 401 `unauthorized` (no token where one is needed, or an unknown one), 403
 //! `forbidden` (a token without the scope, or a WebSocket from a foreign origin), 409
@@ -126,6 +130,9 @@ pub struct Guard {
     per_address: Option<Limiter<IpAddr>>,
     /// Origins allowed to open WebSockets besides the node's own; `*` for any.
     ws_origins: Vec<String>,
+    /// Host names, besides IP literals and `localhost`, that name this node (its advertised
+    /// URL's), lower-case.
+    own_hosts: Vec<String>,
     denied: DeniedFamily,
 }
 
@@ -170,11 +177,14 @@ pub fn new_token() -> anyhow::Result<String> {
 impl Guard {
     /// `node_token` is the cluster token (`cluster.admin_token`; a single node without one makes
     /// up its own, and `admin_configured` is then false: it does not open admin routes).
+    /// `own_url`: the node's advertised URL, if configured (its host counts as the node's own
+    /// for WebSocket origins).
     pub fn new(
         config: &AccessConfig,
         node_token: &str,
         admin_configured: bool,
         ws_origins: &[String],
+        own_url: Option<&str>,
         denied: DeniedFamily,
     ) -> Guard {
         let tokens: HashMap<[u8; 32], (String, Vec<Scope>)> = config
@@ -193,6 +203,11 @@ impl Guard {
             per_token: Limiter::new(config.per_token_per_sec, config.burst),
             per_address: Limiter::new(config.per_address_per_sec, config.burst),
             ws_origins: ws_origins.iter().map(|o| o.trim_end_matches('/').to_owned()).collect(),
+            own_hosts: own_url
+                .and_then(|u| reqwest::Url::parse(u).ok())
+                .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+                .into_iter()
+                .collect(),
             denied,
         }
     }
@@ -256,19 +271,22 @@ impl Guard {
     }
 
     /// Counts the request against the caller's rate: its token's, or its address's when it has
-    /// no valid token. Nodes are not limited.
+    /// no valid token (see [`rate_key`]). Nodes are not limited.
     fn admit(&self, caller: Option<&Caller>, address: IpAddr) -> Result<(), ApiError> {
         let wait = match caller {
             Some(Caller::Node) => None,
             Some(Caller::Token { name, .. }) => self.per_token.as_ref().and_then(|l| l.check(name)),
-            Some(Caller::Anonymous) | None => self.per_address.as_ref().and_then(|l| l.check(&address)),
+            Some(Caller::Anonymous) | None => self.per_address.as_ref().and_then(|l| l.check(&rate_key(address))),
         };
         match wait {
             None => Ok(()),
             Some(wait) => {
                 let who = match caller {
                     Some(Caller::Token { name, .. }) => format!("token {name:?}"),
-                    _ => format!("address {address}"),
+                    _ => match rate_key(address) {
+                        IpAddr::V6(block) => format!("address block {block}/64"),
+                        v4 => format!("address {v4}"),
+                    },
                 };
                 Err(ApiError::RateLimited {
                     retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
@@ -279,14 +297,31 @@ impl Guard {
     }
 
     /// Whether a WebSocket upgrade from `origin` may proceed: no `Origin` (not a browser), the
-    /// node's own origin (`Host`), or a listed one.
+    /// node's own origin (`Host`, when it names the node in a way a page cannot choose: see the
+    /// module doc), or a listed one.
     fn origin_allowed(&self, headers: &HeaderMap) -> bool {
         let Some(origin) = headers.get(ORIGIN).and_then(|v| v.to_str().ok()) else { return true };
         let origin = origin.trim_end_matches('/');
         let own = headers.get(HOST).and_then(|h| h.to_str().ok()).is_some_and(|host| {
-            origin.split_once("://").is_some_and(|(_, authority)| authority.eq_ignore_ascii_case(host))
+            self.names_this_node(host)
+                && origin.split_once("://").is_some_and(|(_, authority)| authority.eq_ignore_ascii_case(host))
         });
         own || self.ws_origins.iter().any(|o| o == "*" || o.eq_ignore_ascii_case(origin))
+    }
+
+    /// Whether a `Host` header (`name[:port]`) names this node in a way no web page chose: an
+    /// IP literal, `localhost`, or the advertised URL's host.
+    fn names_this_node(&self, host: &str) -> bool {
+        if host.starts_with('[') {
+            return true; // an IPv6 literal
+        }
+        let name = match host.rsplit_once(':') {
+            Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+            _ => host,
+        };
+        name.parse::<Ipv4Addr>().is_ok()
+            || name.eq_ignore_ascii_case("localhost")
+            || self.own_hosts.iter().any(|h| h.eq_ignore_ascii_case(name))
     }
 
     /// Counts and answers a denial, in the registry's error format on its routes.
@@ -374,13 +409,33 @@ pub async fn enforce(State(state): State<AppState>, req: Request, next: Next) ->
     next.run(req).await
 }
 
+/// The address a caller without a token is rate-limited as. An IPv6 host is usually given a
+/// whole /64 and can take a new address from it for every request, so IPv6 callers are counted
+/// per /64 block; an IPv4-mapped IPv6 address counts as its IPv4 address.
+fn rate_key(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V4(_) => address,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn guard(config: AccessConfig, cluster: Option<&str>) -> Guard {
         let node_token = cluster.unwrap_or("made-up-by-the-node");
-        Guard::new(&config, node_token, cluster.is_some(), &["https://ok.example".into()], DeniedFamily::default())
+        Guard::new(
+            &config,
+            node_token,
+            cluster.is_some(),
+            &["https://ok.example".into()],
+            Some("https://node.example:8080"),
+            DeniedFamily::default(),
+        )
     }
 
     fn config(tokens: &[(&str, &str, &[Scope])]) -> AccessConfig {
@@ -467,6 +522,20 @@ mod tests {
         assert!(g.origin_allowed(&headers(Some("https://ok.example"))));
         assert!(!g.origin_allowed(&headers(Some("https://evil.example"))));
         assert!(!g.origin_allowed(&headers(Some("http://node.example:8081"))));
+        // Own origin by IP literal or localhost; a domain only when it is the advertised one:
+        // a page on a rebound domain sends that domain as Host and Origin alike.
+        let pair = |host: &str, origin: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(HOST, host.parse().unwrap());
+            h.insert(ORIGIN, origin.parse().unwrap());
+            g.origin_allowed(&h)
+        };
+        assert!(pair("127.0.0.1:8080", "http://127.0.0.1:8080"));
+        assert!(pair("[::1]:8080", "http://[::1]:8080"));
+        assert!(pair("localhost:8080", "http://localhost:8080"));
+        assert!(pair("192.0.2.7", "http://192.0.2.7"));
+        assert!(!pair("rebound.evil.example:8080", "http://rebound.evil.example:8080"));
+        assert!(!pair("127.0.0.1:8080", "http://127.0.0.1:9090"), "another port is another origin");
     }
 
     #[test]
@@ -486,5 +555,27 @@ mod tests {
         // Anonymous callers are unlimited here (per_address_per_sec = 0), nodes always.
         assert!((0..100).all(|_| g.admit(Some(&Caller::Anonymous), here).is_ok()));
         assert!((0..100).all(|_| g.admit(Some(&Caller::Node), here).is_ok()));
+    }
+
+    #[test]
+    fn ipv6_callers_are_limited_per_64_block() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(rate_key(ip("192.0.2.7")), ip("192.0.2.7"));
+        assert_eq!(rate_key(ip("::ffff:192.0.2.7")), ip("192.0.2.7"), "IPv4-mapped counts as IPv4");
+        assert_eq!(rate_key(ip("2001:db8:1:2:aaaa:bbbb:cccc:dddd")), ip("2001:db8:1:2::"));
+        assert_ne!(rate_key(ip("2001:db8:1:2::1")), rate_key(ip("2001:db8:1:3::1")), "another /64");
+
+        let mut c = config(&[]);
+        c.per_address_per_sec = 1;
+        c.burst = 2;
+        let g = guard(c, None);
+        // Two requests from one /64, then a third from a fresh address in the same block: refused.
+        assert!(g.admit(None, ip("2001:db8:1:2::1")).is_ok());
+        assert!(g.admit(None, ip("2001:db8:1:2::2")).is_ok());
+        let e = g.admit(None, ip("2001:db8:1:2::3")).unwrap_err();
+        assert_eq!(e.status().as_u16(), 429);
+        assert!(e.to_string().contains("2001:db8:1:2::/64"), "{e}");
+        // Another block has its own budget.
+        assert!(g.admit(None, ip("2001:db8:1:3::1")).is_ok());
     }
 }

@@ -53,13 +53,24 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Ready>, ApiErr
                 .replicas
                 .snapshot()
                 .iter()
-                .filter_map(|(p, r)| {
-                    let (for_how_long, why) = r.status.log_trouble()?;
-                    Some(format!(
-                        "partition {p} ({}): its logs cannot be reached (for {} s): {why}",
-                        r.status.role(),
-                        for_how_long.as_secs()
-                    ))
+                .flat_map(|(p, r)| {
+                    let unreachable = r.status.log_trouble().map(|(for_how_long, why)| {
+                        format!(
+                            "partition {p} ({}): its logs cannot be reached (for {} s): {why}",
+                            r.status.role(),
+                            for_how_long.as_secs()
+                        )
+                    });
+                    let behind = r.status.falling_behind().map(|b| {
+                        format!(
+                            "partition {p} ({}): falling behind its changelog for {} s ({} records to go, {:.0} more each second); this node may be overloaded, and gets no new replicas while it lasts",
+                            r.status.role(),
+                            b.since.elapsed().as_secs(),
+                            b.lag,
+                            b.growth_per_s
+                        )
+                    });
+                    unreachable.into_iter().chain(behind)
                 })
                 .collect();
             degraded.extend(state.disk.degraded());
@@ -68,7 +79,18 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Ready>, ApiErr
         Err(waiting) if waiting.is_empty() => {
             Err(ApiError::Unavailable("waiting for the coordinator's partition placement".into()))
         }
-        Err(waiting) => Err(ApiError::Unavailable(format!("partitions {waiting:?} are still restoring"))),
+        Err(waiting) => {
+            let hosted = state.replicas.snapshot();
+            let behind: Vec<String> = waiting
+                .iter()
+                .filter_map(|p| {
+                    let b = hosted.get(p)?.status.falling_behind()?;
+                    Some(format!("partition {p} is falling behind ({} records to go)", b.lag))
+                })
+                .collect();
+            let behind = if behind.is_empty() { String::new() } else { format!("; {}", behind.join("; ")) };
+            Err(ApiError::Unavailable(format!("partitions {waiting:?} are still restoring{behind}")))
+        }
     }
 }
 
@@ -117,6 +139,7 @@ pub async fn cluster(State(state): State<AppState>) -> Json<ClusterView> {
                 changelog_lag: s.lag(),
                 // Every role but master has dropped its lease: 0 there.
                 lease_ms: s.lease_left().as_millis() as u64,
+                falling_behind_s: s.falling_behind().map_or(0, |b| b.since.elapsed().as_secs().max(1)),
             }
         })
         .collect();

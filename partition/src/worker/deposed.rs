@@ -50,6 +50,11 @@ impl fmt::Display for Newer {
 /// What [`Core::scan_foreign`] found.
 pub(super) struct ForeignScan {
     pub(super) newer: Option<Newer>,
+    /// Records of this master's own epoch other than the ones it was told of: an append of an
+    /// earlier batch that landed although the batch failed. They are admitted by every replica,
+    /// so this master must apply them too before it merges more input (see `run.rs`, the
+    /// resync), or it would append the same versions again.
+    pub(super) own: u64,
     /// The changelog's end as read.
     pub(super) end: u64,
 }
@@ -75,9 +80,15 @@ impl Core {
         let began = Instant::now();
         let end = self.deps.changelog.end_offset_within(self.partition, CONFIRM_TIMEOUT)?;
         if end > self.progress.changelog_next {
-            let scan = self.scan_foreign(self.progress.changelog_next, &[])?;
+            let from = self.progress.changelog_next;
+            let scan = self.scan_foreign(from, &[])?;
             if let Some(newer) = scan.newer {
                 return Ok(Some(Deposed(newer.to_string())));
+            }
+            if scan.own > 0 {
+                // A failed batch's append that landed late: the step fails, and the resync
+                // before the next one applies them.
+                return Err(WorkerError::OwnRecordsUnapplied { from, end: scan.end, records: scan.own });
             }
             // Only older-epoch records (a deposed master's late writes): fenced everywhere, so
             // passing over them is the same as applying them.
@@ -104,6 +115,21 @@ impl Core {
                 records: appends.len(),
             });
         };
+        // Records land after the end this master has applied, in order, and before the log's
+        // end: other offsets are a broker's answer gone wrong, and the step is redone from what
+        // the log holds (`run.rs`, the resync).
+        let unknown = |why: String| -> WorkerError {
+            LogError::OffsetsUnknown { topic: self.deps.changelog.name().to_owned(), why }.into()
+        };
+        if offsets[0] < from {
+            return Err(unknown(format!(
+                "the first record was given offset {}, below the end {from} already applied",
+                offsets[0]
+            )));
+        }
+        if offsets.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(unknown(format!("offsets {offsets:?} do not increase")));
+        }
         // Older-epoch records in between are fenced everywhere and change nothing; a newer
         // epoch's marker deposes us — and if it precedes any of our records, they are fenced on
         // every replica too.
@@ -111,6 +137,22 @@ impl Core {
         let contiguous = offsets.iter().enumerate().all(|(i, o)| *o == from + i as u64);
         if !contiguous {
             let scan = self.scan_foreign(from, &offsets)?;
+            if last >= scan.end {
+                return Err(unknown(format!(
+                    "the last record was given offset {last}, beyond the log's end {}",
+                    scan.end
+                )));
+            }
+            if scan.own > 0 {
+                // Too late to keep them out: an earlier append landed after its batch had
+                // failed and been resynced. Its versions are now in the log twice.
+                warn!(
+                    partition = self.partition,
+                    records = scan.own,
+                    from,
+                    "the changelog holds records of this master's epoch it did not append in this batch"
+                );
+            }
             if let Some(newer) = scan.newer {
                 if newer.offset < last {
                     return Ok(Appended::Fenced(Deposed(format!(
@@ -135,6 +177,7 @@ impl Core {
         let mut newer = None;
         let epoch = self.progress.epoch;
         let mut fenced = 0u64;
+        let mut own_epoch = 0u64;
         let end = read_to_end(self.deps.changelog.as_ref(), self.partition, from, |rec| {
             if own.binary_search(&rec.offset).is_ok() || newer.is_some() {
                 return Ok(());
@@ -153,10 +196,11 @@ impl Core {
                     });
                 }
                 // Our own epoch: only this master writes it (the fence admits one marker per
-                // epoch, and ours was admitted). These are our own records of a batch that
-                // failed after its append and was redone — admitted everywhere, harmless.
-                ChangelogEntry::Change(c) if c.epoch == epoch => {}
-                ChangelogEntry::Stats(s) if s.epoch >= epoch => {}
+                // epoch, and ours was admitted). These are our own records of a batch whose
+                // append landed although the batch failed: admitted everywhere (the caller
+                // decides what that means).
+                ChangelogEntry::Change(c) if c.epoch == epoch => own_epoch += 1,
+                ChangelogEntry::Stats(s) if s.epoch >= epoch => own_epoch += 1,
                 _ => fenced += 1,
             }
             Ok(())
@@ -165,6 +209,6 @@ impl Core {
             self.deps.metrics.changelog_fenced.get_or_create(&self.label()).inc_by(fenced);
             warn!(partition = self.partition, fenced, epoch, "ignored changelog records of a deposed master");
         }
-        Ok(ForeignScan { newer, end })
+        Ok(ForeignScan { newer, own: own_epoch, end })
     }
 }

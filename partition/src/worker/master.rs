@@ -4,10 +4,16 @@
 //! Everything a batch produces is acknowledged by the changelog (step 4) before the store
 //! records it (step 5), and the store records the input offset in the same RocksDB batch as the
 //! state it produced; so a crash at any point redoes the batch from the state it started from,
-//! and the idempotent merge makes the redo a no-op where it overlaps.
+//! and the idempotent merge makes the redo a no-op where it overlaps. A batch that fails after
+//! its append may have landed in the log all the same (a timeout, an acknowledgement without
+//! offsets): the master then applies the log to its end before the redo ([`Core::resync`]), as
+//! a restart's restore would, so the redo starts where those records left off and no version
+//! is appended twice (the chaos soak saw one delivered twice before this).
 
+use super::closer::Closer;
 use super::deposed::{Appended, Deposed};
 use super::run::{Core, POLL_TIMEOUT};
+use super::standby;
 use super::WorkerError;
 use crate::merge::{merge, new_state};
 use crate::metrics::partition_label;
@@ -22,7 +28,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
-use tracing::debug;
+use tracing::{debug, warn};
 
 /// What a master owns: its input reader, its pipeline chains (with their open outputs) and,
 /// after a failover, the instant before which it takes no input.
@@ -38,11 +44,24 @@ pub(super) struct Feed {
     /// first: a new master checks them all), and where a re-annotation pass has got to.
     pub(super) watch_applied: Option<u64>,
     pub(super) watch_cursor: Option<String>,
+    /// Set after a failed batch: the batch's changelog append may have landed (a timeout after
+    /// the broker stored it, an acknowledgement without offsets), and every replica admits
+    /// what landed. The next step applies the changelog from the stored progress to its end
+    /// before it takes input again (`run.rs`), so the redo merges from the state those records
+    /// reached and appends no version a second time.
+    pub(super) resync: bool,
 }
 
 impl Feed {
     pub(super) fn new() -> Feed {
-        Feed { input: None, runs: Runs::default(), hold_until: None, watch_applied: None, watch_cursor: None }
+        Feed {
+            input: None,
+            runs: Runs::default(),
+            hold_until: None,
+            watch_applied: None,
+            watch_cursor: None,
+            resync: false,
+        }
     }
 
     /// A feed that takes no input before `until`.
@@ -60,6 +79,33 @@ impl Feed {
 }
 
 impl Core {
+    /// After a failed batch (see [`Feed::resync`]): applies the changelog from the stored
+    /// progress to its true end, as a standby would — this master's own records that landed,
+    /// and whatever else every replica admits — and publishes what it applied (those changes
+    /// were never published). Returns why this master must step down if the log holds a newer
+    /// epoch.
+    pub(super) fn resync(&mut self, closer: &Closer) -> Result<Option<Deposed>, WorkerError> {
+        let (epoch, master) = (self.progress.epoch, self.progress.master.clone());
+        let (tail, applied) = standby::catch_up_to_end(self, closer)?;
+        closer.close(tail.into_reader());
+        if applied.applied > 0 {
+            warn!(
+                partition = self.partition,
+                changes = applied.applied,
+                changelog_next = self.progress.changelog_next,
+                input_next = self.progress.input_next,
+                "applied changelog records of a failed batch that had landed; the batch is redone from there"
+            );
+        }
+        if self.progress.epoch != epoch || self.progress.master != master {
+            return Ok(Some(Deposed(format!(
+                "{} started epoch {} (found while resyncing after a failed batch)",
+                self.progress.master, self.progress.epoch
+            ))));
+        }
+        Ok(None)
+    }
+
     /// One master batch, steps 1–6 of the module doc. Returns why this master must step down,
     /// if it found a newer epoch in the changelog.
     pub(super) fn master_step(&mut self, feed: &mut Feed) -> Result<Option<Deposed>, WorkerError> {

@@ -70,7 +70,7 @@ mod status;
 /// The answers to [`Command::Promote`] and [`Command::Drain`] are part of the wire contract:
 /// the gateway returns them and other nodes read them back.
 pub use lightkeeper_api::admin::{Drained, Promoted};
-pub use status::{PartitionStatus, Role, READ_LEASE};
+pub use status::{FallingBehind, PartitionStatus, Role, BEHIND_FLOOR, READ_LEASE, TREND_WINDOW};
 
 use crate::apply::BadRecord;
 use crate::hub::Hub;
@@ -109,6 +109,10 @@ pub enum WorkerError {
     /// An append returned fewer offsets than it was given records.
     #[error("the {topic} append of {records} records returned no offsets")]
     NoOffsets { topic: String, records: usize },
+    /// The changelog holds records of the master's own epoch after what it has applied (an
+    /// append that landed after its batch had failed); the step is redone once they are applied.
+    #[error("changelog offsets {from}..{end} hold {records} records of this master's epoch not applied here; applying them first")]
+    OwnRecordsUnapplied { from: u64, end: u64, records: u64 },
     #[error(transparent)]
     Promotion(#[from] PromotionError),
     #[error("cancelled while reading the changelog")]

@@ -93,7 +93,27 @@ impl Core {
     }
 
     pub(super) fn publish_lag(&self) {
-        self.deps.metrics.changelog_lag.get_or_create(&self.label()).set(self.status.lag() as i64);
+        let label = self.label();
+        self.deps.metrics.changelog_lag.get_or_create(&label).set(self.status.lag() as i64);
+        if self.status.sample_catch_up(Instant::now()) {
+            let behind = self.status.falling_behind();
+            self.deps.metrics.falling_behind.get_or_create(&label).set(i64::from(behind.is_some()));
+            match behind {
+                Some(b) => warn!(
+                    partition = self.partition,
+                    role = ?self.status.role(),
+                    lag = b.lag,
+                    growth_per_s = b.growth_per_s,
+                    "replica is falling behind its changelog (not gaining for {} s); this node may be overloaded",
+                    b.since.elapsed().as_secs()
+                ),
+                None => info!(
+                    partition = self.partition,
+                    lag = self.status.lag(),
+                    "replica is gaining on its changelog again"
+                ),
+            }
+        }
     }
 
     fn sleep(&self, d: Duration) {
@@ -178,6 +198,11 @@ impl Worker {
     /// One master batch or one standby poll.
     fn step(&mut self) -> Result<(), WorkerError> {
         let deposed = match &mut self.mode {
+            Mode::Master(feed) if feed.resync => {
+                let deposed = self.core.resync(&self.closer)?;
+                feed.resync = false;
+                deposed
+            }
             Mode::Master(feed) => self.core.master_step(feed)?,
             Mode::Standby(tail) => {
                 standby::step(&mut self.core, tail)?;
@@ -235,7 +260,10 @@ impl Worker {
     pub(super) fn reset(&mut self) {
         let retired = match &mut self.mode {
             Mode::Standby(tail) => tail.take().map(|t| t.into_reader()),
-            Mode::Master(feed) => feed.take_reader(),
+            Mode::Master(feed) => {
+                feed.resync = true;
+                feed.take_reader()
+            }
             Mode::Restoring => None,
         };
         if let Some(reader) = retired {

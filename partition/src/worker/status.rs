@@ -27,6 +27,63 @@ use std::time::{Duration, Instant};
 /// failover waits before it takes input.
 pub const READ_LEASE: Duration = Duration::from_millis(500);
 
+/// A replica that is not master is judged over windows this long: falling behind when its
+/// changelog lag is above [`BEHIND_FLOOR`] and no smaller at the end of a window than at its
+/// start.
+pub const TREND_WINDOW: Duration = Duration::from_secs(30);
+/// Lags up to this many records are never called falling behind (a standby a few batches
+/// behind a busy master, a restore's last poll).
+pub const BEHIND_FLOOR: u64 = 1_000;
+
+/// A replica that has not gained on its changelog for a whole [`TREND_WINDOW`] or more.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FallingBehind {
+    /// The start of the first window it did not gain in.
+    pub since: Instant,
+    /// Records behind at the last sample.
+    pub lag: u64,
+    /// How fast the lag grew over the last window, in records per second (0: it only held).
+    pub growth_per_s: f64,
+}
+
+/// The catch-up judgement's memory: where the current window started, and the verdict.
+#[derive(Debug, Default)]
+struct CatchUp {
+    window: Option<(Instant, u64)>,
+    behind: Option<FallingBehind>,
+}
+
+impl CatchUp {
+    /// One sample of the lag at `now`; `master`: the replica is master (never behind).
+    /// Returns true when the verdict changed.
+    fn sample(&mut self, now: Instant, lag: u64, master: bool) -> bool {
+        let before = self.behind.is_some();
+        if master {
+            self.window = None;
+            self.behind = None;
+            return before;
+        }
+        let Some((start, start_lag)) = self.window else {
+            self.window = Some((now, lag));
+            return false;
+        };
+        let elapsed = now.saturating_duration_since(start);
+        if elapsed < TREND_WINDOW {
+            if let Some(b) = &mut self.behind {
+                b.lag = lag;
+            }
+            return false;
+        }
+        self.behind = (lag > BEHIND_FLOOR && lag >= start_lag).then(|| FallingBehind {
+            since: self.behind.map_or(start, |b| b.since),
+            lag,
+            growth_per_s: (lag - start_lag) as f64 / elapsed.as_secs_f64(),
+        });
+        self.window = Some((now, lag));
+        before != self.behind.is_some()
+    }
+}
+
 /// The origin of the lease clock: leases are stored as nanoseconds after it, in one atomic.
 fn clock_origin() -> Instant {
     static ORIGIN: OnceLock<Instant> = OnceLock::new();
@@ -72,6 +129,11 @@ pub struct PartitionStatus {
     /// 0: a subscription that took 0 for its start would skip every change between the
     /// subscriber's cursor and the stored progress (a gap the chaos soak found).
     feed_position: parking_lot::Mutex<Option<(u64, u64)>>,
+    /// Whether the replica keeps up with its changelog (sampled by the replica thread each time
+    /// it publishes its lag): a restore or a standby that falls further behind for minutes on
+    /// an overloaded node is reported (`/readyz`, a metric, `/v1/cluster`), and placement puts
+    /// no new replica on that node while it lasts.
+    catch_up: parking_lot::Mutex<CatchUp>,
 }
 
 impl PartitionStatus {
@@ -91,6 +153,7 @@ impl PartitionStatus {
             log_unreachable: AtomicBool::new(false),
             log_trouble: parking_lot::Mutex::new(None),
             feed_position: parking_lot::Mutex::new(None),
+            catch_up: parking_lot::Mutex::new(CatchUp::default()),
         }
     }
 
@@ -194,11 +257,62 @@ impl PartitionStatus {
     pub fn lag(&self) -> u64 {
         self.changelog_end.load(Ordering::Relaxed).saturating_sub(self.changelog_next.load(Ordering::Relaxed))
     }
+
+    /// Set when this replica (not a master) has not gained on its changelog for a whole
+    /// [`TREND_WINDOW`] with more than [`BEHIND_FLOOR`] records to go.
+    pub fn falling_behind(&self) -> Option<FallingBehind> {
+        self.catch_up.lock().behind
+    }
+
+    /// Samples the lag for [`PartitionStatus::falling_behind`]; true when the verdict changed.
+    pub(super) fn sample_catch_up(&self, now: Instant) -> bool {
+        let master = self.role() == Role::Master;
+        self.catch_up.lock().sample(now, self.lag(), master)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_replica_that_does_not_gain_on_its_changelog_for_a_window_is_falling_behind() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let w = TREND_WINDOW.as_secs();
+        let mut c = CatchUp::default();
+        // A restore that gains: never behind, however large the lag.
+        assert!(!c.sample(at(0), 90_000, false));
+        assert!(!c.sample(at(w), 60_000, false));
+        assert!(!c.sample(at(2 * w), 30_000, false));
+        assert_eq!(c.behind, None);
+        // It stops gaining: behind after one whole window, from the window's start.
+        assert!(c.sample(at(3 * w), 33_000, false), "the verdict changes");
+        let b = c.behind.expect("behind");
+        assert_eq!((b.since, b.lag), (at(2 * w), 33_000));
+        assert!((b.growth_per_s - 100.0).abs() < 1e-9, "{}", b.growth_per_s);
+        // Within a window only the lag is updated; a window that merely holds keeps it behind,
+        // since the first window.
+        assert!(!c.sample(at(3 * w + 1), 33_500, false));
+        assert_eq!(c.behind.unwrap().lag, 33_500);
+        assert!(!c.sample(at(4 * w), 33_000, false));
+        assert_eq!(c.behind.map(|b| (b.since, b.growth_per_s)), Some((at(2 * w), 0.0)));
+        // It gains again: no longer behind.
+        assert!(c.sample(at(5 * w), 20_000, false));
+        assert_eq!(c.behind, None);
+        // A small lag that holds is not called behind.
+        let mut c = CatchUp::default();
+        c.sample(at(0), BEHIND_FLOOR, false);
+        c.sample(at(w), BEHIND_FLOOR, false);
+        assert_eq!(c.behind, None);
+        // Promoted to master: cleared at once.
+        let mut c = CatchUp::default();
+        c.sample(at(0), 5_000, false);
+        c.sample(at(w), 6_000, false);
+        assert!(c.behind.is_some());
+        assert!(c.sample(at(w + 1), 0, true));
+        assert_eq!(c.behind, None);
+    }
 
     #[test]
     fn a_new_replica_has_no_feed_position_until_it_reads_its_progress() {

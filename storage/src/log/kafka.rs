@@ -435,13 +435,35 @@ fn await_deliveries(topic: &str, pending: Vec<DeliveryFuture>) -> Result<Vec<u64
     let mut offsets = Vec::with_capacity(pending.len());
     for fut in pending {
         match block_on(fut) {
-            Ok(Ok(delivery)) => offsets.push(delivery.offset as u64),
+            Ok(Ok(delivery)) => offsets.push(delivery.offset),
             Ok(Err((e, _))) => return Err(LogError::kafka(format!("delivery to {topic}"), e)),
             // The delivery future was canceled: the producer went away before the broker answered.
             Err(_) => return Err(LogError::kafka(format!("delivery to {topic}"), KafkaError::Canceled)),
         }
     }
-    Ok(offsets)
+    delivered_offsets(topic, &offsets)
+}
+
+/// The offsets of one append's records as the broker reported them, checked: each must be
+/// known (not negative) and above the one before. A broker that answers a retried batch it had
+/// already stored with `DUPLICATE_SEQUENCE_NUMBER` gives no offset (-1), and librdkafka counts
+/// the records as delivered, numbering them on from -1: taken as they are, a master would
+/// record a changelog position near 0 and its feed would go back to it (the chaos soak saw a
+/// cursor fall to offset 24 this way on the test broker's PostgreSQL engine).
+fn delivered_offsets(topic: &str, reported: &[i64]) -> Result<Vec<u64>, LogError> {
+    let mut out = Vec::with_capacity(reported.len());
+    for (i, &o) in reported.iter().enumerate() {
+        let unknown = |why: String| LogError::OffsetsUnknown { topic: topic.to_owned(), why };
+        let o =
+            u64::try_from(o).map_err(|_| unknown(format!("record {i} of {} was given offset {o}", reported.len())))?;
+        if let Some(&before) = out.last() {
+            if o <= before {
+                return Err(unknown(format!("record {i} was given offset {o}, after {before}")));
+            }
+        }
+        out.push(o);
+    }
+    Ok(out)
 }
 
 /// Reader client context: reaching the end of a partition is how readers find the end (see the
@@ -526,5 +548,25 @@ impl TopicReader for KafkaReader {
             )
         };
         (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0).then_some(high as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn acknowledged_offsets_are_used_only_when_known_and_increasing() {
+        assert_eq!(delivered_offsets("t", &[7, 8, 9]).unwrap(), vec![7, 8, 9]);
+        assert_eq!(delivered_offsets("t", &[]).unwrap(), Vec::<u64>::new());
+        // What librdkafka reports for a batch the broker answered with DUPLICATE_SEQUENCE_NUMBER
+        // and no offset: numbered on from -1.
+        let e = delivered_offsets("changelog", &[-1, 0, 1]).unwrap_err();
+        assert!(matches!(e, LogError::OffsetsUnknown { .. }), "{e}");
+        assert!(e.is_retriable());
+        assert!(e.to_string().contains("changelog"), "{e}");
+        // Offsets that go back or repeat are not believed either.
+        assert!(matches!(delivered_offsets("t", &[5, 5]), Err(LogError::OffsetsUnknown { .. })));
+        assert!(matches!(delivered_offsets("t", &[5, 3]), Err(LogError::OffsetsUnknown { .. })));
     }
 }

@@ -86,6 +86,13 @@ pub enum LogError {
     /// The caller's handler failed on a record it read (see [`read_to_end`]).
     #[error("record {offset}: {reason}")]
     Handler { offset: u64, reason: String },
+    /// The broker acknowledged an append without saying where the records are: a negative
+    /// offset (a broker answering a retried idempotent batch it had already stored with
+    /// `DUPLICATE_SEQUENCE_NUMBER` and no offset, which librdkafka counts as delivered), or
+    /// offsets that do not increase. The records may well be in the log; the caller must find
+    /// out by reading it, never by trusting those offsets.
+    #[error("kafka: an append to {topic} was acknowledged without usable offsets ({why}); the records may be stored")]
+    OffsetsUnknown { topic: String, why: String },
 }
 
 impl LogError {
@@ -111,6 +118,8 @@ impl LogError {
             LogError::Kafka { source, .. } => kafka_is_retriable(source),
             // The next append goes through a fresh producer.
             LogError::Timeout(_) | LogError::ProducerReplaced { .. } => true,
+            // Retriable once the caller has read what landed (see the variant).
+            LogError::OffsetsUnknown { .. } => true,
             #[cfg(feature = "engines")]
             LogError::Embedded { .. } => false,
             LogError::UnknownTopic(_)

@@ -23,6 +23,8 @@ pub(crate) struct Replica {
     role: Role,
     ready: bool,
     lag: u64,
+    /// The node says this replica has not gained on its changelog for a while.
+    falling_behind: bool,
 }
 
 #[derive(Debug, Default)]
@@ -46,6 +48,12 @@ impl NodeHealth {
             Some(r) if r.role == Role::Standby && r.ready && r.lag <= max_lag => Some(r.lag),
             _ => None,
         }
+    }
+
+    /// Some replica on the node cannot keep up with its changelog: the node is overloaded, and
+    /// placement gives it no new replica while that lasts.
+    pub(crate) fn overloaded(&self) -> bool {
+        self.partitions.values().any(|r| r.falling_behind)
     }
 
     /// The node's replica of `partition` is ready: a master, or a standby within `max_lag`.
@@ -97,7 +105,13 @@ impl View {
                 h.draining = v.draining;
                 h.partitions.clear();
                 for p in &v.partitions {
-                    h.partitions.insert(p.partition, Replica { role: p.role, ready: p.ready, lag: p.changelog_lag });
+                    let replica = Replica {
+                        role: p.role,
+                        ready: p.ready,
+                        lag: p.changelog_lag,
+                        falling_behind: p.falling_behind_s > 0,
+                    };
+                    h.partitions.insert(p.partition, replica);
                 }
                 for p in &v.partitions {
                     self.learn(p.partition, p.epoch, &p.master);
@@ -189,6 +203,7 @@ mod tests {
                 ready,
                 changelog_lag: lag,
                 lease_ms: 0,
+                falling_behind_s: 0,
                 epoch: 1,
                 master: "a".into(),
                 ..PartitionView::not_hosted(p, vec![])

@@ -294,7 +294,13 @@ fn placement_step(c: &Coordinator, view: &View, state: &ClusterState, now: Insta
         return None;
     }
     let seen_alive = |n: &str| view.nodes.get(n).is_some_and(|h| h.up_since.is_some() && !h.dead(view.since, now));
-    let alive: BTreeSet<String> = members.iter().filter(|n| seen_alive(n)).cloned().collect();
+    // New replicas go to live members that keep up: a node whose replicas are falling behind
+    // their changelogs is overloaded, and another restore there would only add to it.
+    let alive: BTreeSet<String> = members
+        .iter()
+        .filter(|n| seen_alive(n) && !view.nodes.get(*n).is_some_and(|h| h.overloaded()))
+        .cloned()
+        .collect();
     let pinned: BTreeSet<u32> = c.cluster.assignment.iter().map(|a| a.partition).collect();
     let max_lag = c.cluster.max_promotion_lag;
     let target = placement::target(&current, &members, &alive, c.partitions, c.cluster.replication_factor, &pinned);

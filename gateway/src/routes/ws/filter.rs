@@ -483,6 +483,17 @@ async fn follow_remote(
     }
 }
 
+/// Whether a relayed message at `at` was passed on already, `last` being the position of the
+/// last one passed on. Positions only move forward, so a change at or below `last` was; an
+/// upstream that sends one anyway is not believed — the subscriber gets each change once, and
+/// the log says so. (The chaos soak saw an upstream go back to offset 24 when a master had
+/// taken a broker's offset-less acknowledgement for offsets; `storage::log::kafka` no longer
+/// does, and this stays as the relay's own guarantee.) A snapshot's objects all carry the
+/// snapshot's one position, so they are never judged this way.
+fn passed_on_already(last: Option<FeedPosition>, at: FeedPosition, snapshot: bool) -> bool {
+    !snapshot && last.is_some_and(|last| at.next <= last.next)
+}
+
 /// One upstream connection: subscribes to `p` after `pos` and passes its messages on with the
 /// whole cursor. `None` when the subscription is over; else why the upstream was given up.
 async fn carry(
@@ -554,13 +565,7 @@ async fn carry(
                     _ => return Some("the upstream sent a message without a cursor".into()),
                 };
                 let Some(at) = at(&cursor) else { return Some("the upstream's cursor lacks the partition".into()) };
-                // Positions only move forward: a change at or below the one passed on last was
-                // passed on already. An upstream that sends one anyway (seen in the chaos soak,
-                // from a replica reading a log whose answers had gone wrong) is not believed —
-                // the subscriber gets each change once, and the log says so. (A snapshot's
-                // objects all carry the snapshot's one position.)
-                let change = !matches!(m, ServerMsg::Snapshot { .. });
-                if change && pos.is_some_and(|last| at.next <= last.next) {
+                if passed_on_already(*pos, at, matches!(m, ServerMsg::Snapshot { .. })) {
                     tracing::warn!(partition = p, at = at.next, last = ?pos, "an upstream sent a change the relay had passed on; not sent again");
                     continue;
                 }
@@ -584,5 +589,24 @@ async fn carry(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_relay_never_passes_on_a_change_at_or_below_the_last_one() {
+        let at = |next, epoch| FeedPosition { next, epoch };
+        // The first message after a subscription: nothing passed on yet.
+        assert!(!passed_on_already(None, at(5, 1), false));
+        // Forward: passed on.
+        assert!(!passed_on_already(Some(at(56_560, 15)), at(56_561, 15), false));
+        // The same change again, or one further back (the soak's offset 24): dropped.
+        assert!(passed_on_already(Some(at(56_560, 15)), at(56_560, 15), false));
+        assert!(passed_on_already(Some(at(56_560, 15)), at(24, 15), false));
+        // A snapshot's objects share one position: never dropped for it.
+        assert!(!passed_on_already(Some(at(900, 2)), at(900, 2), true));
     }
 }
