@@ -28,7 +28,7 @@ use lightkeeper_storage::state::{RocksStore, StateStore, StoreOptions};
 use prometheus_client::registry::Registry;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -284,7 +284,7 @@ impl Node {
             disk,
             http: config.http.clone(),
             shutdown,
-            draining: std::sync::atomic::AtomicBool::new(false),
+            draining: AtomicBool::new(false),
             coordinator: std::sync::OnceLock::new(),
         }));
         Ok(Node { state, mode, config: config.clone(), tls, upkeep })
@@ -504,8 +504,21 @@ fn log_upkeep(config: &Config, topics: &Topics) -> Vec<Upkeep> {
     upkeep
 }
 
-/// Applies every [`Upkeep`] at start and every [`UPKEEP_EVERY`], off the async runtime.
+/// Sets its flag when dropped: the owner of a blocking job is gone, and the job should stop.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Applies every [`Upkeep`] at start and every [`UPKEEP_EVERY`], off the async runtime. A pass
+/// in progress when the node stops (this future is dropped) stops at its next record, so a
+/// shutdown never waits for a scan of a whole log.
 async fn keep_logs_bounded(upkeep: Vec<Upkeep>, state: AppState) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let _stop_on_drop = StopOnDrop(stop.clone());
     let mut every = tokio::time::interval(UPKEEP_EVERY);
     loop {
         every.tick().await;
@@ -515,6 +528,7 @@ async fn keep_logs_bounded(upkeep: Vec<Upkeep>, state: AppState) {
                 .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
                 .map_or(0, |d| d.as_millis() as i64);
             let (topic, compact, unread_kept, state) = (u.topic.clone(), u.compact, u.unread_kept, state.clone());
+            let stop = stop.clone();
             let run = move || {
                 // A partition without a replica here keeps everything.
                 let keep_from = |p: u32| {
@@ -525,9 +539,9 @@ async fn keep_logs_bounded(upkeep: Vec<Upkeep>, state: AppState) {
                     }
                 };
                 if compact {
-                    topic.compact_older_than(cutoff)
+                    topic.compact_older_than(cutoff, &stop)
                 } else {
-                    topic.delete_older_than(cutoff, &keep_from)
+                    topic.delete_older_than(cutoff, &keep_from, &stop)
                 }
             };
             let what = if u.compact { "compaction" } else { "retention" };

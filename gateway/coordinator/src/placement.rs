@@ -148,6 +148,21 @@ pub fn target(
     t
 }
 
+/// Whether placement leaves the table as it is: the members are exactly the configured `peers`
+/// and every partition still has its configured replicas (`seed`) — a cluster running as
+/// configured keeps its configured placement. Anything else is balanced: a node joined or is
+/// leaving, or the table has moved away from the seed (a node decommissioned and then re-added
+/// has no replicas left; without this it would stay empty while the others carry everything,
+/// as the chaos soak found).
+pub fn as_configured<'a>(
+    members: &BTreeSet<String>,
+    peers: impl Iterator<Item = &'a String>,
+    current: &BTreeMap<u32, Vec<String>>,
+    seed: impl Fn(u32) -> Vec<String>,
+) -> bool {
+    members.iter().eq(peers) && current.iter().all(|(p, rs)| *rs == seed(*p))
+}
+
 /// The next step for one partition from `current` toward `target`. `master`: the partition's
 /// master, if known; `ready(n)`: node `n`'s replica is ready and within the promotion bound;
 /// `dead(n)`: node `n` is down (its replica counts as not ready; it receives no mastership).
@@ -296,6 +311,35 @@ mod tests {
         let start = seeded(&["a", "b"], 4, 1);
         let t = target(&start, &names(&["a", "b", "c"]), &names(&["a", "b"]), 4, Some(1), &BTreeSet::new());
         assert_eq!(t, start, "nothing moves onto the dead node c");
+    }
+
+    #[test]
+    fn a_table_moved_away_from_the_seed_is_balanced_even_with_the_configured_members() {
+        let peers = names(&["a", "b", "c"]);
+        let seed = seeded(&["a", "b", "c"], 3, 2);
+        let configured = |p: u32| seed[&p].clone();
+        assert!(as_configured(&peers, peers.iter(), &seed, configured), "as configured: left alone");
+        assert!(!as_configured(&names(&["a", "b", "c", "d"]), peers.iter(), &seed, configured), "a node joined");
+        assert!(!as_configured(&names(&["a", "b"]), peers.iter(), &seed, configured), "a node is leaving");
+        // c was decommissioned (its replicas moved to a and b), then re-added: the members are
+        // the configured ones again, but c hosts nothing.
+        let emptied: BTreeMap<u32, Vec<String>> = seed
+            .iter()
+            .map(|(p, rs)| (*p, rs.iter().map(|n| if n == "c" { "a".to_owned() } else { n.clone() }).collect()))
+            .map(|(p, mut rs): (u32, Vec<String>)| {
+                rs.dedup();
+                if rs.len() < 2 {
+                    rs.push("b".to_owned());
+                }
+                (p, rs)
+            })
+            .collect();
+        assert!(emptied.values().all(|rs| !rs.contains(&"c".to_owned())));
+        assert!(!as_configured(&peers, peers.iter(), &emptied, configured), "moved: placement acts");
+        let (end, _) = converge(emptied, &peers, 3, Some(2));
+        let (replicas, _) = loads(&end, &peers);
+        assert!(replicas.iter().all(|&n| n >= 1), "c hosts replicas again: {end:?}");
+        assert!(spread(&replicas) <= 1, "{replicas:?}");
     }
 
     #[test]

@@ -9,6 +9,7 @@ use parking_lot::{Condvar, Mutex};
 use rocksdb::{Direction, IteratorMode, WriteBatch, WriteOptions, DB};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -151,9 +152,17 @@ impl Topic for EmbeddedTopic {
     /// the epoch) — the embedded counterpart of Kafka's `retention.ms`. The newest record of a
     /// partition is always kept, so that its next offset survives a restart. Returns how many
     /// records were deleted. Blocking.
-    fn delete_older_than(&self, cutoff_ms: i64, keep_from: &dyn Fn(u32) -> u64) -> Result<u64, LogError> {
+    fn delete_older_than(
+        &self,
+        cutoff_ms: i64,
+        keep_from: &dyn Fn(u32) -> u64,
+        stop: &AtomicBool,
+    ) -> Result<u64, LogError> {
         let mut deleted = 0;
         for partition in 0..self.partitions() {
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
             let end = *self.part(partition)?.next.lock();
             let unread = keep_from(partition);
             let p = prefix(&self.name, partition);
@@ -178,6 +187,11 @@ impl Topic for EmbeddedTopic {
                     first_kept = Some(offset);
                     break;
                 }
+                if stop.load(Ordering::Relaxed) {
+                    // What was scanned may go: everything before this record is past retention.
+                    first_kept = Some(offset);
+                    break;
+                }
             }
             if let (Some(oldest), Some(kept)) = (oldest, first_kept) {
                 if kept > oldest {
@@ -195,10 +209,13 @@ impl Topic for EmbeddedTopic {
     }
 
     /// Compaction of every partition (see `compact_partition`). Blocking.
-    fn compact_older_than(&self, cutoff_ms: i64) -> Result<u64, LogError> {
+    fn compact_older_than(&self, cutoff_ms: i64, stop: &AtomicBool) -> Result<u64, LogError> {
         let mut deleted = 0;
         for partition in 0..self.partitions() {
-            deleted += self.compact_partition(partition, cutoff_ms)?;
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+            deleted += self.compact_partition(partition, cutoff_ms, stop)?;
         }
         Ok(deleted)
     }
@@ -209,8 +226,9 @@ impl EmbeddedTopic {
     /// record of that key exists) and that is older than `cutoff_ms` is deleted. The newest
     /// record of each key — and so of the partition — is never deleted. Holds the set of keys
     /// seen (one entry per object in a changelog). Reads a snapshot, so appends go on meanwhile:
-    /// a record appended after the scan began is newer than anything it deletes.
-    fn compact_partition(&self, partition: u32, cutoff_ms: i64) -> Result<u64, LogError> {
+    /// a record appended after the scan began is newer than anything it deletes. Stops where it
+    /// is once `stop` is set, keeping the deletions decided so far (each is valid on its own).
+    fn compact_partition(&self, partition: u32, cutoff_ms: i64, stop: &AtomicBool) -> Result<u64, LogError> {
         let p = prefix(&self.name, partition);
         let upper = record_key(&self.name, partition, u64::MAX);
         let mut seen: std::collections::HashSet<Vec<u8>> = std::collections::HashSet::new();
@@ -218,7 +236,7 @@ impl EmbeddedTopic {
         let mut deleted = 0u64;
         for item in self.db.iterator(IteratorMode::From(&upper, Direction::Reverse)) {
             let (k, v) = item.map_err(|e| LogError::embedded("compaction scan", e))?;
-            if !k.starts_with(&p) {
+            if !k.starts_with(&p) || stop.load(Ordering::Relaxed) {
                 break;
             }
             let stored: StoredRecord = match v.split_first() {
@@ -336,15 +354,18 @@ mod tests {
                 append(&t, p);
             }
             let all_read = |_: u32| u64::MAX;
-            assert_eq!(t.delete_older_than(0, &all_read).unwrap(), 0, "nothing is older than the epoch");
+            let go = AtomicBool::new(false);
+            // A stop set before the pass: nothing is done.
+            assert_eq!(t.delete_older_than(now_ms() + 60_000, &all_read, &AtomicBool::new(true)).unwrap(), 0);
+            assert_eq!(t.delete_older_than(0, &all_read, &go).unwrap(), 0, "nothing is older than the epoch");
             let later = now_ms() + 60_000;
-            assert_eq!(t.delete_older_than(later, &|_| 1).unwrap(), 1, "not what the reader has yet to read");
-            assert_eq!(t.delete_older_than(later, &all_read).unwrap(), 1, "all but the newest record");
+            assert_eq!(t.delete_older_than(later, &|_| 1, &go).unwrap(), 1, "not what the reader has yet to read");
+            assert_eq!(t.delete_older_than(later, &all_read, &go).unwrap(), 1, "all but the newest record");
             let timeout = Duration::from_secs(1);
             assert_eq!(t.read_at(0, 0, timeout).unwrap(), None, "a deleted record reads as gone");
             assert_eq!(t.read_at(0, 2, timeout).unwrap().unwrap().payload, b"c");
             assert_eq!(t.read_at(0, 3, timeout).unwrap(), None, "beyond the end");
-            assert_eq!(t.delete_older_than(later, &all_read).unwrap(), 0, "idempotent");
+            assert_eq!(t.delete_older_than(later, &all_read, &go).unwrap(), 0, "idempotent");
         }
         let log = EmbeddedLog::open(dir.path()).unwrap();
         let t = log.topic("alerts", 2).unwrap();
@@ -365,10 +386,13 @@ mod tests {
         put(Some(b"ztf:A"), b"A2");
         put(Some(b"~epoch/2"), b"m2");
         put(Some(b"ztf:A"), b"A3");
-        assert_eq!(t.compact_older_than(0).unwrap(), 0, "nothing is older than the epoch");
+        let go = AtomicBool::new(false);
+        // A stop set before the pass: nothing is done.
+        assert_eq!(t.compact_older_than(now_ms() + 60_000, &AtomicBool::new(true)).unwrap(), 0);
+        assert_eq!(t.compact_older_than(0, &go).unwrap(), 0, "nothing is older than the epoch");
         let later = now_ms() + 60_000;
-        assert_eq!(t.compact_older_than(later).unwrap(), 2, "A1 and A2");
-        assert_eq!(t.compact_older_than(later).unwrap(), 0, "idempotent");
+        assert_eq!(t.compact_older_than(later, &go).unwrap(), 2, "A1 and A2");
+        assert_eq!(t.compact_older_than(later, &go).unwrap(), 0, "idempotent");
         let mut reader = t.reader(0, 0).unwrap();
         let polled = reader.poll(100, Duration::from_millis(10)).unwrap();
         let kept: Vec<(u64, &[u8])> = polled.records.iter().map(|r| (r.offset, r.payload.as_slice())).collect();

@@ -20,6 +20,7 @@ pub use kafka::{is_secret_property, KafkaConfig, KafkaTopic};
 
 #[cfg(feature = "engines")]
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 /// One record of a topic partition.
@@ -213,16 +214,24 @@ pub trait Topic: Send + Sync {
     /// its reader has not consumed yet (a node that was stopped, or paused by its disk budget,
     /// for longer than the retention loses nothing). Kafka brokers apply the topic's
     /// `retention.ms` themselves, so the default does nothing; the embedded log deletes here.
-    fn delete_older_than(&self, cutoff_ms: i64, keep_from: &dyn Fn(u32) -> u64) -> Result<u64, LogError> {
-        let _ = (cutoff_ms, keep_from);
+    /// Returns early, having done part of the work, once `stop` is set (a node shutting down
+    /// does not wait for a whole pass).
+    fn delete_older_than(
+        &self,
+        cutoff_ms: i64,
+        keep_from: &dyn Fn(u32) -> u64,
+        stop: &AtomicBool,
+    ) -> Result<u64, LogError> {
+        let _ = (cutoff_ms, keep_from, stop);
         Ok(0)
     }
     /// Applies compaction: deletes every record appended before `cutoff_ms` for which a newer
     /// record with the same key exists, and returns how many — what Kafka does to a compacted
     /// topic whose `min.compaction.lag.ms` has passed. Brokers compact by themselves, so the
     /// default does nothing; the embedded log compacts here. Records without a key are kept.
-    fn compact_older_than(&self, cutoff_ms: i64) -> Result<u64, LogError> {
-        let _ = cutoff_ms;
+    /// Returns early, having done part of the work, once `stop` is set.
+    fn compact_older_than(&self, cutoff_ms: i64, stop: &AtomicBool) -> Result<u64, LogError> {
+        let _ = (cutoff_ms, stop);
         Ok(0)
     }
     /// The record at `offset`, or `None` when the log no longer (or never) held it: past
