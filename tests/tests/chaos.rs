@@ -10,7 +10,7 @@
 //! Filter-subscription gaps are asserted like the rest. Until this session's runs they were
 //! only printed: one run in four skipped versions after a relay reconnected to a node whose
 //! replica had just been created (RELIABILITY.md, "Faults the soak found"); that was fixed,
-//! and the runs since (CI-length, 20 minutes, an hour) have shown none.
+//! and the runs since (CI-length runs and a 20-minute one) have shown none.
 //!
 //! `LIGHTKEEPER_CHAOS_SEED` replays another schedule; `bench chaos` runs the long version. A
 //! failing run keeps its directory (the history, every node's log) and prints where it is.
